@@ -1,0 +1,28 @@
+# The two commands a fresh machine needs are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv/bin
+TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
+
+.PHONY: setup setup-dev demo test lint fmt testcluster bench
+
+setup:
+	@scripts/setup.sh
+
+setup-dev:
+	@AGENTKUBE_SETUP_DEV=1 scripts/setup.sh
+
+demo: setup
+	$(VENV)/agentkube run examples/seed-agent.yaml --task "$$(printf '$(TASK)')"
+
+lint: setup-dev
+	$(VENV)/ruff check src tests benchmarks
+	$(VENV)/ruff format --check src tests benchmarks
+	$(VENV)/mypy
+
+fmt: setup-dev
+	$(VENV)/ruff format src tests benchmarks
+	$(VENV)/ruff check --fix src tests benchmarks
+
+test: setup-dev
+	$(VENV)/pytest
+

@@ -1,0 +1,3 @@
+from agentkube.cli.main import run
+
+run()

@@ -1,0 +1,56 @@
+"""Entry point of the ``agentkube`` command.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input. Every :class:`AgentkubeError` becomes one
+line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from agentkube import __version__
+from agentkube.errors import AgentkubeError, UserError
+
+app = typer.Typer(
+    name="agentkube",
+    help="Kubernetes as the operating system for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the agentkube version."""
+    typer.echo(__version__)
+
+
+def _register_subcommands() -> None:
+    # Imported here so `agentkube version` stays fast and each layer loads only when used.
+    from agentkube.cli import sandbox
+
+    app.add_typer(sandbox.app, name="sandbox")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    _register_subcommands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        # Standalone mode lets typer report usage errors (exit 2) and --help itself.
+        app(args=args, prog_name="agentkube", standalone_mode=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except AgentkubeError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2 if isinstance(e, UserError) else 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

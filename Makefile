@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
 
-.PHONY: setup setup-dev demo test lint fmt testcluster bench
+.PHONY: setup setup-dev demo test lint fmt crds
 
 setup:
 	@scripts/setup.sh
@@ -25,4 +25,7 @@ fmt: setup-dev
 
 test: setup-dev
 	$(VENV)/pytest
+
+crds: setup
+	$(VENV)/agentkube crds --output-dir deploy/crds
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -27,6 +29,25 @@ app = typer.Typer(
 def version() -> None:
     """Print the agentkube version."""
     typer.echo(__version__)
+
+
+@app.command()
+def crds(
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="write one file per CRD into this directory instead"),
+    ] = None,
+) -> None:
+    """Print the CustomResourceDefinitions of the ai.openvn/v1 API (kubectl apply -f -)."""
+    from agentkube.api.crds import crd_files, render_all
+
+    if output_dir is None:
+        typer.echo(render_all(), nl=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in crd_files().items():
+        (output_dir / name).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output_dir / name}", err=True)
 
 
 def _register_subcommands() -> None:

@@ -1,0 +1,123 @@
+"""Read manifests (YAML, one or many documents) into typed API objects.
+
+Every failure becomes a :class:`ManifestError` whose message is one line naming the file, the
+object, the field and the fix — the CLI prints it as is and exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from agentkube.api.errors import ManifestError
+from agentkube.api.models import API_VERSION, KINDS, Agent, Resource
+
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def load_file(path: Path | str) -> list[Resource]:
+    """Parse every document of a manifest file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"{path}: file is {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may "
+                "have; split it"
+            )
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file; pass the path of an Agent manifest") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a directory; pass the path of a manifest file") from None
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text ({e.reason}); save it as UTF-8") from e
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read it ({e.strerror})") from e
+    return parse_documents(text, str(path))
+
+
+def parse_documents(text: str, source: str = "<manifest>") -> list[Resource]:
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{source}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from e
+    if not documents:
+        raise ManifestError(f"{source}: no documents; expected an ai.openvn/v1 Agent or Model")
+    return [
+        parse_object(doc, f"{source}" + (f" (document {i})" if i else ""))
+        for i, doc in enumerate(documents)
+    ]
+
+
+def parse_object(doc: Any, source: str) -> Resource:
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            f"{source}: expected a mapping with apiVersion, kind, metadata and spec, "
+            f"got {type(doc).__name__}"
+        )
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if api_version != API_VERSION:
+        raise ManifestError(
+            f"{source}: apiVersion {api_version!r} is not supported; use apiVersion: {API_VERSION}"
+        )
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ManifestError(
+            f"{source}: kind {kind!r} is not supported; use one of {', '.join(KINDS)}"
+        )
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        name = (
+            (doc.get("metadata") or {}).get("name")
+            if isinstance(doc.get("metadata"), dict)
+            else None
+        )
+        what = f"{kind} {name}" if name else kind
+        raise ManifestError(f"{source}: {what}: {describe(e)}") from None
+
+
+def single_agent(resources: list[Resource], source: str) -> Agent:
+    """The one Agent a file defines (``agentkube run`` runs exactly one)."""
+    agents = [r for r in resources if isinstance(r, Agent)]
+    if len(agents) != 1:
+        names = ", ".join(a.metadata.name for a in agents) or "none"
+        raise ManifestError(f"{source}: expected exactly one Agent, found {len(agents)} ({names})")
+    return agents[0]
+
+
+def describe(error: ValidationError) -> str:
+    """One sentence for the first validation error, naming the field and the fix."""
+    errors = error.errors(include_url=False)
+    first = _sentence(errors[0])
+    more = len(errors) - 1
+    return first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _sentence(err: ErrorDetails) -> str:
+    field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in err["loc"]).replace(
+        ".[", "["
+    )
+    kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{field}: required field is missing; add it"
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field; remove it or check its spelling"
+    got = err.get("input")
+    shown = (
+        f" (got {got!r})"
+        if isinstance(got, (str, int, float, bool)) and kind != "value_error"
+        else ""
+    )
+    return f"{field}: {msg}{shown}"
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)

@@ -1,0 +1,1 @@
+"""Agent memory: conversation history now; semantic memory and task queues later."""

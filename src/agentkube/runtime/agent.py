@@ -1,0 +1,126 @@
+"""One agent, built from its spec: pydantic-ai does the loop, we supply model, tools and memory.
+
+:class:`AgentRuntime` is shared by ``agentkube run`` (one task, then exit) and ``agentkube agent
+serve`` (many tasks over HTTP). A run emits :class:`RunEvent` s as it goes and returns a
+:class:`RunOutcome` with the answer, the model that gave it and every tool call.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel
+from pydantic_ai import Agent as PydanticAgent
+from pydantic_ai.exceptions import ModelAPIError, ModelConnectionError, ModelHTTPError
+from pydantic_ai.messages import ModelMessage, PartDeltaEvent, TextPartDelta
+from pydantic_ai.models import Model as PydanticAIModel
+
+from agentkube.api.models import Agent
+from agentkube.memory.history import HistoryStore
+from agentkube.runtime.errors import ModelRequestFailed, ModelUnreachable
+from agentkube.runtime.events import EventSink, RunEvent, discard
+from agentkube.runtime.model_resolution import ModelChoice
+from agentkube.runtime.recording import ToolCallRecord, ToolRecorder
+from agentkube.runtime.tools import RunDeps, ToolEnvironment, build_tools
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are {name}, an agent running on agentkube. Use your tools when they help; "
+    "code you run executes in an isolated sandbox without network access. Answer concisely."
+)
+
+
+class RunOutcome(BaseModel):
+    agent: str
+    output: str
+    model: str
+    model_note: str | None = None
+    tool_calls: list[ToolCallRecord]
+    duration_ms: float
+
+
+class AgentRuntime:
+    """Runs tasks for one Agent."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        choice: ModelChoice,
+        model: PydanticAIModel,
+        tools: ToolEnvironment,
+        history: HistoryStore | None = None,
+    ) -> None:
+        self.agent = agent
+        self.choice = choice
+        self.history = history
+        self.key = f"{agent.metadata.namespace or 'default'}/{agent.metadata.name}"
+        prompt = agent.spec.system_prompt or DEFAULT_SYSTEM_PROMPT.format(name=agent.metadata.name)
+        self._agent: PydanticAgent[RunDeps, str] = PydanticAgent(
+            model,
+            deps_type=RunDeps,
+            tools=build_tools(agent.spec.tools, tools),
+            instructions=prompt,
+            name=agent.metadata.name,
+        )
+
+    async def run(self, task: str, emit: EventSink = discard) -> RunOutcome:
+        started = time.perf_counter()
+        recorder = ToolRecorder(emit=emit)
+        emit(RunEvent(kind="run.started", data={"task": task, "model": self.choice.label}))
+        history = await self.history.load(self.key) if self.history else []
+        try:
+            output, new_messages = await self._loop(task, history, recorder, emit)
+        except ModelConnectionError as e:
+            raise ModelUnreachable(
+                f"model endpoint {self.choice.base_url} is unreachable ({e.message}); check the "
+                "server runs and --base-url / AGENTKUBE_MODEL_BASE_URL / the Model's endpoint.url"
+            ) from e
+        except ModelHTTPError as e:
+            raise ModelRequestFailed(
+                f"model endpoint {self.choice.base_url} answered HTTP {e.status_code} for model "
+                f"{self.choice.model_id!r}: {str(e.body)[:200]}"
+            ) from e
+        except ModelAPIError as e:
+            raise ModelRequestFailed(f"model request failed: {e.message}") from e
+        if self.history is not None:
+            await self.history.append(self.key, new_messages)
+        return RunOutcome(
+            agent=self.agent.metadata.name,
+            output=output,
+            model=self.choice.label,
+            model_note=self.choice.note,
+            tool_calls=recorder.calls,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    async def _loop(
+        self,
+        task: str,
+        history: list[ModelMessage],
+        recorder: ToolRecorder,
+        emit: EventSink,
+    ) -> tuple[str, list[ModelMessage]]:
+        deps = RunDeps(recorder=recorder)
+        stream = self.choice.kind == "openai"
+        async with self._agent.iter(task, message_history=history or None, deps=deps) as run:
+            async for node in run:
+                if PydanticAgent.is_model_request_node(node):
+                    emit(RunEvent(kind="model.request", data={"model": self.choice.label}))
+                    if stream:
+                        async with node.stream(run.ctx) as events:
+                            async for event in events:
+                                if isinstance(event, PartDeltaEvent) and isinstance(
+                                    event.delta, TextPartDelta
+                                ):
+                                    emit(
+                                        RunEvent(
+                                            kind="text.delta",
+                                            data={"text": event.delta.content_delta},
+                                        )
+                                    )
+                elif PydanticAgent.is_call_tools_node(node):
+                    calls = [p.tool_name for p in node.model_response.tool_calls]
+                    emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
+        result = run.result
+        assert result is not None  # the iteration above ran to End
+        return result.output, result.new_messages()

@@ -1,0 +1,120 @@
+"""From a manifest file and settings to a ready :class:`AgentRuntime`.
+
+Settings come from flags, then the environment (the operator sets ``AGENTKUBE_*`` variables in
+agent pods), then defaults. The sandbox is opened only when the agent has a tool that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentkube.api.loading import load_file, single_agent
+from agentkube.api.models import Agent, Model, SandboxLimits
+from agentkube.api.quantity import parse_bytes, parse_cpu
+from agentkube.errors import UserError
+from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
+from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.model_resolution import build_model, resolve_model
+from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
+from agentkube.sandbox.contract import Limits, Sandbox
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("AGENTKUBE_DATA_DIR"):
+        return Path(environ["AGENTKUBE_DATA_DIR"])
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agentkube"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    data_dir: Path | None = None
+    sandbox_pool: int = 0
+    web: WebSettings | None = None
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or default_data_dir(self.environ)
+
+    def web_settings(self) -> WebSettings:
+        return self.web or WebSettings(
+            allow_private=_truthy(self.environ.get("AGENTKUBE_WEB_ALLOW_PRIVATE"))
+        )
+
+
+def sandbox_limits(spec: SandboxLimits | None) -> Limits:
+    """The execution limits of spec.sandbox, over the contract's defaults."""
+    if spec is None:
+        return Limits()
+    overrides: dict[str, float | int] = {}
+    try:
+        if spec.cpu is not None:
+            overrides["cpu"] = parse_cpu(spec.cpu)
+        if spec.memory is not None:
+            overrides["memory_bytes"] = parse_bytes(spec.memory)
+    except ValueError as e:
+        raise UserError(f"spec.sandbox: {e}") from e
+    if spec.timeout_seconds is not None:
+        overrides["timeout_s"] = spec.timeout_seconds
+    if spec.pids is not None:
+        overrides["pids"] = spec.pids
+    return Limits.model_validate(overrides)
+
+
+def history_for(agent: Agent, data_dir: Path) -> HistoryStore | None:
+    if agent.spec.memory == "persistent":
+        return SqliteHistory(data_dir / "history.sqlite3")
+    if agent.spec.memory == "ephemeral":
+        return InMemoryHistory()
+    return None
+
+
+def open_sandbox(settings: RuntimeSettings) -> Sandbox:
+    """The sandbox backend for this process: the local one (the gateway comes with clusters)."""
+    from agentkube.sandbox.local import LocalSandbox
+
+    return LocalSandbox(pool_size=settings.sandbox_pool)
+
+
+@asynccontextmanager
+async def open_runtime(
+    agent: Agent, models: list[Model], settings: RuntimeSettings
+) -> AsyncIterator[AgentRuntime]:
+    """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit."""
+    choice = resolve_model(
+        agent,
+        models,
+        override=settings.model,
+        base_url=settings.base_url,
+        api_key=settings.api_key,
+        environ=settings.environ,
+    )
+    limits = sandbox_limits(agent.spec.sandbox)
+    sandbox = open_sandbox(settings) if PYTHON_INTERPRETER in agent.spec.tools else None
+    try:
+        yield AgentRuntime(
+            agent,
+            choice=choice,
+            model=build_model(choice),
+            tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
+            history=history_for(agent, settings.resolved_data_dir()),
+        )
+    finally:
+        if sandbox is not None:
+            await sandbox.aclose()
+
+
+def load_agent(path: Path) -> tuple[Agent, list[Model]]:
+    resources = load_file(path)
+    return single_agent(resources, str(path)), [r for r in resources if isinstance(r, Model)]

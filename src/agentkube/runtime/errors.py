@@ -1,0 +1,29 @@
+"""Runtime errors.
+
+UserError
+├── ModelConfigError       the model cannot be configured from spec/flags/environment
+└── ToolConfigError        a tool in spec.tools cannot run here
+RuntimeFailure
+├── ModelUnreachable       the model endpoint did not answer (connection, timeout)
+└── ModelRequestFailed     the model endpoint answered with an error
+"""
+
+from __future__ import annotations
+
+from agentkube.errors import RuntimeFailure, UserError
+
+
+class ModelConfigError(UserError):
+    """The model configuration is invalid."""
+
+
+class ToolConfigError(UserError):
+    """A tool cannot be provided."""
+
+
+class ModelUnreachable(RuntimeFailure):
+    """The model endpoint could not be reached."""
+
+
+class ModelRequestFailed(RuntimeFailure):
+    """The model endpoint returned an error."""

@@ -1,0 +1,288 @@
+"""The agent's HTTP API (what the operator runs in each agent pod).
+
+    POST /v1/tasks                 submit a task -> 202 {id, status}
+    GET  /v1/tasks/{id}            status and, when done, the result
+    GET  /v1/tasks/{id}/events     the run's events as server-sent events (replayed, then live)
+    GET  /v1/agent                 who this agent is
+    GET  /healthz /readyz /metrics liveness, readiness, Prometheus
+    GET  /openapi.json /docs       the API description
+
+Tasks run in the background, at most ``max_concurrent`` at once; at most ``max_queued`` wait,
+beyond that submissions get 429. Finished tasks are kept (newest ``max_kept``) for reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from agentkube import __version__
+from agentkube.errors import AgentkubeError
+from agentkube.runtime.agent import AgentRuntime, RunOutcome
+from agentkube.runtime.events import RunEvent
+
+log = logging.getLogger(__name__)
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed"]
+RuntimeFactory = Callable[[], AbstractAsyncContextManager[AgentRuntime]]
+
+
+class TaskRequest(BaseModel):
+    task: str = Field(..., min_length=1, max_length=100_000, description="what the agent should do")
+
+
+class TaskView(BaseModel):
+    id: str
+    status: TaskStatus
+    task: str
+    created_at: float
+    finished_at: float | None = None
+    result: RunOutcome | None = None
+    error: str | None = None
+
+
+class AgentInfo(BaseModel):
+    name: str
+    model: str
+    tools: list[str]
+    memory: str
+    version: str
+
+
+@dataclass
+class TaskRecord:
+    view: TaskView
+    events: list[RunEvent] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, event: RunEvent) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    @property
+    def done(self) -> bool:
+        return self.view.status in ("succeeded", "failed")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tasks = Counter(
+            "agentkube_tasks", "Tasks finished, by outcome", ["outcome"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "agentkube_task_duration_seconds", "Task run time", registry=self.registry
+        )
+        self.tool_calls = Counter(
+            "agentkube_tool_calls",
+            "Tool calls, by tool and success",
+            ["tool", "ok"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("agentkube_tasks_in_flight", "Tasks running", registry=self.registry)
+
+
+class TaskManager:
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        metrics: Metrics,
+        *,
+        max_concurrent: int,
+        max_queued: int,
+        max_kept: int,
+    ) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.tasks: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_queued, self._max_kept = max_queued, max_kept
+        self._running: set[asyncio.Task[None]] = set()
+
+    def submit(self, text: str) -> TaskRecord:
+        waiting = sum(1 for r in self.tasks.values() if r.view.status == "queued")
+        if waiting >= self._max_queued:
+            raise HTTPException(429, f"{waiting} tasks are already queued; retry later")
+        record = TaskRecord(
+            TaskView(id=uuid.uuid4().hex, status="queued", task=text, created_at=time.time())
+        )
+        self.tasks[record.view.id] = record
+        self._evict()
+        job = asyncio.create_task(self._run(record))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+        return record
+
+    async def _run(self, record: TaskRecord) -> None:
+        async with self._slots:
+            record.view.status = "running"
+            self.metrics.in_flight.inc()
+            started = time.perf_counter()
+            try:
+                outcome = await self.runtime.run(record.view.task, emit=record.add)
+            except AgentkubeError as e:
+                self._finish(record, "failed", error=str(e))
+            except Exception as e:
+                log.exception("task %s of agent %s failed", record.view.id, self.runtime.key)
+                self._finish(record, "failed", error=f"internal error: {type(e).__name__}: {e}")
+            else:
+                for call in outcome.tool_calls:
+                    self.metrics.tool_calls.labels(call.name, str(call.ok).lower()).inc()
+                self._finish(record, "succeeded", result=outcome)
+            finally:
+                self.metrics.in_flight.dec()
+                self.metrics.duration.observe(time.perf_counter() - started)
+
+    def _finish(
+        self,
+        record: TaskRecord,
+        status: TaskStatus,
+        *,
+        result: RunOutcome | None = None,
+        error: str | None = None,
+    ) -> None:
+        record.view.status, record.view.result, record.view.error = status, result, error
+        record.view.finished_at = time.time()
+        self.metrics.tasks.labels(status).inc()
+        record.add(
+            RunEvent(
+                kind="run.finished" if result else "run.failed",
+                data={"status": status, "error": error},
+            )
+        )
+
+    def _evict(self) -> None:
+        while len(self.tasks) > self._max_kept:
+            oldest = next((k for k, r in self.tasks.items() if r.done), None)
+            if oldest is None:
+                return
+            del self.tasks[oldest]
+
+    def get(self, task_id: str) -> TaskRecord:
+        record = self.tasks.get(task_id)
+        if record is None:
+            raise HTTPException(404, f"no task {task_id!r}; it never existed or was evicted")
+        return record
+
+    async def shutdown(self) -> None:
+        for job in list(self._running):
+            job.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+
+async def event_stream(record: TaskRecord) -> AsyncIterator[str]:
+    """Server-sent events: everything so far, then new events until the task is done."""
+    sent = 0
+    while True:
+        record.changed.clear()
+        for event in record.events[sent:]:
+            yield f"event: {event.kind}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
+        sent = len(record.events)
+        if record.done:
+            return
+        try:
+            await asyncio.wait_for(record.changed.wait(), timeout=15)
+        except TimeoutError:
+            yield ": keep-alive\n\n"
+
+
+def create_app(
+    open_runtime: RuntimeFactory,
+    *,
+    max_concurrent: int = 4,
+    max_queued: int = 100,
+    max_kept: int = 1000,
+) -> FastAPI:
+    metrics = Metrics()
+    state: dict[str, TaskManager] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime() as runtime:
+            state["tasks"] = TaskManager(
+                runtime,
+                metrics,
+                max_concurrent=max_concurrent,
+                max_queued=max_queued,
+                max_kept=max_kept,
+            )
+            log.info("agent %s ready (model %s)", runtime.key, runtime.choice.label)
+            try:
+                yield
+            finally:
+                await state.pop("tasks").shutdown()
+
+    app = FastAPI(title="agentkube agent", version=__version__, lifespan=lifespan)
+
+    def manager() -> TaskManager:
+        if "tasks" not in state:
+            raise HTTPException(503, "the agent is not ready")
+        return state["tasks"]
+
+    @app.post("/v1/tasks", status_code=202, response_model=TaskView)
+    async def submit(request: TaskRequest) -> TaskView:
+        return manager().submit(request.task).view
+
+    @app.get("/v1/tasks", response_model=list[TaskView])
+    async def list_tasks() -> list[TaskView]:
+        return [r.view for r in manager().tasks.values()]
+
+    @app.get("/v1/tasks/{task_id}", response_model=TaskView)
+    async def read(task_id: str) -> TaskView:
+        return manager().get(task_id).view
+
+    @app.get("/v1/tasks/{task_id}/events", response_class=StreamingResponse)
+    async def events(task_id: str) -> StreamingResponse:
+        record = manager().get(task_id)
+        return StreamingResponse(
+            event_stream(record),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @app.get("/v1/agent", response_model=AgentInfo)
+    async def info() -> AgentInfo:
+        runtime = manager().runtime
+        spec = runtime.agent.spec
+        return AgentInfo(
+            name=runtime.agent.metadata.name,
+            model=runtime.choice.label,
+            tools=list(spec.tools),
+            memory=spec.memory,
+            version=__version__,
+        )
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz", response_class=PlainTextResponse)
+    async def readyz() -> str:
+        manager()
+        return "ready"
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -12,7 +12,13 @@ import time
 from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
 from pydantic_ai.exceptions import ModelAPIError, ModelConnectionError, ModelHTTPError
-from pydantic_ai.messages import ModelMessage, PartDeltaEvent, TextPartDelta
+from pydantic_ai.messages import (
+    ModelMessage,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+)
 from pydantic_ai.models import Model as PydanticAIModel
 
 from agentkube.api.models import Agent
@@ -49,8 +55,10 @@ class AgentRuntime:
         model: PydanticAIModel,
         tools: ToolEnvironment,
         history: HistoryStore | None = None,
+        stream_text: bool = False,
     ) -> None:
         self.agent = agent
+        self.stream_text = stream_text
         self.choice = choice
         self.history = history
         self.key = f"{agent.metadata.namespace or 'default'}/{agent.metadata.name}"
@@ -101,26 +109,28 @@ class AgentRuntime:
         emit: EventSink,
     ) -> tuple[str, list[ModelMessage]]:
         deps = RunDeps(recorder=recorder)
-        stream = self.choice.kind == "openai"
         async with self._agent.iter(task, message_history=history or None, deps=deps) as run:
             async for node in run:
                 if PydanticAgent.is_model_request_node(node):
                     emit(RunEvent(kind="model.request", data={"model": self.choice.label}))
-                    if stream:
+                    if self.stream_text:
                         async with node.stream(run.ctx) as events:
                             async for event in events:
-                                if isinstance(event, PartDeltaEvent) and isinstance(
-                                    event.delta, TextPartDelta
-                                ):
-                                    emit(
-                                        RunEvent(
-                                            kind="text.delta",
-                                            data={"text": event.delta.content_delta},
-                                        )
-                                    )
+                                text = _text_of(event)
+                                if text:
+                                    emit(RunEvent(kind="text.delta", data={"text": text}))
                 elif PydanticAgent.is_call_tools_node(node):
                     calls = [p.tool_name for p in node.model_response.tool_calls]
                     emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
         result = run.result
         assert result is not None  # the iteration above ran to End
         return result.output, result.new_messages()
+
+
+def _text_of(event: object) -> str | None:
+    """The answer text a streamed event carries, if any."""
+    if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+        return event.part.content
+    if isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+        return event.delta.content_delta
+    return None

@@ -18,7 +18,7 @@ from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime
-from agentkube.runtime.model_resolution import build_model, resolve_model
+from agentkube.runtime.model_resolution import open_model, resolve_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
 from agentkube.sandbox.contract import Limits, Sandbox
 
@@ -101,15 +101,18 @@ async def open_runtime(
         environ=settings.environ,
     )
     limits = sandbox_limits(agent.spec.sandbox)
+    history = history_for(agent, settings.resolved_data_dir())
     sandbox = open_sandbox(settings) if PYTHON_INTERPRETER in agent.spec.tools else None
     try:
-        yield AgentRuntime(
-            agent,
-            choice=choice,
-            model=build_model(choice),
-            tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
-            history=history_for(agent, settings.resolved_data_dir()),
-        )
+        async with open_model(choice) as model:
+            yield AgentRuntime(
+                agent,
+                choice=choice,
+                model=model,
+                tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
+                history=history,
+                stream_text=choice.kind == "openai",
+            )
     finally:
         if sandbox is not None:
             await sandbox.aclose()

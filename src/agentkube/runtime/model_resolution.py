@@ -11,7 +11,8 @@ Order, first match wins:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,7 +42,7 @@ class ModelChoice:
     def label(self) -> str:
         """How the run output names the model that answered."""
         if self.kind == "offline":
-            return OFFLINE_MODEL_NAME
+            return self.model_id
         return f"{self.model_id} @ {self.base_url}"
 
 
@@ -89,9 +90,14 @@ def resolve_model(
     )
 
 
-def build_model(choice: ModelChoice, *, timeout_s: float = 120.0) -> PydanticAIModel:
+@asynccontextmanager
+async def open_model(
+    choice: ModelChoice, *, timeout_s: float = 120.0
+) -> AsyncIterator[PydanticAIModel]:
+    """The pydantic-ai model for a choice; its HTTP client is closed on exit."""
     if choice.kind == "offline":
-        return offline_model()
+        yield offline_model()
+        return
     client = AsyncOpenAI(
         base_url=choice.base_url,
         # Local servers (vLLM, llama.cpp) accept any key; the client insists on one.
@@ -99,4 +105,7 @@ def build_model(choice: ModelChoice, *, timeout_s: float = 120.0) -> PydanticAIM
         max_retries=1,
         timeout=timeout_s,
     )
-    return OpenAIChatModel(choice.model_id, provider=OpenAIProvider(openai_client=client))
+    try:
+        yield OpenAIChatModel(choice.model_id, provider=OpenAIProvider(openai_client=client))
+    finally:
+        await client.close()

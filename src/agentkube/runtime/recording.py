@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_ai import ModelRetry
 
 from agentkube.runtime.events import EventSink, RunEvent, discard
 
@@ -51,6 +52,10 @@ class ToolRecorder:
         started = time.perf_counter()
         try:
             yield current
+        except ModelRetry as e:
+            # The tool refused (bad URL, blocked address): the model sees this message.
+            current.ok, current.result = False, e.message
+            raise
         except Exception as e:
             current.ok, current.result = False, f"{type(e).__name__}: {e}"
             raise

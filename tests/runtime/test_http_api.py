@@ -1,0 +1,116 @@
+"""The agent HTTP API on a real uvicorn server: tasks, SSE events, health, metrics, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.building import RuntimeSettings, open_runtime
+from agentkube.runtime.server import create_app
+from tests.runtime.helpers import agent_from, runtime_for
+from tests.standins.serving import serve
+
+
+async def slow_answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    await asyncio.sleep(0.3)
+    return ModelResponse(parts=[TextPart("done thinking")])
+
+
+def _factory(runtime: AgentRuntime):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[AgentRuntime]:
+        yield runtime
+
+    return factory
+
+
+@pytest.fixture
+def api() -> Iterator[httpx.Client]:
+    runtime = runtime_for(agent_from("{model: m}"), FunctionModel(slow_answer))
+    app = create_app(_factory(runtime), max_concurrent=1, max_queued=2)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+def _wait_done(api: httpx.Client, task_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = api.get(f"/v1/tasks/{task_id}").json()
+        if view["status"] in ("succeeded", "failed"):
+            return view  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+def test_submitted_task_runs_and_its_result_can_be_read(api: httpx.Client) -> None:
+    response = api.post("/v1/tasks", json={"task": "think"})
+    assert response.status_code == 202
+    view = response.json()
+    assert view["status"] in ("queued", "running")
+    done = _wait_done(api, view["id"])
+    assert done["status"] == "succeeded"
+    assert done["result"]["output"] == "done thinking"  # type: ignore[index]
+    assert done["result"]["model"] == "scripted"  # type: ignore[index]
+
+
+def test_events_stream_as_server_sent_events_until_the_task_ends(api: httpx.Client) -> None:
+    task_id = api.post("/v1/tasks", json={"task": "think"}).json()["id"]
+    kinds = []
+    with api.stream("GET", f"/v1/tasks/{task_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                kinds.append(json.loads(line.removeprefix("data: "))["kind"])
+    assert kinds[0] == "run.started"
+    assert "model.request" in kinds
+    assert kinds[-1] == "run.finished"
+
+
+def test_health_readiness_metrics_and_openapi_are_served(api: httpx.Client) -> None:
+    assert api.get("/healthz").text == "ok"
+    assert api.get("/readyz").status_code == 200
+    task_id = api.post("/v1/tasks", json={"task": "think"}).json()["id"]
+    _wait_done(api, task_id)
+    metrics = api.get("/metrics").text
+    assert 'agentkube_tasks_total{outcome="succeeded"} 1.0' in metrics
+    assert "agentkube_task_duration_seconds_count 1.0" in metrics
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/events"} <= set(paths)
+    assert api.get("/v1/agent").json()["name"] == "tester"
+
+
+def test_bad_requests_get_clear_errors(api: httpx.Client) -> None:
+    assert api.post("/v1/tasks", json={"task": ""}).status_code == 422
+    assert api.post("/v1/tasks", json={"task": "x" * 100_001}).status_code == 422
+    missing = api.get("/v1/tasks/nope")
+    assert missing.status_code == 404
+    assert "no task 'nope'" in missing.json()["detail"]
+
+
+def test_a_full_queue_answers_429_and_keeps_earlier_tasks(api: httpx.Client) -> None:
+    ids = [api.post("/v1/tasks", json={"task": f"t{i}"}).json()["id"] for i in range(3)]
+    refused = api.post("/v1/tasks", json={"task": "one too many"})
+    assert refused.status_code == 429
+    assert "already queued" in refused.json()["detail"]
+    assert all(_wait_done(api, i)["status"] == "succeeded" for i in ids)
+
+
+def test_a_failing_run_is_reported_as_failed_with_its_reason() -> None:
+    settings = RuntimeSettings(environ={}, base_url="http://127.0.0.1:9/v1")
+    agent = agent_from("{model: m}")
+    app = create_app(lambda: open_runtime(agent, [], settings))
+    with serve(app) as url, httpx.Client(base_url=url, timeout=10) as api:
+        task_id = api.post("/v1/tasks", json={"task": "hi"}).json()["id"]
+        view = _wait_done(api, task_id)
+        assert view["status"] == "failed"
+        assert "127.0.0.1:9/v1 is unreachable" in str(view["error"])
+        assert 'agentkube_tasks_total{outcome="failed"} 1.0' in api.get("/metrics").text

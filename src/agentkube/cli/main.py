@@ -52,11 +52,12 @@ def crds(
 
 def _register_subcommands() -> None:
     # Imported here so `agentkube version` stays fast and each layer loads only when used.
-    from agentkube.cli import agent, run, sandbox
+    from agentkube.cli import agent, operator, run, sandbox
 
     app.command("run")(run.run)
     app.add_typer(agent.app, name="agent")
     app.add_typer(sandbox.app, name="sandbox")
+    app.command("operator")(operator.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

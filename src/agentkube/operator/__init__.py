@@ -1,0 +1,12 @@
+"""The agentkube operator: reconciles ``Agent`` and ``Model`` objects into plain Kubernetes objects.
+
+Layers, each depending only on the ones above it:
+
+- :mod:`config` — the operator's configuration (pool profiles, images, peers), a typed value.
+- :mod:`naming`, :mod:`placement`, :mod:`networking`, :mod:`rendering`, :mod:`serving`,
+  :mod:`status` — pure functions from a spec (and the config) to Kubernetes objects as JSON.
+- :mod:`drift` — pure comparison of a desired object with the live one.
+- :mod:`applying` — the thin server-side-apply layer over an injected lightkube client.
+- :mod:`reconciling` — one level-triggered reconcile of one object, using a cache of children.
+- :mod:`handlers` — the kopf wiring (watches, indexes) and :mod:`running` — process start-up.
+"""

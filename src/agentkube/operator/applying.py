@@ -1,0 +1,149 @@
+"""The thin layer that talks to the API server: server-side apply, status patches, Events.
+
+Everything goes through an injected :class:`lightkube.AsyncClient`, so tests point it at the real
+test control plane. Every write is counted by verb and kind (``writes``), which is how the tests
+and the benchmark check that reconciling an unchanged object writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+import httpx
+from lightkube import ApiError, AsyncClient
+from lightkube.core.resource import NamespacedResource
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Event,
+    PersistentVolumeClaim,
+    Service,
+    ServiceAccount,
+)
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
+
+from agentkube.api.models import GROUP, VERSION
+from agentkube.operator.errors import PermanentError, TemporaryError
+from agentkube.operator.status import timestamp
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+AgentResource = create_namespaced_resource(GROUP, VERSION, "Agent", "agents")
+ModelResource = create_namespaced_resource(GROUP, VERSION, "Model", "models")
+
+CHILD_KINDS: dict[str, type[NamespacedResource]] = {
+    "ServiceAccount": ServiceAccount,
+    "ConfigMap": ConfigMap,
+    "PersistentVolumeClaim": PersistentVolumeClaim,
+    "Service": Service,
+    "NetworkPolicy": NetworkPolicy,
+    "Deployment": Deployment,
+}
+OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
+# 409 (conflict) and 429 (throttled) pass with time; other client errors need a changed input.
+_TEMPORARY_STATUS = {409, 429}
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+class Applier:
+    """Writes objects with server-side apply as one field manager, counting every write."""
+
+    def __init__(self, client: AsyncClient, *, field_manager: str, clock: Clock) -> None:
+        self.client = client
+        self.field_manager = field_manager
+        self.clock = clock
+        self.writes: Counter[str] = Counter()
+
+    async def apply(self, obj: JSON) -> JSON:
+        """Server-side apply ``obj`` (forcing ownership of its fields); the live object back."""
+        kind, meta = obj["kind"], obj["metadata"]
+        resource = CHILD_KINDS[kind]
+        async with _translated(f"apply {kind} {meta['namespace']}/{meta['name']}"):
+            live = await self.client.patch(
+                resource,
+                meta["name"],
+                obj,
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=self.field_manager,
+                force=True,
+            )
+        self.writes[f"apply {kind}"] += 1
+        log.info("applied %s %s/%s", kind, meta["namespace"], meta["name"])
+        return dict(cast(Any, live).to_dict())
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None:
+        """Merge-patch the status subresource of an Agent or Model."""
+        resource = OWNER_KINDS[kind]
+        async with _translated(f"update status of {kind} {namespace}/{name}"):
+            await self.client.patch(
+                resource.Status,
+                name,
+                {"status": status},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=self.field_manager,
+            )
+        self.writes[f"status {kind}"] += 1
+
+    async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None:
+        """A Kubernetes Event about ``owner``; failing to post one only logs."""
+        meta = owner["metadata"]
+        now = timestamp(self.clock())
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+            involvedObject=ObjectReference(
+                apiVersion=owner["apiVersion"],
+                kind=owner["kind"],
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resourceVersion=meta.get("resourceVersion"),
+            ),
+            type=type,
+            reason=reason,
+            message=message[:1024],
+            source=EventSource(component=self.field_manager),
+            firstTimestamp=now,  # type: ignore[arg-type]  # lightkube accepts the RFC 3339 string
+            lastTimestamp=now,  # type: ignore[arg-type]
+            count=1,
+        )
+        try:
+            await self.client.create(event)
+        except (ApiError, httpx.HTTPError) as e:
+            log.warning(
+                "cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e
+            )
+            return
+        self.writes["create Event"] += 1
+
+
+class _translated:
+    """Turn client failures into :class:`TemporaryError` or :class:`PermanentError`."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, ApiError):
+            code = exc.status.code or 0
+            message = f"{self.what}: {exc.status.message} ({code} {exc.status.reason})"
+            if code >= 500 or code in _TEMPORARY_STATUS:
+                raise TemporaryError(message) from exc
+            raise PermanentError(message) from exc
+        if isinstance(exc, (httpx.TransportError, OSError)):
+            raise TemporaryError(f"{self.what}: API server unreachable ({exc!r})") from exc

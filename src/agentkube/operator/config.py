@@ -1,0 +1,220 @@
+"""The operator's configuration: pool profiles, images, peers an agent may talk to.
+
+Everything that differs between clusters lives here, not in the rendering code: node pools are
+labelled and tainted differently on GKE, EKS, AKS or bare metal, so a *pool profile* (node
+selector, tolerations, affinity) is configuration. The defaults follow the common cloud
+conventions: logic agents *prefer* spot nodes (karpenter, GKE, AKS and EKS labels) and tolerate
+their taints, so they still run on a cluster without spot nodes; serving Models go to
+``accelerator: nvidia-tesla`` nodes and tolerate the NVIDIA device plugin's ``nvidia.com/gpu``
+taint. A YAML file (``agentkube operator --config``) overrides any of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from agentkube import __version__
+from agentkube.api.loading import describe
+from agentkube.operator.errors import OperatorConfigError
+
+JSON = dict[str, Any]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Toleration(_Config):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class PoolProfile(_Config):
+    """How pods ask for a node pool: merged into every pod template placed on it."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: JSON | None = Field(None, description="a Kubernetes Affinity object, verbatim")
+    runtime_class_name: str | None = None
+
+
+def _prefer_nodes(label: str, value: str) -> JSON:
+    return {
+        "weight": 100,
+        "preference": {"matchExpressions": [{"key": label, "operator": "In", "values": [value]}]},
+    }
+
+
+SPOT_LABELS = (
+    ("karpenter.sh/capacity-type", "spot"),
+    ("cloud.google.com/gke-spot", "true"),
+    ("kubernetes.azure.com/scalesetpriority", "spot"),
+    ("eks.amazonaws.com/capacityType", "SPOT"),
+)
+
+
+def default_pools() -> dict[str, PoolProfile]:
+    spot = PoolProfile(
+        tolerations=[
+            Toleration(key=k, operator="Equal", value=v, effect="NoSchedule")
+            for k, v in SPOT_LABELS[1:3]
+        ],
+        affinity={
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    _prefer_nodes(k, v) for k, v in SPOT_LABELS
+                ]
+            }
+        },
+    )
+    gpu = PoolProfile(
+        node_selector={"accelerator": "nvidia-tesla"},
+        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+    )
+    sandbox = PoolProfile(
+        node_selector={"agentkube.openvn/pool": "sandbox"},
+        tolerations=[Toleration(key="agentkube.openvn/pool", operator="Equal", value="sandbox")],
+    )
+    return {"spot": spot, "gpu": gpu, "sandbox": sandbox}
+
+
+Protocol = Literal["TCP", "UDP"]
+
+
+def _tcp() -> list[Protocol]:
+    return ["TCP"]
+
+
+class Peer(_Config):
+    """Pods an agent may reach: selected by namespace and pod labels, on some ports."""
+
+    namespace_labels: dict[str, str] | None = Field(
+        None, description="namespace selector; unset means the agent's own namespace"
+    )
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    ports: list[int] = Field(..., min_length=1)
+    protocols: list[Protocol] = Field(default_factory=_tcp)
+
+
+def _dns_peer() -> Peer:
+    return Peer(
+        namespace_labels={"kubernetes.io/metadata.name": "kube-system"},
+        pod_labels={"k8s-app": "kube-dns"},
+        ports=[53],
+        protocols=["UDP", "TCP"],
+    )
+
+
+def _memory_peers() -> list[Peer]:
+    return [
+        Peer(
+            pod_labels={"app.kubernetes.io/part-of": "agentkube", "app.kubernetes.io/component": c},
+            ports=[p],
+        )
+        for c, p in (("redis", 6379), ("vector-store", 8000))
+    ]
+
+
+def _sandbox_gateway_peer() -> Peer:
+    return Peer(
+        pod_labels={
+            "app.kubernetes.io/part-of": "agentkube",
+            "app.kubernetes.io/component": "sandbox-gateway",
+        },
+        ports=[8080],
+    )
+
+
+class DefaultEndpoint(_Config):
+    """Where a ``spec.model`` that names no Model is served (an OpenAI-compatible base URL)."""
+
+    url: str = Field(..., pattern=r"^https?://[^\s/]+(/\S*)?$")
+    api_key_secret_ref: dict[str, str] | None = Field(
+        None, description="{name, key} of a Secret in the agent's namespace"
+    )
+
+
+class ResourceDefaults(_Config):
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "1Gi"})
+
+
+class ServingImages(_Config):
+    vllm: str = "vllm/vllm-openai:v0.8.5"
+    llama_cpp: str = Field("ghcr.io/ggml-org/llama.cpp:server-cuda", alias="llamaCpp")
+
+
+class OperatorConfig(_Config):
+    """The whole operator configuration; every field has a default."""
+
+    agent_image: str = f"ghcr.io/openvn/agentkube:{__version__}"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    agent_port: int = 8080
+    agent_user_id: int = 65532
+    serving_images: ServingImages = Field(default_factory=ServingImages)
+    serving_port: int = 8000
+    pools: dict[str, PoolProfile] = Field(default_factory=default_pools)
+    agent_pool: str = "spot"
+    model_pool: str = "gpu"
+    default_endpoint: DefaultEndpoint | None = None
+    sandbox_url: str | None = Field(
+        None, description="the sandbox gateway's URL, passed to agents as AGENTKUBE_SANDBOX_URL"
+    )
+    dns: Peer = Field(default_factory=_dns_peer)
+    memory_peers: list[Peer] = Field(default_factory=_memory_peers)
+    sandbox_gateway: Peer = Field(default_factory=_sandbox_gateway_peer)
+    web_ports: list[int] = Field(default_factory=lambda: [80, 443])
+    web_excluded_cidrs: list[str] = Field(
+        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+    )
+    agent_resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
+    persistent_volume_size: str = "1Gi"
+    storage_class_name: str | None = None
+    field_manager: str = "agentkube-operator"
+    resync_seconds: float = Field(300.0, gt=0)
+    max_concurrent_reconciles: int = Field(32, ge=1)
+    retry_seconds: float = Field(5.0, gt=0)
+    max_retry_seconds: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pools_exist(self) -> OperatorConfig:
+        for field, pool in (("agentPool", self.agent_pool), ("modelPool", self.model_pool)):
+            if pool not in self.pools:
+                raise ValueError(
+                    f"{field} {pool!r} is not a pool profile; define it under pools "
+                    f"(known: {', '.join(sorted(self.pools)) or 'none'})"
+                )
+        return self
+
+
+def load_config(path: Path | str | None) -> OperatorConfig:
+    """The configuration in ``path`` (YAML), or the defaults when ``path`` is None."""
+    if path is None:
+        return OperatorConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OperatorConfigError(f"{path}: no such file; pass an operator config YAML") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise OperatorConfigError(f"{path}: cannot read it as YAML ({e}); fix the file") from e
+    return parse_config(data or {}, str(path))
+
+
+def parse_config(data: object, source: str = "<config>") -> OperatorConfig:
+    if not isinstance(data, dict):
+        raise OperatorConfigError(f"{source}: expected a mapping of settings")
+    try:
+        return OperatorConfig.model_validate(data)
+    except ValidationError as e:
+        raise OperatorConfigError(f"{source}: {describe(e)}") from None

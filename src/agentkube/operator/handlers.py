@@ -1,0 +1,167 @@
+"""The kopf wiring: watches feed the cache and ask for reconciles; nothing else lives here.
+
+Only ``@kopf.on.event`` handlers are used, so kopf itself never writes to the objects (no
+progress annotations, no finalizers): the operator's writes are exactly the reconciler's. Each
+watch (Agents, Models, and the children, filtered server-side by the ``managed-by`` label):
+
+- updates the :class:`~agentkube.operator.cache.Cache`;
+- asks the :class:`~agentkube.operator.scheduling.Scheduler` to reconcile the owner — so a
+  deleted or hand-edited child is repaired, and a Deployment becoming available updates the
+  Agent's status;
+- a Model's event also reconciles the Agents of its namespace that name it.
+
+A periodic resync re-runs every reconcile as a safety net (cheap: unchanged objects cost no
+request). kopf re-lists after a watch breaks, so an API server restart is survived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from agentkube.api.models import GROUP, VERSION
+from agentkube.operator.cache import Cache
+from agentkube.operator.naming import AGENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
+from agentkube.operator.scheduling import Ref, Scheduler
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[None]]
+OWNERS = {"Agent": "agents", "Model": "models"}
+CHILDREN = {
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "ConfigMap": ("", "v1", "configmaps"),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Service": ("", "v1", "services"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
+    "Deployment": ("apps", "v1", "deployments"),
+}
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+class Controller:
+    """Routes watch events to the cache and the scheduler."""
+
+    def __init__(self, cache: Cache, scheduler: Scheduler, *, resync_seconds: float) -> None:
+        self.cache = cache
+        self.scheduler = scheduler
+        self.resync_seconds = resync_seconds
+        self._resync: asyncio.Task[None] | None = None
+
+    def _record(self, kind: str, event: JSON) -> tuple[str, str, bool]:
+        body = event["object"]
+        meta = body.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        gone = event.get("type") == "DELETED"
+        if gone:
+            self.cache.remove(kind, namespace, name)
+        else:
+            self.cache.put(dict(body), kind)
+        return namespace, name, gone
+
+    async def on_owner(self, kind: str, event: JSON) -> None:
+        namespace, name, gone = self._record(kind, event)
+        ref: Ref = (kind, namespace, name)
+        if gone:
+            self.scheduler.forget(ref)
+        else:
+            await self.scheduler.run(ref)
+        if kind == "Model":
+            for agent in self._agents_using(namespace, name):
+                self.scheduler.submit(("Agent", namespace, agent))
+
+    async def on_child(self, kind: str, event: JSON) -> None:
+        namespace, _, _ = self._record(kind, event)
+        labels = event["object"].get("metadata", {}).get("labels") or {}
+        for owner_kind, label in (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL)):
+            owner = labels.get(label)
+            if owner and self.cache.get(owner_kind, namespace, owner) is not None:
+                await self.scheduler.run((owner_kind, namespace, owner))
+
+    def _agents_using(self, namespace: str, model: str) -> list[str]:
+        return [
+            name
+            for (ns, name), body in self.cache.items("Agent")
+            if ns == namespace and body.get("spec", {}).get("model") == model
+        ]
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            for kind in OWNERS:
+                for namespace, name in self.cache.keys(kind):
+                    self.scheduler.submit((kind, namespace, name))
+
+    async def start(self) -> None:
+        self._resync = asyncio.get_running_loop().create_task(self.resync_forever())
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+        await self.scheduler.close()
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings the operator relies on."""
+    # Events are posted by the reconciler, only on failures: kopf's would be extra writes.
+    settings.posting.enabled = False
+    # Agents and Models are named explicitly: no cluster-wide CRD watch, no RBAC for it.
+    settings.scanning.disabled = True
+    for group, version, plural in CHILDREN.values():
+        settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
+    # Reconnect quickly after an API server restart; a watch is re-opened at least every 5 min.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 10
+    settings.networking.error_backoffs = [1, 1, 2, 3, 5]
+    settings.batching.idle_timeout = 30.0
+
+
+def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+    """A kopf registry with the operator's handlers bound to ``controller``."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(**_: Any) -> None:
+        await controller.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        await controller.stop()
+
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: its ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    for kind, plural in OWNERS.items():
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(
+            _owner_handler(controller, kind)
+        )
+    for kind, (group, version, plural) in CHILDREN.items():
+        kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
+            _child_handler(controller, kind)
+        )
+    return registry
+
+
+def _owner_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_owner(kind, event)
+
+    return handle
+
+
+def _child_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_child(kind, event)
+
+    return handle

@@ -1,0 +1,95 @@
+"""An agent's NetworkPolicy: deny by default, then allow only what its spec needs.
+
+Egress: DNS; its model (the serving pods of an in-cluster Model, else the endpoint's port);
+memory (Redis, the vector store) unless ``memory: none`` and no ``rag``; the sandbox gateway for
+``python-interpreter``; the agents named by ``agent:<name>`` tools; and the public web (ports 80
+and 443, private ranges excluded) only with ``web-browser``. Ingress: other agents of the
+namespace, on the agent's port.
+
+A NetworkPolicy cannot name a DNS host, so an external endpoint is allowed by port to any
+address; put an egress gateway in front of the cluster for per-host rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentkube.api.models import Agent
+from agentkube.operator.config import OperatorConfig, Peer
+from agentkube.operator.naming import agent_selector
+from agentkube.operator.serving import ResolvedModel
+
+JSON = dict[str, Any]
+
+
+def peer_rule(peer: Peer) -> JSON:
+    to: JSON = {"podSelector": {"matchLabels": dict(peer.pod_labels)}}
+    if peer.namespace_labels is not None:
+        to["namespaceSelector"] = {"matchLabels": dict(peer.namespace_labels)}
+    return {
+        "to": [to],
+        "ports": [
+            {"protocol": proto, "port": port} for port in peer.ports for proto in peer.protocols
+        ],
+    }
+
+
+def _anywhere(ports: list[int], excluded: list[str]) -> JSON:
+    block: JSON = {"cidr": "0.0.0.0/0"}
+    if excluded:
+        block["except"] = list(excluded)
+    return {"to": [{"ipBlock": block}], "ports": [{"protocol": "TCP", "port": p} for p in ports]}
+
+
+def model_rule(model: ResolvedModel) -> JSON:
+    if model.serving_pods is not None:
+        return {
+            "to": [{"podSelector": {"matchLabels": dict(model.serving_pods)}}],
+            "ports": [{"protocol": "TCP", "port": model.port}],
+        }
+    return _anywhere([model.port], [])
+
+
+def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> list[JSON]:
+    spec = agent.spec
+    rules = [peer_rule(config.dns)]
+    if model is not None:
+        rules.append(model_rule(model))
+    if spec.memory != "none" or spec.rag is not None:
+        rules += [peer_rule(p) for p in config.memory_peers]
+    if "python-interpreter" in spec.tools:
+        rules.append(peer_rule(config.sandbox_gateway))
+    peers = sorted(t.removeprefix("agent:") for t in spec.tools if t.startswith("agent:"))
+    if peers:
+        rules.append(
+            {
+                "to": [{"podSelector": {"matchLabels": agent_selector(name)}} for name in peers],
+                "ports": [{"protocol": "TCP", "port": config.agent_port}],
+            }
+        )
+    if "web-browser" in spec.tools:
+        rules.append(_anywhere(config.web_ports, config.web_excluded_cidrs))
+    return rules
+
+
+def render_network_policy(
+    agent: Agent, namespace: str, model: ResolvedModel | None, config: OperatorConfig, meta: JSON
+) -> JSON:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta,
+        "spec": {
+            "podSelector": {"matchLabels": agent_selector(agent.metadata.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "agent"}}}
+                    ],
+                    "ports": [{"protocol": "TCP", "port": config.agent_port}],
+                }
+            ],
+            "egress": egress_rules(agent, model, config),
+        },
+    }

@@ -1,0 +1,191 @@
+"""One level-triggered reconcile of an Agent or a Model.
+
+Render the children from the cached object, apply those that drifted (missing, hand-edited, or
+rendered differently), then compute the status and write it only if it changed. With nothing to
+repair, a reconcile sends no request at all. The result says whether to retry later: temporary
+failures (API server down, conflicts) are retried with back-off; permanent ones (the API server
+rejected an object) wait for the next change or resync.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentkube.api.models import Agent, Model
+from agentkube.operator.applying import Applier
+from agentkube.operator.cache import Cache
+from agentkube.operator.config import OperatorConfig
+from agentkube.operator.drift import drifted
+from agentkube.operator.errors import ReconcileError, TemporaryError
+from agentkube.operator.placement import UnknownPoolError
+from agentkube.operator.rendering import endpoint, render_agent
+from agentkube.operator.serving import ResolvedModel, model_base_url, render_model, resolve_model
+from agentkube.operator.status import (
+    Check,
+    conditions,
+    deployment_available,
+    new_failures,
+    status_patch,
+)
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+EVENT_WORTHY = {"ModelResolved", "Reconciled"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    check: Check
+    retry: bool
+
+
+class Reconciler:
+    def __init__(self, *, cache: Cache, applier: Applier, config: OperatorConfig) -> None:
+        self.cache = cache
+        self.applier = applier
+        self.config = config
+
+    async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
+        """Reconcile one object from the cache; True when it should be retried later."""
+        body = self.cache.get(kind, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return False  # gone: the garbage collector removes the children
+        if kind == "Agent":
+            return await self.reconcile_agent(body, namespace)
+        return await self.reconcile_model(body, namespace)
+
+    # ------------------------------------------------------------------ Agent
+
+    async def reconcile_agent(self, body: JSON, namespace: str) -> bool:
+        try:
+            agent = Agent.model_validate(
+                {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+            )
+        except ValidationError as e:
+            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=str(e))
+            return await self._finish(body, [check], {}) or False
+        model = self._model_for(agent, namespace)
+        checks = [self._model_check(agent, model, namespace)]
+        try:
+            children = render_agent(agent, namespace, model, self.config)
+        except UnknownPoolError as e:
+            checks.append(
+                Check(type="Reconciled", ok=False, reason="InvalidPlacement", message=str(e))
+            )
+            return await self._finish(body, checks, {}) or False
+        applied = await self._apply_all(children)
+        deployment = self.cache.get("Deployment", namespace, agent.metadata.name)
+        checks += [applied.check, deployment_available(deployment)]
+        extra = {"endpoint": endpoint(agent, namespace, self.config)}
+        return await self._finish(body, checks, extra) or applied.retry
+
+    def _model_for(self, agent: Agent, namespace: str) -> ResolvedModel | None:
+        models: dict[str, Model] = {}
+        body = self.cache.get("Model", namespace, agent.spec.model)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            try:
+                models[agent.spec.model] = _parse_model(body)
+            except ValidationError:
+                log.warning(
+                    "Model %s/%s does not validate; ignoring it", namespace, agent.spec.model
+                )
+        return resolve_model(agent.spec.model, namespace, models, self.config)
+
+    @staticmethod
+    def _model_check(agent: Agent, model: ResolvedModel | None, namespace: str) -> Check:
+        if model is None:
+            return Check(
+                type="ModelResolved",
+                ok=False,
+                reason="ModelNotFound",
+                message=f"no Model {agent.spec.model!r} in namespace {namespace} and no default "
+                "endpoint is configured; create the Model or fix spec.model",
+            )
+        return Check(
+            type="ModelResolved",
+            ok=True,
+            reason="ModelFound" if model.source == "Model" else "DefaultEndpoint",
+            message=f"{model.model_id} at {model.base_url}",
+        )
+
+    # ------------------------------------------------------------------ Model
+
+    async def reconcile_model(self, body: JSON, namespace: str) -> bool:
+        try:
+            model = _parse_model(body)
+        except ValidationError as e:
+            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=str(e))
+            return await self._finish(body, [check], {}) or False
+        try:
+            children = render_model(model, namespace, self.config)
+        except UnknownPoolError as e:
+            check = Check(type="Reconciled", ok=False, reason="InvalidPlacement", message=str(e))
+            return await self._finish(body, [check], {}) or False
+        applied = await self._apply_all(children)
+        checks = [applied.check]
+        if model.spec.serve is not None:
+            deployment = next(c for c in children if c["kind"] == "Deployment")
+            meta = deployment["metadata"]
+            checks.append(
+                deployment_available(self.cache.get("Deployment", namespace, meta["name"]))
+            )
+        extra = {"url": model_base_url(model, namespace, self.config)}
+        return await self._finish(body, checks, extra) or applied.retry
+
+    # ------------------------------------------------------------------ shared
+
+    async def _apply_all(self, children: list[JSON]) -> Applied:
+        for child in children:
+            kind, meta = child["kind"], child["metadata"]
+            live = self.cache.get(kind, meta["namespace"], meta["name"])
+            if not drifted(live, child):
+                continue
+            try:
+                self.cache.put(await self.applier.apply(child), kind)
+            except ReconcileError as e:
+                log.warning("%s", e)
+                check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
+                return Applied(check=check, retry=isinstance(e, TemporaryError))
+        check = Check(
+            type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
+        )
+        return Applied(check=check, retry=False)
+
+    async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
+        """Write the status if it changed and post Events for new failures; True to retry."""
+        meta = body["metadata"]
+        live = body.get("status") or {}
+        previous = live.get("conditions") or []
+        generation = meta.get("generation")
+        now: datetime = self.applier.clock()
+        wanted = {
+            "conditions": conditions(checks, previous, generation, now),
+            "observedGeneration": generation,
+            **extra,
+        }
+        patch = status_patch(live, wanted)
+        if patch is None:
+            return False
+        try:
+            await self.applier.patch_status(body["kind"], meta["namespace"], meta["name"], patch)
+        except ReconcileError as e:
+            log.warning("%s", e)
+            return True
+        # Remember what was written, so the next reconcile does not write it again.
+        self.cache.put({**body, "status": {**live, **patch}})
+        for failure in new_failures(previous, wanted["conditions"]):
+            if failure["type"] in EVENT_WORTHY:
+                await self.applier.post_event(
+                    body, type="Warning", reason=failure["reason"], message=failure["message"]
+                )
+        return False
+
+
+def _parse_model(body: JSON) -> Model:
+    return Model.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})

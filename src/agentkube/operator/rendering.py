@@ -1,0 +1,253 @@
+"""An Agent's children, rendered as pure functions of its spec, its model and the configuration.
+
+ServiceAccount (no API rights, no token), ConfigMap (``agent.yaml``, the manifest the runtime
+reads), PersistentVolumeClaim (``memory: persistent`` only), Service (so agents find each other
+by DNS), NetworkPolicy (see :mod:`networking`) and a Deployment running ``agentkube agent serve``
+under the Pod Security ``restricted`` profile. The list is in apply order: whatever the
+Deployment's pods mount or use exists before them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from agentkube.api.models import Agent
+from agentkube.operator.config import OperatorConfig
+from agentkube.operator.naming import (
+    CONFIG_HASH_ANNOTATION,
+    agent_labels,
+    agent_selector,
+    digest,
+    metadata,
+    owner_reference,
+    stamp,
+)
+from agentkube.operator.networking import render_network_policy
+from agentkube.operator.placement import scheduling
+from agentkube.operator.serving import ResolvedModel
+
+JSON = dict[str, Any]
+
+CONFIG_DIR = "/etc/agentkube"
+CONFIG_FILE = "agent.yaml"
+DATA_DIR = "/var/lib/agentkube"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod's server must listen on the pod IP
+
+
+def runtime_manifest(agent: Agent, namespace: str) -> str:
+    """``agent.yaml``: the Agent as the runtime should see it (no status, no server metadata)."""
+    doc = {
+        "apiVersion": agent.api_version,
+        "kind": agent.kind,
+        "metadata": {"name": agent.metadata.name, "namespace": namespace},
+        "spec": agent.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def endpoint(agent: Agent, namespace: str, config: OperatorConfig) -> str:
+    return f"http://{agent.metadata.name}.{namespace}.svc:{config.agent_port}"
+
+
+def model_env(model: ResolvedModel | None) -> list[JSON]:
+    if model is None:
+        return []
+    env: list[JSON] = [
+        {"name": "AGENTKUBE_MODEL_BASE_URL", "value": model.base_url},
+        {"name": "AGENTKUBE_MODEL_ID", "value": model.model_id},
+    ]
+    if model.api_key_secret is not None:
+        secret, key = model.api_key_secret
+        env.append(
+            {
+                "name": "AGENTKUBE_MODEL_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+            }
+        )
+    return env
+
+
+def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> list[JSON]:
+    env: list[JSON] = [
+        {"name": "AGENTKUBE_AGENT_NAME", "value": agent.metadata.name},
+        {
+            "name": "AGENTKUBE_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        *model_env(model),
+    ]
+    if agent.spec.memory == "persistent":
+        env.append({"name": "AGENTKUBE_DATA_DIR", "value": DATA_DIR})
+    if config.sandbox_url:
+        env.append({"name": "AGENTKUBE_SANDBOX_URL", "value": config.sandbox_url})
+    return env
+
+
+def container_resources(agent: Agent, config: OperatorConfig) -> JSON:
+    # The spec's resources replace the defaults whole: mixing them could put a default request
+    # above a user's limit, which the API server rejects.
+    if agent.spec.resources is not None:
+        given = agent.spec.resources.model_dump(by_alias=True, exclude_none=True)
+        return {kind: {k: str(v) for k, v in values.items()} for kind, values in given.items()}
+    defaults = config.agent_resources
+    return {
+        kind: dict(values)
+        for kind, values in (("requests", defaults.requests), ("limits", defaults.limits))
+        if values
+    }
+
+
+def _probe(path: str, **extra: int) -> JSON:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10, **extra}
+
+
+def runtime_container(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> JSON:
+    mounts: list[JSON] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if agent.spec.memory == "persistent":
+        mounts.append({"name": "data", "mountPath": DATA_DIR})
+    return {
+        "name": "agent",
+        "image": config.agent_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": [
+            "agent",
+            "serve",
+            f"{CONFIG_DIR}/{CONFIG_FILE}",
+            "--host",
+            ALL_INTERFACES,
+            "--port",
+            str(config.agent_port),
+        ],
+        "ports": [{"name": "http", "containerPort": config.agent_port, "protocol": "TCP"}],
+        "env": runtime_env(agent, model, config),
+        "resources": container_resources(agent, config),
+        "startupProbe": _probe("/healthz", periodSeconds=2, failureThreshold=60),
+        "livenessProbe": _probe("/healthz", failureThreshold=3),
+        "readinessProbe": _probe("/readyz", failureThreshold=3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+    }
+
+
+def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> JSON:
+    name = agent.metadata.name
+    volumes: list[JSON] = [
+        {"name": "config", "configMap": {"name": name}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if agent.spec.memory == "persistent":
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": name}})
+    uid = config.agent_user_id
+    return {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [runtime_container(agent, model, config)],
+        "volumes": volumes,
+        **scheduling(config, config.agent_pool, agent.spec.placement),
+    }
+
+
+def render_deployment(
+    agent: Agent, model: ResolvedModel | None, config: OperatorConfig, meta: JSON, manifest: str
+) -> JSON:
+    labels = agent_labels(agent.metadata.name)
+    persistent = agent.spec.memory == "persistent"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": agent.spec.replicas,
+            "selector": {"matchLabels": agent_selector(agent.metadata.name)},
+            # A ReadWriteOnce volume cannot be attached to the old and the new pod at once.
+            "strategy": {"type": "Recreate"} if persistent else {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    # The ConfigMap is not part of the pod spec: its hash makes a change roll out.
+                    "annotations": {CONFIG_HASH_ANNOTATION: digest(manifest)},
+                },
+                "spec": pod_spec(agent, model, config),
+            },
+        },
+    }
+
+
+def render_agent(
+    agent: Agent, namespace: str, model: ResolvedModel | None, config: OperatorConfig
+) -> list[JSON]:
+    """Every child of an Agent, in apply order."""
+    name = agent.metadata.name
+    owner = owner_reference("Agent", name, agent.metadata.uid or "")
+    labels = agent_labels(name)
+
+    def meta() -> JSON:
+        return metadata(name, namespace, labels, owner)
+
+    manifest = runtime_manifest(agent, namespace)
+    children: list[JSON] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(),
+            "data": {CONFIG_FILE: manifest},
+        },
+    ]
+    if agent.spec.memory == "persistent":
+        children.append(render_volume_claim(config, meta()))
+    children += [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(),
+            "spec": {
+                "selector": agent_selector(name),
+                "ports": [
+                    {
+                        "name": "http",
+                        "port": config.agent_port,
+                        "targetPort": "http",
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        },
+        render_network_policy(agent, namespace, model, config, meta()),
+        render_deployment(agent, model, config, meta(), manifest),
+    ]
+    return [stamp(child) for child in children]
+
+
+def render_volume_claim(config: OperatorConfig, meta: JSON) -> JSON:
+    spec: JSON = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": config.persistent_volume_size}},
+    }
+    if config.storage_class_name:
+        spec["storageClassName"] = config.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}

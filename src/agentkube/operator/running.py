@@ -1,0 +1,114 @@
+"""Start the operator: build the client, cache, reconciler and kopf registry, and run kopf.
+
+The lightkube client is built here (in-cluster ServiceAccount, else ``$KUBECONFIG``) and injected
+into the apply layer; kopf logs in the same way for its watches. Prometheus metrics (writes by
+verb and kind, reconciles) are served when a metrics port is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import kopf
+from lightkube import AsyncClient, KubeConfig
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from agentkube.operator.applying import Applier
+from agentkube.operator.cache import Cache
+from agentkube.operator.config import OperatorConfig
+from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.reconciling import Reconciler
+from agentkube.operator.scheduling import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class Operator:
+    """Every part of a running operator, wired together (and reachable by tests)."""
+
+    config: OperatorConfig
+    client: AsyncClient
+    cache: Cache = field(default_factory=Cache)
+    applier: Applier = field(init=False)
+    reconciler: Reconciler = field(init=False)
+    scheduler: Scheduler = field(init=False)
+    controller: Controller = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
+        self.reconciler = Reconciler(cache=self.cache, applier=self.applier, config=config)
+        self.scheduler = Scheduler(
+            lambda ref: self.reconciler.reconcile(*ref),
+            concurrency=config.max_concurrent_reconciles,
+            retry_seconds=config.retry_seconds,
+            max_retry_seconds=config.max_retry_seconds,
+        )
+        self.controller = Controller(
+            self.cache, self.scheduler, resync_seconds=config.resync_seconds
+        )
+
+    async def run(
+        self,
+        *,
+        namespaces: Collection[str] = (),
+        stop_flag: asyncio.Event | None = None,
+        ready_flag: asyncio.Event | None = None,
+        liveness_endpoint: str | None = None,
+    ) -> None:
+        settings = kopf.OperatorSettings()
+        configure(settings)
+        await kopf.operator(
+            registry=build_registry(self.controller),
+            settings=settings,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            liveness_endpoint=liveness_endpoint,
+        )
+
+
+def make_client(config: OperatorConfig) -> AsyncClient:
+    return AsyncClient(config=KubeConfig.from_env(), field_manager=config.field_manager)
+
+
+class OperatorMetrics(Collector):
+    """Prometheus view of the operator's counters, read at scrape time."""
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        writes = CounterMetricFamily(
+            "agentkube_operator_api_writes", "API writes by verb and kind", labels=["write"]
+        )
+        for what, count in sorted(self.operator.applier.writes.items()):
+            writes.add_metric([what], count)
+        yield writes
+        yield CounterMetricFamily(
+            "agentkube_operator_reconciles",
+            "reconciles run",
+            value=self.operator.scheduler.completed,
+        )
+        cached = GaugeMetricFamily(
+            "agentkube_operator_cached_objects", "objects cached", labels=["kind"]
+        )
+        for kind in ("Agent", "Model", "Deployment"):
+            cached.add_metric([kind], self.operator.cache.count(kind))
+        yield cached
+
+
+def register_metrics(operator: Operator) -> None:
+    REGISTRY.register(OperatorMetrics(operator))

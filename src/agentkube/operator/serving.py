@@ -1,0 +1,196 @@
+"""Models: where an agent's LLM answers from, and the serving objects of in-cluster inference.
+
+A Model with ``endpoint`` is only a reference (no children). A Model with ``serve`` becomes a
+Deployment of an OpenAI-compatible server (vLLM by default, llama.cpp selectable) on the GPU
+pool, and a Service; agents reach it at ``http://<model>-model.<ns>.svc:<port>/v1``.
+
+:func:`resolve_model` decides which endpoint an Agent's ``spec.model`` means: a Model of that name
+in the Agent's namespace, else the operator's default endpoint serving that model id, else nothing
+(the Agent reports ``ModelResolved=False`` and recovers when the Model appears).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from agentkube.api.models import Model, Serve
+from agentkube.operator.config import OperatorConfig
+from agentkube.operator.naming import (
+    metadata,
+    model_child_name,
+    model_labels,
+    model_selector,
+    owner_reference,
+    stamp,
+)
+from agentkube.operator.placement import scheduling
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedModel:
+    """What an agent needs to call its model, and what its NetworkPolicy must allow."""
+
+    base_url: str
+    model_id: str
+    source: str  # "Model" or "DefaultEndpoint"
+    api_key_secret: tuple[str, str] | None = None  # (secret name, key)
+    serving_pods: dict[str, str] | None = None  # labels of in-cluster serving pods
+    port: int = 443
+
+
+def model_base_url(model: Model, namespace: str, config: OperatorConfig) -> str:
+    if model.spec.endpoint is not None:
+        return model.spec.endpoint.url
+    service = model_child_name(model.metadata.name)
+    return f"http://{service}.{namespace}.svc:{config.serving_port}/v1"
+
+
+def _url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def resolve_model(
+    wanted: str, namespace: str, models: Mapping[str, Model], config: OperatorConfig
+) -> ResolvedModel | None:
+    """The endpoint an Agent's ``spec.model`` refers to, or None when nothing serves it."""
+    model = models.get(wanted)
+    if model is not None:
+        base_url = model_base_url(model, namespace, config)
+        if model.spec.serve is not None:
+            return ResolvedModel(
+                base_url=base_url,
+                model_id=model.spec.serve.model,
+                source="Model",
+                serving_pods=model_selector(model.metadata.name),
+                port=config.serving_port,
+            )
+        endpoint = model.spec.endpoint
+        assert endpoint is not None  # the API guarantees exactly one of serve/endpoint
+        ref = endpoint.api_key_secret_ref
+        return ResolvedModel(
+            base_url=base_url,
+            model_id=endpoint.model or wanted,
+            source="Model",
+            api_key_secret=(ref.name, ref.key) if ref else None,
+            port=_url_port(base_url),
+        )
+    default = config.default_endpoint
+    if default is None:
+        return None
+    ref_json = default.api_key_secret_ref
+    return ResolvedModel(
+        base_url=default.url,
+        model_id=wanted,
+        source="DefaultEndpoint",
+        api_key_secret=(ref_json["name"], ref_json["key"]) if ref_json else None,
+        port=_url_port(default.url),
+    )
+
+
+# --------------------------------------------------------------------------- serving objects
+
+
+def engine_container(serve: Serve, config: OperatorConfig) -> JSON:
+    """The inference server container: image, arguments and health probe of the engine."""
+    port = str(config.serving_port)
+    if serve.engine == "vllm":
+        image = serve.image or config.serving_images.vllm
+        args = ["--model", serve.model, "--host", "0.0.0.0", "--port", port]  # noqa: S104
+        if serve.gpus > 1:
+            args += ["--tensor-parallel-size", str(serve.gpus)]
+    else:
+        image = serve.image or config.serving_images.llama_cpp
+        source = ["-m", serve.model] if serve.model.startswith("/") else ["-hf", serve.model]
+        args = [*source, "--host", "0.0.0.0", "--port", port]  # noqa: S104
+        if serve.gpus > 0:
+            args += ["--n-gpu-layers", "999"]
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+    return {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": [*args, *(serve.args or [])],
+        "ports": [{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
+        "resources": _gpu_resources(serve),
+        # Model weights take minutes to load: a generous startup probe, then strict liveness.
+        "startupProbe": {**probe, "failureThreshold": 180},
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "cache", "mountPath": "/root/.cache"},
+        ],
+    }
+
+
+def _gpu_resources(serve: Serve) -> JSON:
+    resources = (
+        serve.resources.model_dump(by_alias=True, exclude_none=True) if serve.resources else {}
+    )
+    if serve.gpus > 0:
+        gpus = str(serve.gpus)
+        resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": gpus}
+        resources["requests"] = {**resources.get("requests", {}), "nvidia.com/gpu": gpus}
+    return {k: {n: str(q) for n, q in v.items()} for k, v in resources.items()}
+
+
+def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[JSON]:
+    """The children of a Model: none for an endpoint, a Deployment and a Service for serve."""
+    serve = model.spec.serve
+    if serve is None:
+        return []
+    name = model.metadata.name
+    uid = model.metadata.uid or ""
+    owner = owner_reference("Model", name, uid)
+    child = model_child_name(name)
+    labels = model_labels(name)
+    pod_spec: JSON = {
+        "containers": [engine_container(serve, config)],
+        "volumes": [
+            {"name": "shm", "emptyDir": {"medium": "Memory"}},
+            {"name": "cache", "emptyDir": {}},
+        ],
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        **scheduling(config, config.model_pool, serve.placement),
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(child, namespace, labels, owner),
+        "spec": {
+            "replicas": serve.replicas,
+            "selector": {"matchLabels": model_selector(name)},
+            # A GPU is never free for a surge pod: replace instead of rolling.
+            "strategy": {"type": "Recreate"},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(child, namespace, labels, owner),
+        "spec": {
+            "selector": model_selector(name),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": config.serving_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+    return [stamp(service), stamp(deployment)]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+from agentkube.operator.config import DefaultEndpoint, OperatorConfig
+from agentkube.operator.naming import MAX_NAME, bounded_name
+from agentkube.operator.serving import render_model, resolve_model
+from tests.operator.conftest import model
+
+CONFIG = OperatorConfig()
+
+
+def deployment(m: Any, config: OperatorConfig = CONFIG) -> dict[str, Any]:
+    (svc, dep) = render_model(m, "ns", config)
+    assert svc["kind"] == "Service"
+    return dep
+
+
+def test_a_serving_model_runs_vllm_on_the_gpu_pool() -> None:
+    dep = deployment(model())
+    pod = dep["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["image"].startswith("vllm/vllm-openai:")
+    assert server["args"][:2] == ["--model", "meta-llama/Meta-Llama-3-70B-Instruct"]
+    assert pod["nodeSelector"] == {"accelerator": "nvidia-tesla"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert dep["metadata"]["name"] == "llama-3-70b-model"
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "Model"
+
+
+def test_llama_cpp_is_selectable_and_loads_from_hugging_face_or_a_path() -> None:
+    hf = deployment(model(serve={"engine": "llama-cpp", "model": "org/repo-GGUF"}))
+    server = hf["spec"]["template"]["spec"]["containers"][0]
+    assert "llama.cpp" in server["image"]
+    assert server["args"][:2] == ["-hf", "org/repo-GGUF"]
+    local = deployment(model(serve={"engine": "llama-cpp", "model": "/models/m.gguf", "gpus": 0}))
+    server = local["spec"]["template"]["spec"]["containers"][0]
+    assert server["args"][:2] == ["-m", "/models/m.gguf"]
+    assert "nvidia.com/gpu" not in server["resources"].get("limits", {})
+
+
+def test_several_gpus_shard_the_model() -> None:
+    server = deployment(model(serve={"model": "m", "gpus": 4}))["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert server["args"][-2:] == ["--tensor-parallel-size", "4"]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+
+def test_an_endpoint_model_has_no_children() -> None:
+    assert render_model(model(endpoint={"url": "https://api.example.com/v1"}), "ns", CONFIG) == []
+
+
+def test_the_serving_image_and_args_can_be_overridden() -> None:
+    dep = deployment(model(serve={"model": "m", "image": "my/vllm:1", "args": ["--dtype", "half"]}))
+    server = dep["spec"]["template"]["spec"]["containers"][0]
+    assert server["image"] == "my/vllm:1" and server["args"][-2:] == ["--dtype", "half"]
+
+
+def test_a_model_name_unknown_to_the_namespace_resolves_to_nothing_without_a_default() -> None:
+    assert resolve_model("llama-3-70b", "ns", {}, CONFIG) is None
+
+
+def test_the_default_endpoint_serves_model_ids_that_name_no_model() -> None:
+    config = OperatorConfig(default_endpoint=DefaultEndpoint(url="http://llm.example:8000/v1"))
+    resolved = resolve_model("llama-3-70b", "ns", {}, config)
+    assert resolved is not None
+    assert (resolved.base_url, resolved.model_id, resolved.source) == (
+        "http://llm.example:8000/v1",
+        "llama-3-70b",
+        "DefaultEndpoint",
+    )
+    assert resolved.port == 8000
+
+
+def test_long_names_are_shortened_to_a_dns_label_without_colliding() -> None:
+    a, b = "a" * 60 + "xyz", "a" * 60 + "xyw"
+    assert len(bounded_name(a, "-model")) <= MAX_NAME
+    assert bounded_name(a, "-model") != bounded_name(b, "-model")
+    assert bounded_name("short", "-model") == "short-model"

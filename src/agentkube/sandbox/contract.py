@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -38,13 +38,31 @@ class ExecutionRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     language: Language = "python"
-    code: str = Field(..., max_length=4 * MiB)
+    code: str = Field(..., min_length=1, max_length=4 * MiB)
     files: dict[str, str] = Field(
-        default_factory=dict, description="input files, relative path -> text, placed in the workdir"
+        default_factory=dict,
+        description="input files, relative path -> text, placed in the workdir",
     )
     env: dict[str, str] = Field(default_factory=dict, description="environment of the code")
     limits: Limits = Field(default_factory=Limits)
     network: Literal["none"] = "none"
+
+    @field_validator("files")
+    @classmethod
+    def _relative_paths(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            parts = name.split("/")
+            if not name or name.startswith("/") or "\0" in name or ".." in parts:
+                raise ValueError(f"input file {name!r} must be a relative path inside the workdir")
+        return files
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise ValueError(f"environment variable {name!r} has an invalid name or value")
+        return env
 
 
 class ExecutionResult(BaseModel):
@@ -52,7 +70,10 @@ class ExecutionResult(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    exit_code: int | None = Field(description="the code's exit status; None if it never exited")
+    exit_code: int | None = Field(
+        description="the code's exit status (128 + signal if a signal ended it); "
+        "None if it never got to exit (killed on timeout, output flood, ...)"
+    )
     stdout: str = ""
     stderr: str = ""
     duration_ms: float = 0.0

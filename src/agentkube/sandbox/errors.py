@@ -1,10 +1,10 @@
 """Sandbox errors.
 
-    UserError
-    └── SandboxRequestError      the request itself is invalid (bad limits, bad path): exit 2
-    RuntimeFailure
-    ├── SandboxUnavailable       isolation cannot be set up here; refuses to run unisolated
-    └── SandboxFailure           the sandbox machinery broke while running a request
+UserError
+└── SandboxRequestError      the request itself is invalid (bad limits, bad path): exit 2
+RuntimeFailure
+├── SandboxUnavailable       isolation cannot be set up here; refuses to run unisolated
+└── SandboxFailure           the sandbox machinery broke while running a request
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""Warm start: a few pre-started, single-use sandboxes waiting for code.
+
+Each waiting sandbox is a complete, isolated one (own cgroup, namespaces and pid-1 helper with the
+interpreter already loaded) that has not seen any code yet. :meth:`WarmPool.take` hands one out
+exactly once; the caller destroys it after its execution, and the pool starts a replacement in the
+background. A failed start is not retried in a loop: the pool waits for the next ``take``, and the
+caller falls back to a cold start, which reports the real error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from agentkube.sandbox.spawning import SandboxProcess
+
+log = logging.getLogger(__name__)
+
+
+class WarmPool:
+    """Keeps ``size`` started sandboxes ready."""
+
+    def __init__(self, size: int, start: Callable[[], Awaitable[SandboxProcess]]) -> None:
+        self.size = size
+        self._start = start
+        self._ready: deque[SandboxProcess] = deque()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._changed = asyncio.Event()
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def fill(self) -> None:
+        """Start as many sandboxes as the pool is short of."""
+        while not self._closed and len(self._ready) + len(self._starting) < self.size:
+            task = asyncio.create_task(self._start_one())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_one(self) -> None:
+        try:
+            sandbox = await self._start()
+        except Exception as e:
+            log.warning("warm sandbox failed to start: %s", e)
+            self._changed.set()
+            return
+        try:
+            ready = await sandbox.ready()
+        except asyncio.CancelledError:
+            await sandbox.destroy()
+            raise
+        if ready and not self._closed:
+            self._ready.append(sandbox)
+        else:
+            await sandbox.destroy()
+        self._changed.set()
+
+    async def wait_full(self) -> None:
+        """Fill the pool and wait until every start has finished (successfully or not)."""
+        self.fill()
+        while self._starting:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def take(self, scratch_bytes: int) -> SandboxProcess | None:
+        """A ready sandbox with this scratch size, never handed out before; refills the pool."""
+        try:
+            for _ in range(len(self._ready)):
+                sandbox = self._ready.popleft()
+                if sandbox.alive() and sandbox.scratch_bytes == scratch_bytes:
+                    return sandbox
+                if sandbox.alive():
+                    self._ready.append(sandbox)
+                else:
+                    self._destroy_later(sandbox)
+            return None
+        finally:
+            self.fill()
+
+    def _destroy_later(self, sandbox: SandboxProcess) -> None:
+        task = asyncio.create_task(sandbox.destroy())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._starting, return_exceptions=True)
+        while self._ready:
+            await self._ready.popleft().destroy()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)

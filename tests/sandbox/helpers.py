@@ -1,0 +1,27 @@
+"""Helpers for the sandbox tests: run code, and check the host was left unharmed."""
+
+from __future__ import annotations
+
+import subprocess
+
+from agentkube.sandbox import ExecutionRequest, ExecutionResult, Limits
+from agentkube.sandbox.local import LocalSandbox
+
+
+def assert_nothing_left(backend: LocalSandbox) -> None:
+    """Every execution cgroup is gone (so no sandboxed process survives); the host still forks."""
+    assert backend.live_cgroups() == []
+    assert subprocess.run(["true"], check=False).returncode == 0
+
+
+async def run(
+    backend: LocalSandbox, code: str, *, language: str = "python", **limits: float
+) -> ExecutionResult:
+    request = ExecutionRequest(
+        language=language,  # type: ignore[arg-type]
+        code=code,
+        limits=Limits(**limits),  # type: ignore[arg-type]
+    )
+    result = await backend.execute(request)
+    assert backend.live_cgroups() == [], "the execution's cgroup outlived it"
+    return result

@@ -102,3 +102,8 @@ def test_a_planner_without_agents_to_delegate_to_is_allowed_locally_but_publishe
     # `agentkube run` can explain the problem at run time.
     agent = parse_documents(HEAD + "spec: {model: m, role: planner}")[0]
     assert isinstance(agent, Agent) and agent.spec.role == "planner"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_manifest_parses(path: Path) -> None:
+    assert load_file(path)

@@ -100,3 +100,20 @@ async def test_unreachable_endpoint_is_a_runtime_failure_naming_the_url() -> Non
     async with open_runtime(agent, [], _settings(url)) as runtime:
         with pytest.raises(ModelUnreachable, match=r"127\.0\.0\.1:9/v1 is unreachable"):
             await runtime.run("hi")
+
+
+async def test_web_browser_refuses_a_page_larger_than_its_size_limit(
+    model_server: tuple[ScriptedModel, str], web_page: str
+) -> None:
+    script, base_url = model_server
+    script.replies = [
+        Reply(tool_calls=[ToolCall("web-browser", {"url": web_page})]),
+        Reply(text="ok"),
+    ]
+    agent = agent_from("{model: standin-model, tools: [web-browser]}")
+    settings = _settings(base_url, web=WebSettings(allow_private=True, max_bytes=64))
+    async with open_runtime(agent, [], settings) as runtime:
+        outcome = await runtime.run("read it")
+    [call] = outcome.tool_calls
+    assert not call.ok
+    assert "64" in call.result

@@ -1,0 +1,229 @@
+"""Operator benchmark: apply N Agents to the real test control plane and time the operator.
+
+    .venv/bin/python benchmarks/operator_bench.py [--agents 500]
+
+Starts a test cluster (or attaches to `hack/testcluster/testcluster up` with
+AGENTKUBE_TESTCLUSTER_ATTACH=1), installs deploy/, runs `agentkube operator` as a local process
+and prints:
+
+- time until every Agent has all its children (the operator's own work), and until every Agent
+  is Ready (this also waits for the controller manager, scheduler and kwok to run the pods);
+- API writes per Agent while creating, and per reconcile once nothing changed (goal: 0);
+- the operator's resident memory, now and at its peak (goal: <= 200 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hack.testcluster import binaries  # noqa: E402
+from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
+from hack.testcluster.cluster import TestCluster  # noqa: E402
+from hack.testcluster.nodes import POOLS  # noqa: E402
+
+AGENTKUBE = Path(sys.executable).parent / "agentkube"
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def operator_config() -> dict[str, Any]:
+    spot = POOLS["spot"]
+    return {
+        "agentImage": "ghcr.io/openvn/agentkube:bench",
+        "pools": {
+            "spot": {"nodeSelector": spot.node_selector, "tolerations": spot.tolerations},
+            "gpu": {"nodeSelector": {"accelerator": "nvidia-tesla"}},
+        },
+        "resyncSeconds": 3600,
+    }
+
+
+def agents_manifest(count: int) -> str:
+    docs = [
+        {
+            "apiVersion": "ai.openvn/v1",
+            "kind": "Model",
+            "metadata": {"name": "m"},
+            "spec": {"endpoint": {"url": "https://llm.example.com/v1"}},
+        }
+    ]
+    docs += [
+        {
+            "apiVersion": "ai.openvn/v1",
+            "kind": "Agent",
+            "metadata": {"name": f"agent-{i:04d}"},
+            "spec": {
+                "model": "m",
+                "tools": ["python-interpreter"],
+                "memory": "ephemeral",
+                "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}},
+            },
+        }
+        for i in range(count)
+    ]
+    return yaml.safe_dump_all(docs)
+
+
+def metrics(port: int) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("agentkube_operator_"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def writes(port: int) -> float:
+    return sum(
+        v for k, v in metrics(port).items() if k.startswith("agentkube_operator_api_writes_total")
+    )
+
+
+def reconciles(port: int) -> float:
+    return metrics(port).get("agentkube_operator_reconciles_total", 0.0)
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def ready_count(kubeconfig: Path, namespace: str) -> tuple[int, int]:
+    items = json.loads(kubectl(kubeconfig, "get", "agents", "-n", namespace, "-o", "json"))["items"]
+    ready = reconciled = 0
+    for item in items:
+        for c in (item.get("status") or {}).get("conditions") or []:
+            ready += c["type"] == "Ready" and c["status"] == "True"
+            reconciled += c["type"] == "Reconciled" and c["status"] == "True"
+    return reconciled, ready
+
+
+def run(count: int, timeout: float) -> None:
+    attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
+    workdir = Path(tempfile.mkdtemp(prefix="operator-bench-"))
+    cluster = TestCluster(DEFAULT_STATE_DIR if attach else workdir / "cluster")
+    if attach:
+        cluster.attach()
+    else:
+        cluster.start(binaries.locate(), tie_to_parent=True)
+    kubeconfig = cluster.kubeconfig
+    try:
+        kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "deploy"))
+        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/agents.ai.openvn")
+        namespace = f"bench-{int(time.time())}"
+        kubectl(kubeconfig, "create", "namespace", namespace)
+        config = workdir / "operator.yaml"
+        config.write_text(yaml.safe_dump(operator_config()))
+        port = 19090
+        log = (workdir / "operator.log").open("wb")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        operator = subprocess.Popen(
+            [str(AGENTKUBE), "operator", "--config", str(config), "--metrics-port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            measure(kubeconfig, namespace, operator.pid, port, count, timeout, workdir)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+            kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
+    finally:
+        if not attach:
+            cluster.stop()
+
+
+def measure(
+    kubeconfig: Path, namespace: str, pid: int, port: int, count: int, timeout: float, workdir: Path
+) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            metrics(port)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the operator did not start") from None
+            time.sleep(0.2)
+    manifest = workdir / "agents.yaml"
+    manifest.write_text(agents_manifest(count))
+    start = time.monotonic()
+    kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", str(manifest))
+    applied_at = time.monotonic() - start
+    reconciled_at: float | None = None
+    while True:
+        reconciled, ready = ready_count(kubeconfig, namespace)
+        now = time.monotonic() - start
+        if reconciled_at is None and reconciled == count:
+            reconciled_at = now
+        if ready == count:
+            ready_at = now
+            break
+        if now > timeout:
+            raise SystemExit(f"only {ready}/{count} Ready after {timeout:.0f}s")
+        time.sleep(1)
+    create_writes = writes(port)
+    time.sleep(5)  # settle: late Deployment status updates
+    before_w, before_r = writes(port), reconciles(port)
+    # Make the operator reconcile every Agent again without changing anything it renders.
+    kubectl(kubeconfig, "label", "agents", "--all", "-n", namespace, "bench-touch=1")
+    deadline = time.monotonic() + 60
+    while reconciles(port) - before_r < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    idle_writes, idle_reconciles = writes(port) - before_w, reconciles(port) - before_r
+    rss, peak = rss_mb(pid)
+    print(f"agents                                   {count}")
+    print(f"kubectl apply of all agents              {applied_at:.1f} s")
+    print(f"until every agent is Reconciled          {reconciled_at:.1f} s")
+    print(f"until every agent is Ready               {ready_at:.1f} s")
+    print(f"API writes per agent while creating      {create_writes / count:.2f}")
+    print(
+        f"API writes per unchanged reconcile       {idle_writes / max(idle_reconciles, 1):.3f}"
+        f"  ({idle_writes:.0f} writes / {idle_reconciles:.0f} reconciles)"
+    )
+    print(f"operator RSS now / peak                  {rss:.0f} MB / {peak:.0f} MB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    run(args.agents, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,14 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from agentkube.runtime.agent import AgentRuntime
-from agentkube.runtime.building import RuntimeSettings, load_agent, open_runtime
-from agentkube.runtime.server import create_app
+if TYPE_CHECKING:  # the runtime and the server load only when serving starts
+    from agentkube.runtime.agent import AgentRuntime
 
 app = typer.Typer(help="Run an agent as a long-lived service.", no_args_is_help=True)
 
@@ -32,6 +30,11 @@ def serve(
     ] = 2,
 ) -> None:
     """Serve the agent of FILE over HTTP: tasks, events (SSE), health, metrics."""
+    import uvicorn
+
+    from agentkube.runtime.building import RuntimeSettings, load_agent, open_runtime
+    from agentkube.runtime.server import create_app
+
     agent, models = load_agent(file)  # fail fast, exit 2, before the server starts
     settings = RuntimeSettings(
         model=model, base_url=base_url, data_dir=data_dir, sandbox_pool=sandbox_pool

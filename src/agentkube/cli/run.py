@@ -6,17 +6,20 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from agentkube.errors import UserError
-from agentkube.runtime.agent import RunOutcome
-from agentkube.runtime.building import RuntimeSettings, load_agent, open_runtime
-from agentkube.runtime.events import RunEvent
-from agentkube.runtime.offline import DISCLAIMER, OFFLINE_MODEL_NAME
+
+if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run starts
+    from agentkube.runtime.agent import RunOutcome
+    from agentkube.runtime.building import RuntimeSettings
+    from agentkube.runtime.events import RunEvent
+
+OFFLINE_MODEL_NAME = "offline"
 
 MAX_TASK_CHARS = 100_000
 
@@ -53,6 +56,8 @@ def read_task(task: str) -> str:
 async def _run(
     file: Path, task: str, settings: RuntimeSettings, progress: Progress | None
 ) -> RunOutcome:
+    from agentkube.runtime.building import load_agent, open_runtime
+
     agent, models = load_agent(file)
     async with open_runtime(agent, models, settings) as runtime:
         if progress is None:
@@ -81,6 +86,9 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run one task with the agent of FILE and print the answer."""
+    from agentkube.runtime.building import RuntimeSettings
+    from agentkube.runtime.offline import DISCLAIMER
+
     text = read_task(task)
     settings = RuntimeSettings(model=model, base_url=base_url, api_key=api_key, data_dir=data_dir)
     err = Console(stderr=True)

@@ -16,10 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from openai import AsyncOpenAI
 from pydantic_ai.models import Model as PydanticAIModel
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.openai import OpenAIProvider
 
 from agentkube.api.models import Agent, Model
 from agentkube.runtime.errors import ModelConfigError
@@ -98,6 +95,11 @@ async def open_model(
     if choice.kind == "offline":
         yield offline_model()
         return
+    # Imported here: the OpenAI client stack is heavy and the offline model never needs it.
+    from openai import AsyncOpenAI
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
     client = AsyncOpenAI(
         base_url=choice.base_url,
         # Local servers (vLLM, llama.cpp) accept any key; the client insists on one.

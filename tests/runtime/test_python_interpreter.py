@@ -118,3 +118,13 @@ def test_seed_manifest_runs_verbatim_and_json_names_model_and_tool_calls(tmp_pat
     assert json.loads(call["result"])["exit_code"] == 0
     # memory: persistent -> the run is in the store under the data directory.
     assert (tmp_path / "history.sqlite3").exists()
+
+
+async def test_long_output_reaches_the_model_as_head_and_tail(sandbox: LocalSandbox) -> None:
+    agent = agent_from("{model: offline, tools: [python-interpreter]}")
+    runtime = runtime_for(agent, offline_model(), tools=ToolEnvironment(sandbox=sandbox))
+    outcome = await runtime.run("```python\nprint('a' * 50_000 + 'END')\n```")
+    assert outcome.output.startswith("aaaa")
+    assert outcome.output.endswith("END")
+    assert "chars cut" in outcome.output
+    assert len(outcome.output) < 17_000

@@ -48,11 +48,30 @@ class RunDeps:
     recorder: ToolRecorder
 
 
+MODEL_OUTPUT_CHARS = 16_000
+
+
+def _clip(text: str) -> tuple[str, bool]:
+    if len(text) <= MODEL_OUTPUT_CHARS:
+        return text, False
+    half = MODEL_OUTPUT_CHARS // 2
+    return f"{text[:half]}\n… [{len(text) - MODEL_OUTPUT_CHARS} chars cut] …\n{text[-half:]}", True
+
+
 def execution_summary(result: ExecutionResult) -> dict[str, Any]:
-    """What the model sees of one execution."""
-    return result.model_dump(
-        include={"exit_code", "stdout", "stderr", "killed_reason", "truncated"}
-    )
+    """What the model sees of one execution: head and tail of long output, not all of it.
+
+    The sandbox already caps each stream (1 MiB by default); a model's context is far smaller.
+    """
+    stdout, cut_out = _clip(result.stdout)
+    stderr, cut_err = _clip(result.stderr)
+    return {
+        "exit_code": result.exit_code,
+        "stdout": stdout,
+        "stderr": stderr,
+        "killed_reason": result.killed_reason,
+        "truncated": result.truncated or cut_out or cut_err,
+    }
 
 
 def python_interpreter_tool(sandbox: Sandbox, limits: Limits) -> Tool[RunDeps]:

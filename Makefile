@@ -23,7 +23,11 @@ fmt: setup-dev
 	$(VENV)/ruff format src tests benchmarks
 	$(VENV)/ruff check --fix src tests benchmarks
 
-test: setup-dev
+# The real control plane the cluster tests run on: built from Go modules, cached per version.
+testcluster:
+	@hack/testcluster/build.sh
+
+test: setup-dev testcluster
 	$(VENV)/pytest
 
 crds: setup

@@ -1,3 +1,3 @@
 """Shared pytest set-up: fixtures that start real components live in tests/plugins/."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.plugins.testcluster"]

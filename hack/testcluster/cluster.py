@@ -1,0 +1,431 @@
+"""Start, check and stop one test cluster whose every file lives in a state directory.
+
+    state_dir/
+      state.json        ports and the identity of every process started (what `down` stops)
+      kubeconfig        admin kubeconfig (certificates embedded: usable by kubectl, kopf, clients)
+      pki/  etcd/  kubeconfigs/  logs/<component>.log
+
+Start-up order is the one Kubernetes needs: etcd, API server, then controller manager, scheduler
+and kwok; then the simulated nodes are created and we wait until they are Ready and the default
+ServiceAccount exists (the sign that the controller manager works). If anything fails, every
+process already started is stopped before the error (with the component's log tail) is raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import nodes, pki, processes
+from .api import Api, ApiError, probe
+from .binaries import Binaries
+from .errors import NotRunning, StartupFailed
+
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.1/16"
+STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+PORT_NAMES = ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler")
+
+
+@dataclass(frozen=True, kw_only=True)
+class State:
+    """What state.json records about a started cluster."""
+
+    ports: dict[str, int]
+    processes: list[processes.Started]
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ports": self.ports, "processes": [p.to_json() for p in self.processes]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        procs = [processes.Started.from_json(p) for p in data["processes"]]
+        return cls(ports=dict(data["ports"]), processes=procs)
+
+
+class TestCluster:
+    """One cluster rooted at state_dir. `start` it, or `attach` to one an earlier `up` started."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir.resolve()
+        self._state: State | None = None
+        self._tie_to_parent = False
+
+    # -- paths a caller needs -------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (system:masters), credentials embedded."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def server(self) -> str:
+        return self._require_state().server
+
+    def admin_api(self) -> Api:
+        return Api(
+            server=self.server,
+            ca_cert=self.ca_cert,
+            client_cert=self.state_dir / "pki" / "admin.crt",
+            client_key=self.state_dir / "pki" / "admin.key",
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(
+        self, binaries: Binaries, *, timeout: float = 180.0, tie_to_parent: bool = False
+    ) -> None:
+        """Start every component, create the nodes, wait until usable. Stops all on failure.
+
+        tie_to_parent: components die with the calling process (for test sessions).
+        """
+        if self.state_file.exists():
+            raise StartupFailed(
+                f"{self.state_dir} already holds a cluster; stop it first "
+                f"(`hack/testcluster/testcluster down --state-dir {self.state_dir}`)."
+            )
+        for sub in ("pki", "etcd", "kubeconfigs"):
+            shutil.rmtree(self.state_dir / sub, ignore_errors=True)
+        deadline = time.monotonic() + timeout
+        certs = pki.generate(self.state_dir / "pki")
+        self._state = State(ports=_free_ports(PORT_NAMES), processes=[])
+        self._tie_to_parent = tie_to_parent
+        self._write_kubeconfigs(certs)
+        try:
+            self._start_components(binaries, certs, deadline)
+            self._create_nodes()
+            self._wait_usable(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def attach(self) -> None:
+        """Use the cluster an earlier `start` (another process) left running here."""
+        if not self.state_file.exists():
+            raise NotRunning(
+                f"no test cluster in {self.state_dir}; "
+                "start one with `hack/testcluster/testcluster up`."
+            )
+        self._state = State.from_json(json.loads(self.state_file.read_text()))
+        dead = [p.name for p in self._state.processes if not p.is_alive()]
+        if dead:
+            raise NotRunning(
+                f"the test cluster in {self.state_dir} is broken ({', '.join(dead)} not running); "
+                f"run `hack/testcluster/testcluster down` then `up`."
+            )
+
+    def stop(self) -> list[str]:
+        """Stop the processes this cluster started (nothing else); return their names."""
+        state = self._state
+        if state is None and self.state_file.exists():
+            state = State.from_json(json.loads(self.state_file.read_text()))
+        if state is None:
+            return []
+        by_name = {p.name: p for p in state.processes}
+        stopped = []
+        for name in STOP_ORDER:
+            proc = by_name.get(name)
+            if proc is not None and proc.is_alive():
+                processes.stop(proc)
+                stopped.append(name)
+        for sub in ("etcd", "pki", "kubeconfigs"):
+            shutil.rmtree(self.state_dir / sub, ignore_errors=True)
+        self.kubeconfig.unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
+        self._state = None
+        return stopped  # logs/ stays, for a post-mortem
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    # -- start-up steps -------------------------------------------------------------------------
+
+    def _start_components(self, binaries: Binaries, certs: pki.Pki, deadline: float) -> None:
+        state = self._require_state()
+        ports = state.ports
+        etcd = self._spawn(binaries, "etcd", self._etcd_args())
+        self._wait(
+            f"etcd health on port {ports['etcd_client']}",
+            deadline,
+            etcd,
+            lambda: probe(f"http://127.0.0.1:{ports['etcd_client']}/health"),
+        )
+        apiserver = self._spawn(binaries, "kube-apiserver", self._apiserver_args(certs))
+        self._wait("kube-apiserver /readyz", deadline, apiserver, self._apiserver_ready)
+        kcm = self._spawn(binaries, "kube-controller-manager", self._controller_manager_args(certs))
+        sched = self._spawn(binaries, "kube-scheduler", self._scheduler_args())
+        self._spawn(binaries, "kwok", self._kwok_args(binaries))
+        kcm_health = f"https://127.0.0.1:{ports['controller_manager']}/healthz"
+        self._wait("kube-controller-manager /healthz", deadline, kcm, lambda: probe(kcm_health))
+        self._wait(
+            "kube-scheduler /healthz",
+            deadline,
+            sched,
+            lambda: probe(f"https://127.0.0.1:{ports['scheduler']}/healthz"),
+        )
+
+    def _create_nodes(self) -> None:
+        api = self.admin_api()
+        for node in nodes.node_manifests():
+            api.post_json("/api/v1/nodes", node)
+
+    def _wait_usable(self, deadline: float) -> None:
+        api = self.admin_api()
+        names = [n["metadata"]["name"] for n in nodes.node_manifests()]
+        kwok = self._process("kwok")
+        self._wait(
+            f"simulated nodes {', '.join(names)} Ready",
+            deadline,
+            kwok,
+            lambda: all(_node_ready(api, n) for n in names),
+        )
+        kcm = self._process("kube-controller-manager")
+        default_sa = "/api/v1/namespaces/default/serviceaccounts/default"
+        self._wait("the default ServiceAccount", deadline, kcm, lambda: _exists(api, default_sa))
+
+    def _spawn(self, binaries: Binaries, name: str, args: list[str]) -> processes.Started:
+        state = self._require_state()
+        proc = processes.spawn(
+            name,
+            [str(binaries.path(name)), *args],
+            self.state_dir / "logs" / f"{name}.log",
+            tie_to_parent=self._tie_to_parent,
+        )
+        state.processes.append(proc)
+        self._save()
+        return proc
+
+    def _wait(
+        self, what: str, deadline: float, proc: processes.Started, ready: Callable[[], bool]
+    ) -> None:
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if not proc.is_alive():
+                raise StartupFailed(
+                    f"{proc.name} exited while waiting for {what}; its log ({proc.log}) ends:\n"
+                    f"{processes.log_tail(proc)}"
+                )
+            time.sleep(0.25)
+        raise StartupFailed(
+            f"timed out waiting for {what}; {proc.name}'s log ({proc.log}) ends:\n"
+            f"{processes.log_tail(proc)}"
+        )
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            return self.admin_api().get("/readyz", timeout=2.0).strip() == "ok"
+        except (OSError, ApiError):
+            return False
+
+    # -- component flags ------------------------------------------------------------------------
+
+    def _etcd_args(self) -> list[str]:
+        p = self._require_state().ports
+        client, peer = f"http://127.0.0.1:{p['etcd_client']}", f"http://127.0.0.1:{p['etcd_peer']}"
+        return [
+            "--name=testcluster",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=testcluster={peer}",
+            "--unsafe-no-fsync=true",  # a throw-away store: durability only costs test time
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, certs: pki.Pki) -> list[str]:
+        p = self._require_state().ports
+        return [
+            f"--etcd-servers=http://127.0.0.1:{p['etcd_client']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",  # loopback may not be a Service endpoint
+            f"--secure-port={p['apiserver']}",
+            f"--tls-cert-file={certs.serving.cert}",
+            f"--tls-private-key-file={certs.serving.key}",
+            f"--client-ca-file={certs.ca_cert}",
+            f"--service-account-key-file={certs.sa_pub}",
+            f"--service-account-signing-key-file={certs.sa_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins=PodSecurity",
+            "--allow-privileged=true",  # so that refusing privileged pods is PodSecurity's doing
+            "--profiling=false",
+        ]
+
+    def _controller_manager_args(self, certs: pki.Pki) -> list[str]:
+        p = self._require_state().ports
+        kubeconfig = self._kubeconfig_path("kube-controller-manager")
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['controller_manager']}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={certs.sa_key}",
+            f"--root-ca-file={certs.ca_cert}",
+            f"--cluster-signing-cert-file={certs.ca_cert}",
+            f"--cluster-signing-key-file={certs.ca_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+        ]
+
+    def _scheduler_args(self) -> list[str]:
+        p = self._require_state().ports
+        kubeconfig = self._kubeconfig_path("kube-scheduler")
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['scheduler']}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+
+    def _kwok_args(self, binaries: Binaries) -> list[str]:
+        annotation = ",".join(f"{k}={v}" for k, v in nodes.KWOK_ANNOTATION.items())
+        return [
+            f"--kubeconfig={self._kubeconfig_path('kwok')}",
+            f"--config={binaries.kwok_stages}",
+            f"--manage-nodes-with-annotation-selector={annotation}",
+            f"--cidr={POD_CIDR}",
+            "--node-ip=127.0.0.1",
+            "--node-lease-duration-seconds=40",
+        ]
+
+    # -- kubeconfigs ----------------------------------------------------------------------------
+
+    def _kubeconfig_path(self, identity: str) -> Path:
+        return self.state_dir / "kubeconfigs" / f"{identity}.kubeconfig"
+
+    def _write_kubeconfigs(self, certs: pki.Pki) -> None:
+        for identity, pair in certs.clients.items():
+            path = self._kubeconfig_path(identity)
+            write_kubeconfig(path, self.server, certs.ca_cert, pair.cert, pair.key, identity)
+        shutil.copyfile(self._kubeconfig_path("admin"), self.kubeconfig)
+        self.kubeconfig.chmod(0o600)
+
+    # -- small helpers --------------------------------------------------------------------------
+
+    def _require_state(self) -> State:
+        if self._state is None:
+            raise NotRunning(f"the test cluster in {self.state_dir} is not started.")
+        return self._state
+
+    def _process(self, name: str) -> processes.Started:
+        return next(p for p in self._require_state().processes if p.name == name)
+
+    def _save(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._require_state().to_json(), indent=2))
+        tmp.replace(self.state_file)
+
+
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca_cert: Path,
+    client_cert: Path | None,
+    client_key: Path | None,
+    user: str,
+    token: str | None = None,
+    namespace: str = "default",
+) -> Path:
+    """A self-contained kubeconfig (JSON, which every YAML reader accepts) with data embedded."""
+    creds: dict[str, str] = {}
+    if token is not None:
+        creds["token"] = token
+    if client_cert is not None and client_key is not None:
+        creds["client-certificate-data"] = _b64(client_cert)
+        creds["client-key-data"] = _b64(client_key)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentkube-testcluster",
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca_cert)},
+            }
+        ],
+        "users": [{"name": user, "user": creds}],
+        "contexts": [
+            {
+                "name": user,
+                "context": {
+                    "cluster": "agentkube-testcluster",
+                    "user": user,
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "current-context": user,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _free_ports(names: tuple[str, ...]) -> dict[str, int]:
+    """Distinct free loopback ports (all held open together so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in names:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return {name: s.getsockname()[1] for name, s in zip(names, socks, strict=True)}
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _node_ready(api: Api, name: str) -> bool:
+    try:
+        node = api.get_json(f"/api/v1/nodes/{name}")
+    except (OSError, ApiError):
+        return False
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
+    )
+    not_ready_taint = any(
+        t.get("key") == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints", [])
+    )
+    return ready and not not_ready_taint
+
+
+def _exists(api: Api, path: str) -> bool:
+    try:
+        api.get(path)
+    except (OSError, ApiError):
+        return False
+    return True

@@ -1,0 +1,129 @@
+"""Starting component processes detached, and stopping exactly those processes later.
+
+Each component runs in its own session (so a Ctrl-C in the shell that ran `up` does not reach
+it) with its output in `logs/<name>.log`. A started process is recorded by pid *and* by its
+kernel start time and executable path: `stop` signals a pid only while all three still match,
+so a recycled pid that now belongs to something else is never touched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_LIBC = ctypes.CDLL(None, use_errno=True)
+# Children started by this process, kept so they are reaped (and not reported as leaked).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started:
+    """What identifies one process this code started."""
+
+    name: str
+    pid: int
+    start_ticks: int  # field 22 of /proc/<pid>/stat: unique together with the pid
+    executable: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Started:
+        return cls(**data)
+
+    def is_alive(self) -> bool:
+        """True while the pid still is the very process that was started."""
+        return (
+            _start_ticks(self.pid) == self.start_ticks and _executable(self.pid) == self.executable
+        )
+
+
+def spawn(name: str, argv: list[str], log: Path, *, tie_to_parent: bool = False) -> Started:
+    """Start argv detached, output written to log; return its identity record.
+
+    tie_to_parent: the kernel sends it SIGTERM if this process dies (a killed pytest session
+    must not leave a control plane behind); `up` leaves it off so the cluster outlives it.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:  # a fresh log per start; `down` keeps it for a post-mortem
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if tie_to_parent else None,
+        )
+    _CHILDREN[proc.pid] = proc
+    ticks = _start_ticks(proc.pid)
+    exe = _executable(proc.pid)
+    if ticks is None or exe is None:  # it died at once; the caller reads the log
+        _reap(proc.pid)
+        ticks, exe = -1, argv[0]
+    return Started(name=name, pid=proc.pid, start_ticks=ticks, executable=exe, log=str(log))
+
+
+def stop(proc: Started, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after timeout; a no-op if the process is gone or not ours."""
+    if not proc.is_alive():
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(proc.pid)
+        if not proc.is_alive():
+            return
+        time.sleep(0.1)
+    if proc.is_alive():
+        os.kill(proc.pid, signal.SIGKILL)
+        _reap(proc.pid)
+
+
+def log_tail(proc: Started, lines: int = 25) -> str:
+    try:
+        text = Path(proc.log).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: no imports or allocation-heavy work here.
+    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited child so it does not linger as a zombie (and look alive)."""
+    child = _CHILDREN.get(pid)
+    if child is None:
+        return  # not our child (an earlier `up` started it): init reaps it
+    if child.poll() is not None:
+        del _CHILDREN[pid]
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    if fields[0] == "Z":
+        return None  # a zombie has already exited
+    return int(fields[19])
+
+
+def _executable(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None

@@ -1,0 +1,202 @@
+"""The `testcluster` fixture: a real Kubernetes control plane for the whole test session.
+
+It starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok through the
+same code as `hack/testcluster/testcluster up` (hack/testcluster/cluster.py), in a temporary
+state directory on free loopback ports, and stops them when the session ends. Missing binaries
+FAIL the test with the command that builds them (`make testcluster`); nothing skips.
+
+    @pytest.mark.cluster
+    def test_something(testcluster: Cluster, cluster_namespace: str) -> None:
+        testcluster.kubectl("apply", "-n", cluster_namespace, "-f", "deploy/crds/")
+        pod = testcluster.kubectl_json("get", "pod", "p", "-n", cluster_namespace)
+
+Python clients (kopf, kubernetes_asyncio) take `testcluster.kubeconfig` (admin, credentials
+embedded), or `testcluster.kubeconfig_for_service_account(ns, name)` to act with exactly the
+rights RBAC gives that ServiceAccount. `testcluster.pools["gpu"].node_selector` and
+`.tolerations` place a pod on a simulated pool (spot, gpu, sandbox).
+
+Set AGENTKUBE_TESTCLUSTER_ATTACH=1 to reuse a cluster started by `hack/testcluster/testcluster up`
+(it is left running) instead of starting one: fast edit-test loops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hack.testcluster import binaries
+from hack.testcluster.cli import DEFAULT_STATE_DIR
+from hack.testcluster.cluster import TestCluster, write_kubeconfig
+from hack.testcluster.errors import TestClusterError
+from hack.testcluster.nodes import POOLS, Pool
+
+T = TypeVar("T")
+KUBECTL_HINT = "install kubectl (Debian: apt-get install kubernetes-client) or put it on PATH"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster:
+    """What a test gets from the `testcluster` fixture."""
+
+    kubeconfig: Path  # admin (system:masters); hand it to kopf / kubernetes_asyncio / kubectl
+    server: str  # https://127.0.0.1:<port>
+    ca_cert: Path
+    state_dir: Path  # logs/<component>.log are here
+    pools: dict[str, Pool]
+    kubectl_path: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ plus KUBECONFIG, for subprocesses that read the default kubeconfig."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; on failure (if check) fail with its stderr."""
+        argv = [self.kubectl_path, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"`kubectl {' '.join(args)}` exited {result.returncode}:\n{result.stderr}",
+                pytrace=False,
+            )
+        return result
+
+    def kubectl_json(self, *args: str, **kwargs: Any) -> Any:
+        """Run `kubectl ... -o json` and parse the output."""
+        return json.loads(self.kubectl(*args, "-o", "json", **kwargs).stdout)
+
+    def apply(
+        self, manifest: str | Path, namespace: str | None = None, *, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply` a YAML/JSON string or a file/directory path."""
+        ns = ["-n", namespace] if namespace else []
+        if isinstance(manifest, Path):
+            return self.kubectl("apply", *ns, "-f", str(manifest), check=check)
+        return self.kubectl("apply", *ns, "-f", "-", input=manifest, check=check)
+
+    def kubeconfig_for_service_account(
+        self, namespace: str, name: str, *, duration_seconds: int = 3600
+    ) -> Path:
+        """A kubeconfig authenticating as system:serviceaccount:<namespace>:<name>.
+
+        The ServiceAccount must exist; the token comes from the TokenRequest API.
+        """
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, f"--duration={duration_seconds}s"
+        ).stdout.strip()
+        path = self.state_dir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig"
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return write_kubeconfig(
+            path, self.server, self.ca_cert, None, None, user, token=token, namespace=namespace
+        )
+
+    def create_namespace(self, prefix: str = "t", labels: dict[str, str] | None = None) -> str:
+        """Create a uniquely named namespace (optionally labelled); return its name."""
+        name = f"{_dns_label(prefix)[:40]}-{secrets.token_hex(3)}"
+        manifest: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace"}
+        manifest["metadata"] = {"name": name, "labels": labels or {}}
+        self.apply(json.dumps(manifest))
+        self.wait_until(
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+                == 0
+            ),
+            f"the default ServiceAccount in namespace {name}",
+        )
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+    def wait_until(
+        self, probe: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.5
+    ) -> T:
+        """Poll probe until it returns something truthy; fail naming `what` on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+            time.sleep(every)
+
+
+@pytest.fixture(scope="session")
+def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A running control plane with simulated nodes, shared by the session."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(f"the cluster tests need kubectl: {KUBECTL_HINT}.", pytrace=False)
+    attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
+    if attach:
+        state_dir = Path(os.environ.get("AGENTKUBE_TESTCLUSTER_DIR", DEFAULT_STATE_DIR))
+    else:
+        state_dir = tmp_path_factory.mktemp("testcluster")
+    cluster = TestCluster(state_dir)
+    try:
+        if attach:
+            cluster.attach()
+        else:
+            cluster.start(binaries.locate(), tie_to_parent=True)
+    except TestClusterError as e:
+        pytest.fail(f"test cluster: {e}", pytrace=False)
+    try:
+        yield Cluster(
+            kubeconfig=cluster.kubeconfig,
+            server=cluster.server,
+            ca_cert=cluster.ca_cert,
+            state_dir=cluster.state_dir,
+            pools=dict(POOLS),
+            kubectl_path=kubectl,
+        )
+    finally:
+        if not attach:
+            cluster.stop()
+
+
+@pytest.fixture
+def cluster_namespace(testcluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    name = testcluster.create_namespace(request.node.name)
+    yield name
+    testcluster.delete_namespace(name)
+
+
+def _dns_label(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().removeprefix("test_")).strip("-") or "t"
+
+
+@pytest.fixture(scope="session")
+def agentkube_crds(testcluster: Cluster) -> list[str]:
+    """agentkube's CRDs (deploy/crds/) applied and Established; returns their names."""
+    crd_dir = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+    if not list(crd_dir.glob("*.yaml")):
+        pytest.fail(f"no CRDs in {crd_dir}; generate them with `agentkube crds`.", pytrace=False)
+    testcluster.apply(crd_dir)
+    names = [
+        item["metadata"]["name"]
+        for item in testcluster.kubectl_json("get", "-f", str(crd_dir))["items"]
+    ]
+    for name in names:
+        testcluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    return names

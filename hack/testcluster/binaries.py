@@ -54,7 +54,7 @@ def locate() -> Binaries:
         raise MissingPrerequisite(
             f"test cluster binaries for this checkout are not built "
             f"(missing in {bin_dir}: {', '.join(missing) or 'the .complete marker'}); "
-            f"run `{BUILD_COMMAND}` (a cold build takes about half an hour on 2 cores)."
+            f"run `{BUILD_COMMAND}` (about 15 minutes on 2 cores the first time, then cached)."
         )
     return Binaries(bin_dir=bin_dir)
 

@@ -8,6 +8,7 @@ it gets) and an operator configuration whose pool profiles match the simulated n
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -129,6 +130,13 @@ class OperatorProcess:
         return sum(
             v for k, v in samples.items() if k.startswith("agentkube_operator_api_writes_total")
         )
+
+    def writes_in(self, namespace: str) -> int:
+        """Writes the operator logged for objects of one namespace (every write is logged)."""
+        pattern = re.compile(
+            rf"(applied \S+|updated status of \S+|posted event \S+ on) {namespace}/"
+        )
+        return len(pattern.findall(self.log.read_text(errors="replace")))
 
     def rss_bytes(self) -> int:
         assert self.proc is not None

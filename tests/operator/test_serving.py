@@ -81,3 +81,13 @@ def test_long_names_are_shortened_to_a_dns_label_without_colliding() -> None:
     assert len(bounded_name(a, "-model")) <= MAX_NAME
     assert bounded_name(a, "-model") != bounded_name(b, "-model")
     assert bounded_name("short", "-model") == "short-model"
+
+
+def test_serving_pods_meet_the_restricted_pod_security_profile() -> None:
+    pod = deployment(model())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["HF_HOME"].startswith("/cache")

@@ -39,6 +39,8 @@ def command(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpx2", "httpcore", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     async def main() -> None:
         operator = Operator(config=settings, client=make_client(settings))

@@ -30,7 +30,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from agentkube.api.models import GROUP, VERSION
-from agentkube.operator.errors import PermanentError, TemporaryError
+from agentkube.operator.errors import NamespaceTerminating, PermanentError, TemporaryError
 from agentkube.operator.status import timestamp
 
 JSON = dict[str, Any]
@@ -96,6 +96,7 @@ class Applier:
                 field_manager=self.field_manager,
             )
         self.writes[f"status {kind}"] += 1
+        log.info("updated status of %s %s/%s: %s", kind, namespace, name, sorted(status))
 
     async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None:
         """A Kubernetes Event about ``owner``; failing to post one only logs."""
@@ -127,6 +128,7 @@ class Applier:
             )
             return
         self.writes["create Event"] += 1
+        log.info("posted event %s on %s/%s", reason, meta["namespace"], meta["name"])
 
 
 class _translated:
@@ -142,8 +144,16 @@ class _translated:
         if isinstance(exc, ApiError):
             code = exc.status.code or 0
             message = f"{self.what}: {exc.status.message} ({code} {exc.status.reason})"
+            if _namespace_terminating(exc):
+                raise NamespaceTerminating(message) from exc
             if code >= 500 or code in _TEMPORARY_STATUS:
                 raise TemporaryError(message) from exc
             raise PermanentError(message) from exc
         if isinstance(exc, (httpx.TransportError, OSError)):
             raise TemporaryError(f"{self.what}: API server unreachable ({exc!r})") from exc
+
+
+def _namespace_terminating(error: ApiError) -> bool:
+    details = error.status.details
+    causes = (details.causes if details else None) or []
+    return any(cause.reason == "NamespaceTerminating" for cause in causes)

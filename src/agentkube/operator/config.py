@@ -163,6 +163,7 @@ class OperatorConfig(_Config):
     agent_user_id: int = 65532
     serving_images: ServingImages = Field(default_factory=ServingImages)
     serving_port: int = 8000
+    serving_user_id: int = 1000
     pools: dict[str, PoolProfile] = Field(default_factory=default_pools)
     agent_pool: str = "spot"
     model_pool: str = "gpu"

@@ -27,3 +27,7 @@ class TemporaryError(ReconcileError):
 
 class PermanentError(ReconcileError):
     """Not worth retrying until the object (or the configuration) changes."""
+
+
+class NamespaceTerminating(PermanentError):
+    """The object's namespace is being deleted; the operator must not fight the deletion."""

@@ -21,7 +21,7 @@ from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import drifted
-from agentkube.operator.errors import ReconcileError, TemporaryError
+from agentkube.operator.errors import NamespaceTerminating, ReconcileError, TemporaryError
 from agentkube.operator.placement import UnknownPoolError
 from agentkube.operator.rendering import endpoint, render_agent
 from agentkube.operator.serving import ResolvedModel, model_base_url, render_model, resolve_model
@@ -37,6 +37,8 @@ JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 EVENT_WORTHY = {"ModelResolved", "Reconciled"}
+# The namespace is being deleted: write nothing more, the garbage collector is at work.
+TERMINATING = Check(type="Reconciled", ok=False, reason="NamespaceTerminating", message="")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +150,8 @@ class Reconciler:
                 continue
             try:
                 self.cache.put(await self.applier.apply(child), kind)
+            except NamespaceTerminating:
+                return Applied(check=TERMINATING, retry=False)
             except ReconcileError as e:
                 log.warning("%s", e)
                 check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
@@ -159,6 +163,8 @@ class Reconciler:
 
     async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
         """Write the status if it changed and post Events for new failures; True to retry."""
+        if TERMINATING in checks:
+            return False
         meta = body["metadata"]
         live = body.get("status") or {}
         previous = live.get("conditions") or []

@@ -29,6 +29,7 @@ from agentkube.operator.naming import (
 from agentkube.operator.placement import scheduling
 
 JSON = dict[str, Any]
+CACHE_DIR = "/cache"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,14 +123,23 @@ def engine_container(serve: Serve, config: OperatorConfig) -> JSON:
         "startupProbe": {**probe, "failureThreshold": 180},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6},
+        # Pod Security `restricted`, as agents: the engines run as any user once HOME and the
+        # Hugging Face cache point at a writable volume.
         "securityContext": {
             "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": config.serving_user_id,
+            "runAsGroup": config.serving_user_id,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "env": [
+            {"name": "HOME", "value": CACHE_DIR},
+            {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+        ],
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
-            {"name": "cache", "mountPath": "/root/.cache"},
+            {"name": "cache", "mountPath": CACHE_DIR},
         ],
     }
 
@@ -163,6 +173,11 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
         ],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "fsGroup": config.serving_user_id,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         **scheduling(config, config.model_pool, serve.placement),
     }
     deployment = {

@@ -8,6 +8,7 @@ so a recycled pid that now belongs to something else is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -75,17 +76,15 @@ def spawn(name: str, argv: list[str], log: Path, *, tie_to_parent: bool = False)
 def stop(proc: Started, timeout: float = 15.0) -> None:
     """SIGTERM, then SIGKILL after timeout; a no-op if the process is gone or not ours."""
     if not proc.is_alive():
+        _reap(proc.pid)  # exited on its own: collect it if it was our child
         return
     os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(proc.pid)
-        if not proc.is_alive():
-            return
+    while proc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if proc.is_alive():
         os.kill(proc.pid, signal.SIGKILL)
-        _reap(proc.pid)
+    _reap(proc.pid, timeout=5.0)
 
 
 def log_tail(proc: Started, lines: int = 25) -> str:
@@ -102,12 +101,14 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-def _reap(pid: int) -> None:
-    """Collect our own exited child so it does not linger as a zombie (and look alive)."""
+def _reap(pid: int, timeout: float = 0.0) -> None:
+    """Collect our own exited child, so that no zombie (or live Popen object) outlives it."""
     child = _CHILDREN.get(pid)
     if child is None:
         return  # not our child (an earlier `up` started it): init reaps it
-    if child.poll() is not None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=timeout)
+    if child.returncode is not None:
         del _CHILDREN[pid]
 
 

@@ -17,6 +17,7 @@ def test_stop_terminates_a_process_it_started(tmp_path: Path) -> None:
     assert proc.is_alive()
     processes.stop(proc, timeout=5)
     assert not proc.is_alive()
+    assert not Path(f"/proc/{proc.pid}").exists()  # reaped, not left a zombie
 
 
 def test_stop_leaves_alone_a_pid_that_is_no_longer_the_process_it_started(

@@ -152,6 +152,28 @@ class TestCluster:
         self._state = None
         return stopped  # logs/ stays, for a post-mortem
 
+    def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 90.0) -> None:
+        """Stop one component and start it again as it was (same flags, port, data, log).
+
+        For tests of what clients do while, say, the API server is away. The new process
+        replaces the old one in state.json, so `stop`/`down` still stop everything.
+        """
+        state = self._require_state()
+        old = self._process(name)
+        if not old.argv:
+            raise StartupFailed(
+                f"{name} was recorded without its command line (started by an older version); "
+                "restart the whole cluster with `down` and `up`."
+            )
+        processes.stop(old)
+        time.sleep(down_seconds)
+        new = processes.spawn(
+            name, list(old.argv), Path(old.log), tie_to_parent=self._tie_to_parent, append=True
+        )
+        state.processes[state.processes.index(old)] = new
+        self._save()
+        self._wait(f"restarted {name}", time.monotonic() + timeout, new, self._ready_check(name))
+
     @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
@@ -159,28 +181,30 @@ class TestCluster:
     # -- start-up steps -------------------------------------------------------------------------
 
     def _start_components(self, binaries: Binaries, certs: pki.Pki, deadline: float) -> None:
-        state = self._require_state()
-        ports = state.ports
         etcd = self._spawn(binaries, "etcd", self._etcd_args())
-        self._wait(
-            f"etcd health on port {ports['etcd_client']}",
-            deadline,
-            etcd,
-            lambda: probe(f"http://127.0.0.1:{ports['etcd_client']}/health"),
-        )
+        self._wait("etcd /health", deadline, etcd, self._ready_check("etcd"))
         apiserver = self._spawn(binaries, "kube-apiserver", self._apiserver_args(certs))
-        self._wait("kube-apiserver /readyz", deadline, apiserver, self._apiserver_ready)
+        self._wait(
+            "kube-apiserver /readyz", deadline, apiserver, self._ready_check("kube-apiserver")
+        )
         kcm = self._spawn(binaries, "kube-controller-manager", self._controller_manager_args(certs))
         sched = self._spawn(binaries, "kube-scheduler", self._scheduler_args())
         self._spawn(binaries, "kwok", self._kwok_args(binaries))
-        kcm_health = f"https://127.0.0.1:{ports['controller_manager']}/healthz"
-        self._wait("kube-controller-manager /healthz", deadline, kcm, lambda: probe(kcm_health))
-        self._wait(
-            "kube-scheduler /healthz",
-            deadline,
-            sched,
-            lambda: probe(f"https://127.0.0.1:{ports['scheduler']}/healthz"),
-        )
+        for proc in (kcm, sched):
+            self._wait(f"{proc.name} /healthz", deadline, proc, self._ready_check(proc.name))
+
+    def _ready_check(self, name: str) -> Callable[[], bool]:
+        ports = self._require_state().ports
+        checks: dict[str, Callable[[], bool]] = {
+            "etcd": lambda: probe(f"http://127.0.0.1:{ports['etcd_client']}/health"),
+            "kube-apiserver": self._apiserver_ready,
+            "kube-controller-manager": lambda: probe(
+                f"https://127.0.0.1:{ports['controller_manager']}/healthz"
+            ),
+            "kube-scheduler": lambda: probe(f"https://127.0.0.1:{ports['scheduler']}/healthz"),
+            "kwok": lambda: True,  # kwok serves no health port here; alive is all we can see
+        }
+        return checks[name]
 
     def _create_nodes(self) -> None:
         api = self.admin_api()

@@ -33,13 +33,14 @@ class Started:
     start_ticks: int  # field 22 of /proc/<pid>/stat: unique together with the pid
     executable: str
     log: str
+    argv: tuple[str, ...] = ()  # the command line, so the component can be restarted as it was
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "argv": list(self.argv)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Started:
-        return cls(**data)
+        return cls(**{**data, "argv": tuple(data.get("argv", ()))})
 
     def is_alive(self) -> bool:
         """True while the pid still is the very process that was started."""
@@ -48,14 +49,16 @@ class Started:
         )
 
 
-def spawn(name: str, argv: list[str], log: Path, *, tie_to_parent: bool = False) -> Started:
-    """Start argv detached, output written to log; return its identity record.
+def spawn(
+    name: str, argv: list[str], log: Path, *, tie_to_parent: bool = False, append: bool = False
+) -> Started:
+    """Start argv detached, output written to log (appended if append); return its record.
 
     tie_to_parent: the kernel sends it SIGTERM if this process dies (a killed pytest session
     must not leave a control plane behind); `up` leaves it off so the cluster outlives it.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:  # a fresh log per start; `down` keeps it for a post-mortem
+    with log.open("ab" if append else "wb") as out:  # `down` keeps logs for a post-mortem
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -70,7 +73,9 @@ def spawn(name: str, argv: list[str], log: Path, *, tie_to_parent: bool = False)
     if ticks is None or exe is None:  # it died at once; the caller reads the log
         _reap(proc.pid)
         ticks, exe = -1, argv[0]
-    return Started(name=name, pid=proc.pid, start_ticks=ticks, executable=exe, log=str(log))
+    return Started(
+        name=name, pid=proc.pid, start_ticks=ticks, executable=exe, log=str(log), argv=tuple(argv)
+    )
 
 
 def stop(proc: Started, timeout: float = 15.0) -> None:

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,7 @@ class Cluster:
     state_dir: Path  # logs/<component>.log are here
     pools: dict[str, Pool]
     kubectl_path: str
+    _control_plane: TestCluster = field(repr=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -92,6 +93,14 @@ class Cluster:
         if isinstance(manifest, Path):
             return self.kubectl("apply", *ns, "-f", str(manifest), check=check)
         return self.kubectl("apply", *ns, "-f", "-", input=manifest, check=check)
+
+    def restart(self, component: str, *, down_seconds: float = 0.0) -> None:
+        """Restart one component (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+        kwok) with its flags, port and data unchanged; returns once it is ready again."""
+        try:
+            self._control_plane.restart(component, down_seconds=down_seconds)
+        except TestClusterError as e:
+            pytest.fail(f"test cluster: {e}", pytrace=False)
 
     def kubeconfig_for_service_account(
         self, namespace: str, name: str, *, duration_seconds: int = 3600
@@ -168,6 +177,7 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             state_dir=cluster.state_dir,
             pools=dict(POOLS),
             kubectl_path=kubectl,
+            _control_plane=cluster,
         )
     finally:
         if not attach:

@@ -165,7 +165,9 @@ class TestCluster:
                 f"{name} was recorded without its command line (started by an older version); "
                 "restart the whole cluster with `down` and `up`."
             )
-        processes.stop(old)
+        # With clients still watching, kube-apiserver drains for a long time after SIGTERM;
+        # a restart need not wait for that: 5 s of grace, then SIGKILL.
+        processes.stop(old, timeout=5.0)
         time.sleep(down_seconds)
         new = processes.spawn(
             name, list(old.argv), Path(old.log), tie_to_parent=self._tie_to_parent, append=True

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from agentkube.api.loading import load_file, single_agent
-from agentkube.runtime.building import RuntimeSettings, open_runtime
-from agentkube.sandbox.contract import ExecutionRequest
-from agentkube.sandbox.local import LocalSandbox
+from agentkube.api.loading import load_file, single_agent  # noqa: E402
+from agentkube.runtime.building import RuntimeSettings, open_runtime  # noqa: E402
+from agentkube.sandbox.contract import ExecutionRequest  # noqa: E402
+from agentkube.sandbox.local import LocalSandbox  # noqa: E402
 
 TASK = "```python\nprint(1)\n```"
 

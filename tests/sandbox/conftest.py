@@ -32,4 +32,4 @@ async def sandbox() -> AsyncIterator[LocalSandbox]:
         yield backend
     finally:
         await backend.aclose()
-    assert_nothing_left(backend)
+    await assert_nothing_left(backend)

@@ -8,8 +8,9 @@ from agentkube.sandbox import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.local import LocalSandbox
 
 
-def assert_nothing_left(backend: LocalSandbox) -> None:
+async def assert_nothing_left(backend: LocalSandbox) -> None:
     """Every execution cgroup is gone (so no sandboxed process survives); the host still forks."""
+    await backend.settle()
     assert backend.live_cgroups() == []
     assert subprocess.run(["true"], check=False).returncode == 0
 
@@ -23,5 +24,6 @@ async def run(
         limits=Limits(**limits),  # type: ignore[arg-type]
     )
     result = await backend.execute(request)
+    await backend.settle()
     assert backend.live_cgroups() == [], "the execution's cgroup outlived it"
     return result

@@ -37,7 +37,7 @@ async def test_fork_bomb_is_stopped_by_the_pids_limit(sandbox: LocalSandbox) -> 
     result = await run(sandbox, ":(){ :|:& };:\nsleep 15", language="bash", timeout_s=20)
     assert result.killed_reason == "pids"
     assert result.duration_ms < 10_000, "the bomb should be killed as soon as it hits the limit"
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
 
 
 async def test_memory_bomb_is_killed_for_memory(sandbox: LocalSandbox) -> None:
@@ -45,7 +45,7 @@ async def test_memory_bomb_is_killed_for_memory(sandbox: LocalSandbox) -> None:
     result = await run(sandbox, code, timeout_s=20)
     assert result.killed_reason == "memory"
     assert result.exit_code != 0
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
 
 
 async def test_a_64_mb_allocation_succeeds_within_128mi(sandbox: LocalSandbox) -> None:
@@ -61,14 +61,14 @@ async def test_cpu_spin_is_killed_at_the_timeout(sandbox: LocalSandbox) -> None:
     assert result.killed_reason == "timeout"
     assert result.exit_code is None
     assert 1000 <= result.duration_ms < 3000
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
 
 
 async def test_sleeping_code_hits_the_wall_clock_timeout(sandbox: LocalSandbox) -> None:
     result = await run(sandbox, "import time\ntime.sleep(600)\n", timeout_s=1)
     assert result.killed_reason == "timeout"
     assert 1000 <= result.duration_ms < 3000
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
 
 
 async def test_cpu_use_stays_within_half_a_core(sandbox: LocalSandbox) -> None:
@@ -111,7 +111,7 @@ async def test_output_flood_is_capped_and_the_runner_stays_small(
     assert result.duration_ms < 10_000
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     assert grown_kib < 32 * 1024, f"runner grew by {grown_kib} KiB"
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
 
 
 async def test_filling_the_disk_stops_at_the_scratch_size(sandbox: LocalSandbox) -> None:
@@ -415,7 +415,33 @@ async def test_orphaned_background_processes_die_with_the_execution(
         p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep 1234.5"
     ]
     assert leftovers == []
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)
+
+
+async def test_when_the_result_returns_every_sandboxed_process_is_already_dying(
+    sandbox: LocalSandbox,
+) -> None:
+    code = "for i in 1 2 3 4 5; do sleep 999 & done\necho ok\n"
+    result = await sandbox.execute(ExecutionRequest(language="bash", code=code))
+    assert result.stdout == "ok\n"
+    survivors = [
+        pid for name in sandbox.live_cgroups() for pid in _members(name) if not _dead_or_dying(pid)
+    ]
+    assert survivors == []
+    await assert_nothing_left(sandbox)
+
+
+def _dead_or_dying(pid: int) -> bool:
+    """Exited, or with SIGKILL pending (it cannot run user code again)."""
+    try:
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    sigkill = 1 << 8
+    pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+    return status["State"].strip()[0] in "ZX" or bool(pending & sigkill)
 
 
 def _cmdline(proc: Path) -> str:
@@ -447,4 +473,4 @@ async def test_twenty_simultaneous_executions_stay_isolated(sandbox: LocalSandbo
         assert who == f"job{i}"
         assert int(processes) <= 3
         assert listing.strip() == "['out', 'who']"
-    assert_nothing_left(sandbox)
+    await assert_nothing_left(sandbox)

@@ -57,6 +57,10 @@ class ExecutionCgroup(Protocol):
 
     def members(self) -> list[int]: ...
 
+    def send_kill(self) -> None:
+        """SIGKILL every member now, without waiting for them to die."""
+        ...
+
     async def kill(self) -> None:
         """Kill every member; returns once the cgroup is empty."""
         ...
@@ -114,6 +118,12 @@ def _read_pids(procs: Path) -> list[int]:
         return []
 
 
+def _signal_members(procs: Path) -> None:
+    for pid in _read_pids(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def _kill_members(procs: Path, kill_file: Path | None = None) -> None:
     """SIGKILL everything in a cgroup until it is empty (a fork bomb cannot outrun pids.max)."""
     for attempt in range(400):
@@ -124,10 +134,8 @@ async def _kill_members(procs: Path, kill_file: Path | None = None) -> None:
             with contextlib.suppress(OSError):
                 _write(kill_file, "1")
         else:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.005 if attempt < 20 else 0.025)
+            _signal_members(procs)
+        await asyncio.sleep(0.001 if attempt < 10 else 0.01 if attempt < 50 else 0.025)
     raise SandboxFailure(f"processes {_read_pids(procs)} in {procs.parent} survived SIGKILL")
 
 
@@ -185,6 +193,12 @@ class CgroupV2:
 
     def members(self) -> list[int]:
         return _read_pids(self.path / "cgroup.procs")
+
+    def send_kill(self) -> None:
+        try:
+            _write(self.path / "cgroup.kill", "1")
+        except OSError:  # before Linux 5.14
+            _signal_members(self.path / "cgroup.procs")
 
     async def kill(self) -> None:
         kill_file = self.path / "cgroup.kill"
@@ -277,6 +291,9 @@ class CgroupV1:
 
     def members(self) -> list[int]:
         return _read_pids(self.dirs["pids"] / "cgroup.procs")
+
+    def send_kill(self) -> None:
+        _signal_members(self.dirs["pids"] / "cgroup.procs")
 
     async def kill(self) -> None:
         for procs in dict.fromkeys(Path(p) for p in self.procs_files):

@@ -9,7 +9,9 @@ namespaces disabled): there is no unisolated fallback.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import os
 import re
 import secrets
@@ -25,6 +27,8 @@ from agentkube.sandbox.execution import run_request
 from agentkube.sandbox.isolation import IsolationConfig
 from agentkube.sandbox.pool import WarmPool
 from agentkube.sandbox.spawning import SandboxProcess, SpawnSettings, spawn
+
+log = logging.getLogger(__name__)
 
 CGROUP_PREFIX = "sbx-"
 NOBODY = 65534
@@ -65,6 +69,13 @@ def _check_interpreter(config: IsolationConfig) -> None:
             )
 
 
+async def _destroy_logging_errors(sandbox: SandboxProcess) -> None:
+    try:
+        await sandbox.destroy()
+    except Exception:
+        log.exception("could not clean up sandbox %s", sandbox.cgroup.name)
+
+
 class LocalSandbox:
     """Runs requests in single-use bubblewrap sandboxes on this machine.
 
@@ -97,12 +108,18 @@ class LocalSandbox:
         program = seccomp.build_filter() if use_seccomp else None
         if host_uid is None and os.geteuid() == 0:
             host_uid = NOBODY
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        if host_uid is not None and not os.access(setpriv, os.X_OK):
+            raise SandboxUnavailable(
+                "setpriv is missing: install util-linux (apt-get install util-linux)"
+            )
         self._settings = SpawnSettings(
             isolation=config,
             hierarchy=hierarchy,
             seccomp_program=program,
             host_uid=host_uid,
             host_gid=NOBODY if host_uid is not None else None,
+            setpriv=setpriv,
         )
         self._names = (
             f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(3)}-{n}" for n in itertools.count()
@@ -110,6 +127,7 @@ class LocalSandbox:
         self._pool_limits = pool_limits or Limits()
         self._pool = WarmPool(pool_size, self._spawn_warm) if pool_size else None
         self._closed = False
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._remove_stale_cgroups()
 
     @property
@@ -135,14 +153,30 @@ class LocalSandbox:
         self._check_open()
         sandbox = await self._acquire(request.limits)
         try:
-            return await run_request(sandbox, request)
-        finally:
+            result = await run_request(sandbox, request)
+        except BaseException:
             await sandbox.destroy()
+            raise
+        finally:
+            if self._pool is not None and not self._closed:
+                self._pool.fill()
+        # Every process of the sandbox has been sent SIGKILL; reaping them and removing the
+        # cgroup need not delay the result.
+        task = asyncio.create_task(_destroy_logging_errors(sandbox))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return result
+
+    async def settle(self) -> None:
+        """Wait until every finished execution's sandbox is reaped and its cgroup removed."""
+        while self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     async def aclose(self) -> None:
         self._closed = True
         if self._pool is not None:
             await self._pool.aclose()
+        await self.settle()
 
     async def __aenter__(self) -> LocalSandbox:
         await self.start()
@@ -164,7 +198,6 @@ class LocalSandbox:
         if self._pool is not None:
             warm = self._pool.take(limits.scratch_bytes)
             if warm is not None:
-                warm.cgroup.set_limits(limits)
                 return warm
         return await spawn(self._settings, next(self._names), limits)
 

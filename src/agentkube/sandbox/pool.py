@@ -39,16 +39,23 @@ class WarmPool:
     def fill(self) -> None:
         """Start as many sandboxes as the pool is short of."""
         while not self._closed and len(self._ready) + len(self._starting) < self.size:
-            task = asyncio.create_task(self._start_one())
-            self._starting.add(task)
-            task.add_done_callback(self._starting.discard)
+            self._starting.add(asyncio.create_task(self._start_one()))
 
     async def _start_one(self) -> None:
+        try:
+            await self._start_and_keep()
+        finally:
+            # Before waking waiters, so that wait_full sees an accurate count.
+            task = asyncio.current_task()
+            if task is not None:
+                self._starting.discard(task)
+            self._changed.set()
+
+    async def _start_and_keep(self) -> None:
         try:
             sandbox = await self._start()
         except Exception as e:
             log.warning("warm sandbox failed to start: %s", e)
-            self._changed.set()
             return
         try:
             ready = await sandbox.ready()
@@ -59,7 +66,6 @@ class WarmPool:
             self._ready.append(sandbox)
         else:
             await sandbox.destroy()
-        self._changed.set()
 
     async def wait_full(self) -> None:
         """Fill the pool and wait until every start has finished (successfully or not)."""
@@ -69,19 +75,20 @@ class WarmPool:
             await self._changed.wait()
 
     def take(self, scratch_bytes: int) -> SandboxProcess | None:
-        """A ready sandbox with this scratch size, never handed out before; refills the pool."""
-        try:
-            for _ in range(len(self._ready)):
-                sandbox = self._ready.popleft()
-                if sandbox.alive() and sandbox.scratch_bytes == scratch_bytes:
-                    return sandbox
-                if sandbox.alive():
-                    self._ready.append(sandbox)
-                else:
-                    self._destroy_later(sandbox)
-            return None
-        finally:
-            self.fill()
+        """A ready sandbox with this scratch size, never handed out before.
+
+        The pool does not refill here: the caller calls :meth:`fill` once its execution is over,
+        so that starting the replacement does not compete with the execution for the CPU.
+        """
+        for _ in range(len(self._ready)):
+            sandbox = self._ready.popleft()
+            if sandbox.alive() and sandbox.scratch_bytes == scratch_bytes:
+                return sandbox
+            if sandbox.alive():
+                self._ready.append(sandbox)
+            else:
+                self._destroy_later(sandbox)
+        return None
 
     def _destroy_later(self, sandbox: SandboxProcess) -> None:
         task = asyncio.create_task(sandbox.destroy())

@@ -1,10 +1,10 @@
 """Starting one sandbox: a fresh cgroup, bubblewrap inside it, our pid-1 helper waiting for code.
 
 The child process joins the execution cgroup and drops to an unprivileged host uid *before* it
-execs bubblewrap (``preexec_fn``), so there is no window in which a sandboxed process runs outside
-the cgroup, and no sandboxed process is ever host root: inside it is uid 65534 of a user
-namespace that maps to the unprivileged host uid (``nobody`` when the runner is root). bubblewrap
-gets an empty environment, only the pipes it needs, and ``/`` as its working directory.
+execs bubblewrap (see :func:`launcher_argv`), so there is no window in which a sandboxed process
+runs outside the cgroup, and no sandboxed process is ever host root: inside it is uid 65534 of a
+user namespace that maps to the unprivileged host uid (``nobody`` when the runner is root).
+bubblewrap gets an empty environment, only the pipes it needs, and ``/`` as its working directory.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -22,7 +22,7 @@ from agentkube.sandbox.cgroups import CgroupHierarchy, ExecutionCgroup
 from agentkube.sandbox.contract import Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxUnavailable
 from agentkube.sandbox.isolation import IsolationConfig, SpawnFds
-from agentkube.sandbox.streams import CappedReader
+from agentkube.sandbox.streams import CappedReader, write_all
 
 SHIM_SOURCE = resources.files("agentkube.sandbox").joinpath("_shim.py").read_text()
 
@@ -36,6 +36,8 @@ class SpawnSettings:
     seccomp_program: bytes | None
     host_uid: int | None
     host_gid: int | None
+    sh: str = "/bin/sh"
+    setpriv: str = "/usr/bin/setpriv"
 
 
 @dataclass(eq=False, kw_only=True)
@@ -61,6 +63,19 @@ class SandboxProcess:
     def alive(self) -> bool:
         return not self.exited.done()
 
+    async def send(self, request: bytes) -> None:
+        """Write the request to the helper's stdin and close it (the helper reads to EOF)."""
+        try:
+            await write_all(self.stdin_fd, request)
+        finally:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        # Close exactly once: a second close could hit a reused descriptor number.
+        if self.stdin_fd >= 0:
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
+
     async def destroy(self) -> None:
         """Kill everything in the sandbox, remove its cgroup, release its pipes."""
         if self._destroyed:
@@ -72,28 +87,30 @@ class SandboxProcess:
         finally:
             for reader in (self.stdout, self.stderr, self.result):
                 reader.close()
-            with contextlib.suppress(OSError):
-                os.close(self._pidfd)
-            with contextlib.suppress(OSError):
-                os.close(self.stdin_fd)
+            self._close_stdin()
+            os.close(self._pidfd)
             self.popen.wait()
 
 
-def _enter_cgroup_and_drop_privileges(
-    procs_files: Sequence[str], uid: int | None, gid: int | None
-) -> Callable[[], None]:
-    def enter() -> None:  # runs in the forked child, before exec: keep it to plain syscalls
-        for path in procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            os.write(fd, b"0")
-            os.close(fd)
-        if gid is not None:
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-        if uid is not None:
-            os.setresuid(uid, uid, uid)
+# Runs as the sandbox's first process: join every cgroup given before "--" (writing 0 means
+# "me"), then exec the rest. Nothing else runs yet, so nothing can start outside the cgroup.
+JOIN_CGROUP_SCRIPT = (
+    'for f; do shift; [ "$f" = -- ] && break; echo 0 > "$f" || exit 125; done; exec "$@"'
+)
 
-    return enter
+
+def launcher_argv(
+    sh: str, setpriv: str, procs_files: Sequence[str], uid: int | None, gid: int | None
+) -> list[str]:
+    """The command prefix that joins the cgroup and drops to ``uid``/``gid`` before bubblewrap.
+
+    A two-line shell and ``setpriv`` instead of ``preexec_fn``: ``preexec_fn`` forces a full
+    ``fork`` of the runner (tens of ms for a big Python process) where this allows ``vfork``.
+    """
+    argv = [sh, "-c", JOIN_CGROUP_SCRIPT, "sh", *procs_files, "--"]
+    if uid is not None and gid is not None:
+        argv += [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    return argv
 
 
 def _data_pipe(data: bytes) -> int:
@@ -120,9 +137,17 @@ def _exit_future(pid: int) -> tuple[int, asyncio.Future[None]]:
     return pidfd, exited
 
 
+def startup_limits(limits: Limits) -> Limits:
+    """The limits while only bubblewrap and our helper run: the memory, pids and scratch limits
+    already hold, but the CPU quota does not yet, so that starting the interpreter does not use
+    up the code's CPU time for the current period (the code's own limits are set before it runs).
+    """
+    return limits.model_copy(update={"cpu": float(os.cpu_count() or 1)})
+
+
 async def spawn(settings: SpawnSettings, name: str, limits: Limits) -> SandboxProcess:
     """Start a sandbox in a new cgroup named ``name``; it waits for its request on stdin."""
-    cgroup = settings.hierarchy.create(name, limits)
+    cgroup = settings.hierarchy.create(name, startup_limits(limits))
     opened: list[int] = []
     try:
         stdin_r, stdin_w = os.pipe()
@@ -185,24 +210,20 @@ def _popen(
     fds: SpawnFds,
 ) -> subprocess.Popen[bytes]:
     extra = [fd for fd in (result, fds.passwd, fds.group, fds.seccomp) if fd is not None]
-    preexec = _enter_cgroup_and_drop_privileges(
-        cgroup.procs_files, settings.host_uid, settings.host_gid
+    launcher = launcher_argv(
+        settings.sh, settings.setpriv, cgroup.procs_files, settings.host_uid, settings.host_gid
     )
     try:
         return subprocess.Popen(
-            argv,
+            [*launcher, *argv],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             pass_fds=extra,
             env={},
             cwd="/",
-            preexec_fn=preexec,  # must join the cgroup between fork and exec
         )
     except FileNotFoundError as e:
-        raise SandboxUnavailable(
-            f"bubblewrap ({argv[0]}) is not installed: run `make setup` or "
-            "`apt-get install bubblewrap`"
-        ) from e
+        raise SandboxUnavailable(f"{settings.sh} is missing: cannot start the sandbox") from e
     except (OSError, subprocess.SubprocessError) as e:
         raise SandboxFailure(f"could not start the sandbox in cgroup {cgroup.name}: {e}") from e

@@ -22,6 +22,7 @@ class CappedReader:
         self._fd = fd
         self.cap = cap
         self.on_overflow = on_overflow
+        self.on_data: Callable[[], None] | None = None
         self._loop = asyncio.get_running_loop()
         self.data = bytearray()
         self.overflowed = False
@@ -31,15 +32,29 @@ class CappedReader:
         self._loop.add_reader(fd, self._on_readable)
 
     def _on_readable(self) -> None:
+        self._read_once()
+
+    def read_available(self) -> None:
+        """Take in everything the pipe holds right now, without waiting for more."""
+        for _ in range(self.cap // CHUNK + 2):
+            if self.closed.done() or not self._read_once():
+                return
+
+    def _read_once(self) -> bool:
+        """Read one chunk; False when there was nothing to read (or EOF)."""
         try:
             chunk = os.read(self._fd, CHUNK)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             chunk = b""
         if not chunk:
             self.close()
-            return
+            return False
+        self._consume(chunk)
+        return True
+
+    def _consume(self, chunk: bytes) -> None:
         if not self._first_byte.done():
             self._first_byte.set_result(None)
         room = self.cap - len(self.data)
@@ -51,6 +66,8 @@ class CappedReader:
                     self.on_overflow()
             return
         self.data += chunk
+        if self.on_data is not None:
+            self.on_data()
 
     async def first_byte(self) -> bool:
         """Wait for the first byte; False if the pipe closed without one."""
@@ -77,7 +94,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 async def write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` to a pipe without blocking the loop, then close it.
+    """Write ``data`` to a pipe without blocking the loop (the caller closes it).
 
     A sandbox that never reads (it was killed, or it exited) must not hang the runner: a broken
     pipe ends the write quietly, and the caller bounds the whole execution with its timeout.
@@ -98,6 +115,3 @@ async def write_all(fd: int, data: bytes) -> None:
                     loop.remove_writer(fd)
     except (BrokenPipeError, ConnectionResetError):
         pass
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)

@@ -1,0 +1,150 @@
+"""The gateway's HTTP API: the sandbox contract over HTTP, for agents without cluster rights.
+
+    POST /v1/executions   Authorization: Bearer <token>, body: ExecutionRequest JSON
+                          200 ExecutionResult JSON (whatever the code's own exit code)
+                          401 no or invalid token          413 body too large
+                          422 invalid request              429 the agent's quota is used up
+                          503 the backend cannot run sandboxes here
+    GET  /healthz         200 once the backend is started (no token needed)
+
+Every execution is logged with the caller's identity, its outcome and its duration. Error bodies
+are ``{"detail": "<one sentence>"}``; the client turns them back into the contract's exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from agentkube.sandbox.contract import ExecutionRequest, Sandbox
+from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
+from agentkube.sandbox.gateway.auth import Authenticator, Identity
+from agentkube.sandbox.gateway.errors import SandboxBusy
+from agentkube.sandbox.gateway.quota import ConcurrencyQuota
+
+log = logging.getLogger("agentkube.sandbox.gateway")
+EXECUTIONS_PATH = "/v1/executions"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    max_concurrent_per_agent: int = 4
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+async def _caller(request: Request, authenticator: Authenticator) -> Identity | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return await authenticator.authenticate(token.strip())
+
+
+async def _start(backend: Sandbox) -> None:
+    start: Any = getattr(backend, "start", None)
+    if start is not None:
+        await start()
+
+
+def create_app(
+    backend: Sandbox,
+    authenticator: Authenticator,
+    settings: GatewaySettings | None = None,
+    *,
+    close_backend: bool = True,
+) -> FastAPI:
+    """The gateway serving ``backend``; the app starts it (if it can) and closes it on shutdown."""
+    settings = settings or GatewaySettings()
+    quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
+    ready = False
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal ready
+        await _start(backend)
+        ready = True
+        try:
+            yield
+        finally:
+            ready = False
+            if close_backend:
+                await backend.aclose()
+
+    app = FastAPI(title="agentkube sandbox gateway", lifespan=lifespan)
+    app.state.quota = quota
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        if not ready:
+            return _error(503, "the sandbox backend is starting")
+        return JSONResponse({"status": "ok"})
+
+    @app.post(EXECUTIONS_PATH, response_model=None)
+    async def execute(request: Request) -> Response:
+        identity = await _caller(request, authenticator)
+        if identity is None:
+            return _error(
+                401,
+                "a valid Bearer token is required (an agent sends its projected ServiceAccount "
+                "token, see docs/gateway-auth.md)",
+                {"WWW-Authenticate": 'Bearer realm="agentkube-sandbox-gateway"'},
+            )
+        body = await request.body()
+        if len(body) > settings.max_body_bytes:
+            return _error(413, f"the request is over {settings.max_body_bytes} bytes")
+        try:
+            parsed = ExecutionRequest.model_validate_json(body)
+        except ValidationError as e:
+            return _error(422, f"invalid execution request: {_one_line(e)}")
+        return await _run(parsed, identity)
+
+    async def _run(parsed: ExecutionRequest, identity: Identity) -> Response:
+        execution = secrets.token_hex(6)
+        started = time.perf_counter()
+        try:
+            with quota.slot(identity.name):
+                result = await backend.execute(parsed)
+        except SandboxBusy as e:
+            log.warning("execution %s by %s refused: %s", execution, identity.name, e)
+            return _error(429, str(e), {"Retry-After": str(max(1, round(e.retry_after_s)))})
+        except SandboxRequestError as e:
+            log.info("execution %s by %s rejected: %s", execution, identity.name, e)
+            return _error(422, str(e))
+        except SandboxUnavailable as e:
+            log.error("execution %s by %s: sandbox unavailable: %s", execution, identity.name, e)
+            return _error(503, str(e))
+        except SandboxFailure as e:
+            log.error("execution %s by %s failed: %s", execution, identity.name, e)
+            return _error(500, str(e))
+        log.info(
+            "execution %s by %s: %s %d bytes, exit=%s killed=%s truncated=%s in %.0f ms",
+            execution,
+            identity.name,
+            parsed.language,
+            len(parsed.code),
+            result.exit_code,
+            result.killed_reason,
+            result.truncated,
+            (time.perf_counter() - started) * 1000,
+        )
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    return app

@@ -1,0 +1,244 @@
+"""The Kubernetes backend: every execution in its own locked-down, single-use pod.
+
+Cold path: one Job per execution (:func:`~agentkube.sandbox.kube_rendering.render_job`); the
+request travels in the pod's environment, the result comes back in the container's termination
+message, and the Job is deleted (its pod with it) as soon as the result is read. Warm path
+(:mod:`agentkube.sandbox.warm_pods`): a pre-created pod is claimed by writing the request into its
+annotation, which a downward-API volume shows to the waiting runner; the pod exits after that one
+execution and is deleted, and the pool makes a new one.
+
+Nothing outlives an execution: the gateway deletes what it made; ``ttlSecondsAfterFinished`` and
+``activeDeadlineSeconds`` bound what a crashed gateway leaves; and :meth:`KubernetesSandbox.start`
+sweeps everything labelled with this gateway's name from an earlier run (one gateway name is one
+replica; run several names to scale out). The sandbox pods never get API credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+import httpx
+from lightkube import ApiError, AsyncClient
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import CascadeType
+
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
+from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
+from agentkube.sandbox.kube_rendering import (
+    EXECUTION_LABEL,
+    GATEWAY_LABEL,
+    JSON,
+    MAX_PAYLOAD_BYTES,
+    PodSettings,
+    deny_all_network_policy,
+    job_deadline_exceeded,
+    payload,
+    pod_finished,
+    render_job,
+    result_from_pod,
+    timeout_result,
+)
+from agentkube.sandbox.pod_events import PodEvents
+from agentkube.sandbox.warm_pods import WarmPods
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+FIELD_MANAGER = "agentkube-sandbox-gateway"
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class KubernetesSandbox:
+    """Runs requests as Jobs (or claimed warm pods) in ``settings.namespace``."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        settings: PodSettings | None = None,
+        *,
+        warm_pool: int = 0,
+        warm_limits: Limits | None = None,
+    ) -> None:
+        self.settings = settings or PodSettings()
+        self._client = client
+        self._events = PodEvents(
+            client, namespace=self.settings.namespace, gateway=self.settings.gateway
+        )
+        self._warm = (
+            WarmPods(client, self._events, self.settings, warm_pool, warm_limits or Limits())
+            if warm_pool
+            else None
+        )
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    @property
+    def warm(self) -> WarmPods | None:
+        return self._warm
+
+    async def start(self) -> None:
+        """Apply the deny-all NetworkPolicy, sweep leftovers, watch pods, fill the warm pool."""
+        if self._started:
+            return
+        self._started = True
+        async with _translated(f"prepare namespace {self.settings.namespace}"):
+            policy: Any = NetworkPolicy.from_dict(deny_all_network_policy(self.settings))
+            await self._client.apply(
+                policy,
+                field_manager=FIELD_MANAGER,
+                force=True,
+            )
+            await self.sweep()
+        self._events.start()
+        if self._warm is not None:
+            await self._warm.start()
+
+    async def sweep(self) -> None:
+        """Delete every Job and pod this gateway name made (left by an earlier run)."""
+        labels: Any = {GATEWAY_LABEL: self.settings.gateway}
+        ns = self.settings.namespace
+        async for job in self._client.list(Job, namespace=ns, labels=labels):
+            name = job.metadata.name if job.metadata else None
+            if name:
+                log.info("sweeping leftover sandbox Job %s/%s", ns, name)
+                await self._delete(Job, name)
+        async for pod in self._client.list(Pod, namespace=ns, labels=labels):
+            name = pod.metadata.name if pod.metadata else None
+            if name and not (pod.metadata and pod.metadata.deletionTimestamp):
+                log.info("sweeping leftover sandbox pod %s/%s", ns, name)
+                await self._delete(Pod, name)
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        size = len(payload(request).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise SandboxRequestError(
+                f"the request is {size} bytes; the kubernetes sandbox takes code, files and "
+                f"environment up to {MAX_PAYLOAD_BYTES} bytes in all"
+            )
+        await self.start()
+        if self._warm is not None:
+            name = await self._warm.claim(request)
+            if name is not None:
+                return await self._await_pod(name, request, job=False)
+        return await self._run_job(request)
+
+    async def _run_job(self, request: ExecutionRequest) -> ExecutionResult:
+        name = f"sbx-{secrets.token_hex(6)}"
+        job = render_job(name, request, self.settings)
+        self._events.expect(name)
+        try:
+            async with _translated(f"create sandbox Job {self.settings.namespace}/{name}"):
+                obj: Any = Job.from_dict(job)
+                await self._client.create(obj, field_manager=FIELD_MANAGER)
+        except BaseException:
+            self._events.forget(name)
+            raise
+        return await self._await_pod(name, request, job=True)
+
+    async def _await_pod(
+        self, name: str, request: ExecutionRequest, *, job: bool
+    ) -> ExecutionResult:
+        started = time.perf_counter()
+        give_up = started + request.limits.timeout_s + self.settings.startup_grace_s + 30
+        try:
+            result = await self._wait(name, job=job, started=started, give_up=give_up)
+        finally:
+            self._events.forget(name)
+            self._clean_up_later(Job if job else Pod, name)
+        return result
+
+    async def _wait(
+        self, name: str, *, job: bool, started: float, give_up: float
+    ) -> ExecutionResult:
+        queue = self._events.expect(name)
+        pod: JSON | None
+        while True:
+            try:
+                pod, deleted = await asyncio.wait_for(queue.get(), POLL_S)
+            except TimeoutError:
+                pod, deleted = await self._poll(name), False
+                if pod is None and not job:
+                    raise SandboxFailure(
+                        f"sandbox pod {name} disappeared before it finished"
+                    ) from None
+            if pod is not None and pod_finished(pod):
+                return result_from_pod(pod, _elapsed_ms(started))
+            if (deleted or pod is None or _deleting(pod)) and job and await self._deadline(name):
+                return timeout_result(_elapsed_ms(started))
+            if deleted and not job:
+                raise SandboxFailure(f"sandbox pod {name} was deleted before it finished")
+            if time.perf_counter() > give_up:
+                raise SandboxFailure(f"sandbox execution {name} did not finish in time")
+
+    async def _poll(self, name: str) -> JSON | None:
+        async with _translated(f"read sandbox pod of {name}"):
+            selector: Any = {EXECUTION_LABEL: name}
+            async for pod in self._client.list(
+                Pod, namespace=self.settings.namespace, labels=selector
+            ):
+                return dict(pod.to_dict())
+        return None
+
+    async def _deadline(self, name: str) -> bool:
+        try:
+            job = await self._client.get(Job, name, namespace=self.settings.namespace)
+        except ApiError:
+            return False
+        return job_deadline_exceeded(job.to_dict())
+
+    def _clean_up_later(self, kind: type[Job] | type[Pod], name: str) -> None:
+        task = asyncio.create_task(self._delete(kind, name))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _delete(self, kind: type[Job] | type[Pod], name: str) -> None:
+        try:
+            await self._client.delete(
+                kind, name, namespace=self.settings.namespace, cascade=CascadeType.BACKGROUND
+            )
+        except ApiError as e:
+            if e.status.code != 404:
+                log.warning("could not delete sandbox %s %s: %s", kind.__name__, name, e)
+        except httpx.HTTPError as e:
+            log.warning("could not delete sandbox %s %s: %r", kind.__name__, name, e)
+
+    async def aclose(self) -> None:
+        """Stop the warm pool, delete what is left, stop watching."""
+        if self._warm is not None:
+            await self._warm.aclose()
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        if self._started:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                await self.sweep()
+        await self._events.aclose()
+
+
+def _deleting(pod: JSON) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+@contextlib.asynccontextmanager
+async def _translated(action: str) -> Any:
+    try:
+        yield
+    except ApiError as e:
+        if e.status.code in (401, 403):
+            raise SandboxUnavailable(
+                f"{action}: the gateway's ServiceAccount lacks the rights "
+                f"(deploy/gateway/rbac.yaml): {e.status.message}"
+            ) from e
+        if e.status.code == 422 or e.status.code == 400:
+            raise SandboxFailure(f"{action}: the API server rejected it: {e.status.message}") from e
+        raise SandboxFailure(f"{action}: {e.status.code} {e.status.message}") from e
+    except httpx.HTTPError as e:
+        raise SandboxUnavailable(f"{action}: the API server is unreachable: {e!r}") from e

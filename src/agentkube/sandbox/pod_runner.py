@@ -1,0 +1,174 @@
+# mypy: ignore-errors
+# (Runs inside sandbox images with any Python >= 3.8 through `python3 -c`: plain code, no typing.)
+"""The program a sandbox pod runs: read one request, run it, write a compact result, exit.
+
+It is passed to ``python3 -c`` in the pod spec (standard library only, Python >= 3.8), so any
+image with python3 and bash can be the sandbox image and the pod needs no agentkube install.
+
+The request comes from the environment variable ``AGENTKUBE_SANDBOX_REQUEST`` (cold Job path) or,
+for a warm pod created before there was a request, from the file named by
+``AGENTKUBE_SANDBOX_REQUEST_FILE``: a downward-API volume of the pod's request annotation, which
+stays empty until the gateway claims the pod (the runner polls it). The pod has no API token and
+no network; the request reaches it only through its own spec and metadata.
+
+The result goes to the container's termination message (``/dev/termination-log``, or the path in
+``AGENTKUBE_TERMINATION_LOG``), which the kubelet copies into the pod status. Kubernetes caps that
+message at 4096 bytes, so it carries compact JSON with stdout/stderr cut to fit and ``trunc`` set
+when anything was cut; the whole output is also written to the container's stdout/stderr (logs).
+The runner exits 0 whenever it produced a result, whatever the code's exit code.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+MESSAGE_LIMIT = 4096
+POLL_S = 0.005
+
+
+def _request():
+    text = os.environ.get("AGENTKUBE_SANDBOX_REQUEST")
+    path = os.environ.get("AGENTKUBE_SANDBOX_REQUEST_FILE")
+    while not text and path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        if not text:
+            time.sleep(POLL_S)
+    return json.loads(text or "{}")
+
+
+def _reader(stream, cap, chunks, flags):
+    size = 0
+    while True:
+        data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not data:
+            return
+        if size < cap:
+            chunks.append(data[: cap - size])
+        if size + len(data) > cap:
+            flags["truncated"] = True
+        size += len(data)
+
+
+def _write_inputs(request):
+    os.makedirs("out", exist_ok=True)
+    for name, text in request.get("files", {}).items():
+        folder = os.path.dirname(name)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(name, "w", encoding="utf-8") as f:
+            f.write(text)
+    os.makedirs(".agentkube", exist_ok=True)
+    main = os.path.join(".agentkube", "main.py" if request["language"] == "python" else "main.sh")
+    with open(main, "w", encoding="utf-8") as f:
+        f.write(request["code"])
+    return main
+
+
+def _out_files(cap):
+    files, size, truncated = {}, 0, False
+    for root, _dirs, names in os.walk("out"):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read(cap + 1)
+            except (OSError, UnicodeDecodeError):
+                truncated = True
+                continue
+            if size + len(text) > cap:
+                truncated = True
+                continue
+            files[os.path.relpath(path, "out")] = text
+            size += len(text)
+    return files, truncated
+
+
+def run(request):
+    main = _write_inputs(request)
+    argv = [sys.executable, main] if request["language"] == "python" else ["bash", main]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
+    env.update(request.get("env", {}))
+    cap = int(request.get("output_bytes", 1 << 20))
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    out, err, flags = [], [], {"truncated": False}
+    readers = [
+        threading.Thread(target=_reader, args=(proc.stdout, cap, out, flags), daemon=True),
+        threading.Thread(target=_reader, args=(proc.stderr, cap, err, flags), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    killed = None
+    try:
+        proc.wait(timeout=float(request.get("timeout_s", 30)))
+    except subprocess.TimeoutExpired:
+        killed = "timeout"
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for reader in readers:
+        reader.join(timeout=5)
+    code = proc.returncode
+    exit_code = None if killed else (128 - code if code < 0 else code)
+    files, files_truncated = _out_files(cap)
+    return {
+        "exit": exit_code,
+        "out": b"".join(out).decode("utf-8", "replace"),
+        "err": b"".join(err).decode("utf-8", "replace"),
+        "ms": round((time.monotonic() - started) * 1000, 3),
+        "killed": killed,
+        "trunc": flags["truncated"] or files_truncated,
+        "files": files,
+    }
+
+
+def _cut(text, size):
+    return text.encode("utf-8")[: max(size, 0)].decode("utf-8", "ignore")
+
+
+def compact(result, limit=MESSAGE_LIMIT):
+    """The result as JSON of at most ``limit`` bytes: files, then stderr, then stdout give way."""
+    message = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    if len(message.encode("utf-8")) <= limit:
+        return message
+    small = dict(result, out="", err="", files={}, trunc=True)
+    room = limit - len(json.dumps(small, separators=(",", ":")).encode("utf-8")) - 16
+    # JSON escaping can grow text (quotes, control characters): shrink until it fits.
+    while True:
+        err = _cut(result["err"], room // 3)
+        out = _cut(result["out"], room - len(err.encode("utf-8")))
+        message = json.dumps(
+            dict(small, out=out, err=err), ensure_ascii=False, separators=(",", ":")
+        )
+        if len(message.encode("utf-8")) <= limit or room <= 0:
+            return message
+        room -= max(len(message.encode("utf-8")) - limit, 16)
+
+
+def main():
+    result = run(_request())
+    sys.stdout.write(result["out"])
+    sys.stderr.write(result["err"])
+    path = os.environ.get("AGENTKUBE_TERMINATION_LOG", "/dev/termination-log")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(compact(result))
+
+
+if __name__ == "__main__":
+    main()

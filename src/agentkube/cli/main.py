@@ -52,11 +52,12 @@ def crds(
 
 def _register_subcommands() -> None:
     # Imported here so `agentkube version` stays fast and each layer loads only when used.
-    from agentkube.cli import agent, operator, run, sandbox
+    from agentkube.cli import agent, gateway, operator, run, sandbox
 
     app.command("run")(run.run)
     app.add_typer(agent.app, name="agent")
     app.add_typer(sandbox.app, name="sandbox")
+    sandbox.app.command("gateway")(gateway.gateway)
     app.command("operator")(operator.command)
 
 

@@ -81,7 +81,14 @@ def history_for(agent: Agent, data_dir: Path) -> HistoryStore | None:
 
 
 def open_sandbox(settings: RuntimeSettings) -> Sandbox:
-    """The sandbox backend for this process: the local one (the gateway comes with clusters)."""
+    """The sandbox backend for this process: the gateway at ``AGENTKUBE_SANDBOX_URL`` (set by
+    the operator in a cluster, token from ``AGENTKUBE_SANDBOX_TOKEN_FILE``), else the local one."""
+    url = settings.environ.get("AGENTKUBE_SANDBOX_URL")
+    if url:
+        from agentkube.sandbox.remote import DEFAULT_TOKEN_FILE, RemoteSandbox, token_from_file
+
+        token_file = settings.environ.get("AGENTKUBE_SANDBOX_TOKEN_FILE") or DEFAULT_TOKEN_FILE
+        return RemoteSandbox(url, token=token_from_file(Path(token_file)))
     from agentkube.sandbox.local import LocalSandbox
 
     return LocalSandbox(pool_size=settings.sandbox_pool)

@@ -1,47 +1,54 @@
-"""The fixture's kubeconfigs work for the Python clients the operator uses, not only kubectl."""
+"""The fixture's kubeconfigs work for the Python client the operator uses, not only kubectl."""
 
 from __future__ import annotations
 
 import pytest
-from kubernetes_asyncio import client, config
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import ConfigMap, Node, Secret
 
 from tests.plugins.testcluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
 
-async def test_kubernetes_asyncio_lists_the_simulated_nodes_with_the_admin_kubeconfig(
+async def test_lightkube_lists_the_simulated_nodes_with_the_admin_kubeconfig(
     testcluster: Cluster,
 ) -> None:
-    api = await config.new_client_from_config(config_file=str(testcluster.kubeconfig))
-    async with api:
-        nodes = await client.CoreV1Api(api).list_node()
-    expected = {name for pool in testcluster.pools.values() for name in pool.nodes}
-    assert {n.metadata.name for n in nodes.items} == expected
+    client = AsyncClient(config=KubeConfig.from_file(testcluster.kubeconfig))
+    try:
+        names = {node.metadata.name async for node in client.list(Node) if node.metadata}
+    finally:
+        await client.close()
+    assert names == {name for pool in testcluster.pools.values() for name in pool.nodes}
 
 
 async def test_service_account_kubeconfig_carries_only_that_accounts_rights(
     testcluster: Cluster, cluster_namespace: str
 ) -> None:
-    testcluster.kubectl("create", "serviceaccount", "reader", "-n", cluster_namespace)
+    ns = cluster_namespace
+    testcluster.kubectl("create", "serviceaccount", "reader", "-n", ns)
     testcluster.kubectl(
-        "create", "role", "read-cm", "--verb=list", "--resource=configmaps", "-n", cluster_namespace
+        "create", "role", "read-cm", "--verb=list", "--resource=configmaps", "-n", ns
     )
     testcluster.kubectl(
         "create",
         "rolebinding",
         "reader",
         "--role=read-cm",
-        f"--serviceaccount={cluster_namespace}:reader",
+        f"--serviceaccount={ns}:reader",
         "-n",
-        cluster_namespace,
+        ns,
     )
-    kubeconfig = testcluster.kubeconfig_for_service_account(cluster_namespace, "reader")
-    api = await config.new_client_from_config(config_file=str(kubeconfig))
-    async with api:
-        core = client.CoreV1Api(api)
-        configmaps = await core.list_namespaced_config_map(cluster_namespace)
-        with pytest.raises(client.ApiException) as denied:
-            await core.list_namespaced_secret(cluster_namespace)
-    assert "kube-root-ca.crt" in {cm.metadata.name for cm in configmaps.items}
-    assert denied.value.status == 403
+    kubeconfig = testcluster.kubeconfig_for_service_account(ns, "reader")
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
+    try:
+        configmaps = {
+            cm.metadata.name async for cm in client.list(ConfigMap, namespace=ns) if cm.metadata
+        }
+        with pytest.raises(ApiError) as denied:
+            _ = [s async for s in client.list(Secret, namespace=ns)]
+    finally:
+        await client.close()
+    assert "kube-root-ca.crt" in configmaps
+    assert denied.value.status.code == 403

@@ -10,7 +10,7 @@ FAIL the test with the command that builds them (`make testcluster`); nothing sk
         testcluster.kubectl("apply", "-n", cluster_namespace, "-f", "deploy/crds/")
         pod = testcluster.kubectl_json("get", "pod", "p", "-n", cluster_namespace)
 
-Python clients (kopf, kubernetes_asyncio) take `testcluster.kubeconfig` (admin, credentials
+Python clients (kopf, lightkube) take `testcluster.kubeconfig` (admin, credentials
 embedded), or `testcluster.kubeconfig_for_service_account(ns, name)` to act with exactly the
 rights RBAC gives that ServiceAccount. `testcluster.pools["gpu"].node_selector` and
 `.tolerations` place a pod on a simulated pool (spot, gpu, sandbox).
@@ -48,7 +48,7 @@ KUBECTL_HINT = "install kubectl (Debian: apt-get install kubernetes-client) or p
 class Cluster:
     """What a test gets from the `testcluster` fixture."""
 
-    kubeconfig: Path  # admin (system:masters); hand it to kopf / kubernetes_asyncio / kubectl
+    kubeconfig: Path  # admin (system:masters); hand it to kopf / lightkube / kubectl
     server: str  # https://127.0.0.1:<port>
     ca_cert: Path
     state_dir: Path  # logs/<component>.log are here

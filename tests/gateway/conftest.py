@@ -1,15 +1,21 @@
-"""Fixtures: a real gateway on loopback (uvicorn) in front of the real local sandbox."""
+"""Fixtures: a real gateway on loopback in front of the real local sandbox, and the Kubernetes
+backend on the real test control plane with the kubelet stand-in."""
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from lightkube import AsyncClient, KubeConfig
 
 from agentkube.sandbox.gateway.app import GatewaySettings, create_app
 from agentkube.sandbox.gateway.auth import StaticTokens
+from agentkube.sandbox.kube_rendering import PodSettings
+from tests.plugins.testcluster import Cluster
+from tests.standins.sandbox_kubelet import SandboxKubelet, running_sandbox_kubelet
 from tests.standins.serving import serve
 
 TOKENS = {"token-of-agent-a": "agent-a", "token-of-agent-b": "agent-b"}
@@ -36,3 +42,49 @@ def local_gateway(request: pytest.FixtureRequest) -> Iterator[Gateway]:
         # Let the server see the clients' closed connections before it stops, so no socket
         # transport is left half-closed when its loop ends.
         time.sleep(0.2)
+
+
+POOL_LABEL = "agentkube.openvn/pool"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+@pytest.fixture(scope="session")
+def sandbox_kubelet(testcluster: Cluster) -> Iterator[SandboxKubelet]:
+    """One stand-in kubelet node in the sandbox pool for the whole session."""
+    name = f"sandbox-kubelet-{secrets.token_hex(3)}"
+    taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
+    with running_sandbox_kubelet(
+        testcluster.kubeconfig, name, {POOL_LABEL: "sandbox"}, [taint]
+    ) as kubelet:
+        testcluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+        yield kubelet
+    testcluster.kubectl("delete", "node", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def sandbox_namespace(testcluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace that enforces Pod Security `restricted`, as deploy/gateway's does."""
+    name = testcluster.create_namespace(f"sbx-{request.node.name}", labels=RESTRICTED)
+    yield name
+    testcluster.delete_namespace(name)
+
+
+@pytest.fixture
+def pod_settings(sandbox_namespace: str, sandbox_kubelet: SandboxKubelet) -> PodSettings:
+    """Sandbox pods go to the stand-in's node (kwok would 'complete' them without running)."""
+    return PodSettings(
+        namespace=sandbox_namespace,
+        gateway=f"gw-{secrets.token_hex(3)}",
+        node_selector={POOL_LABEL: "sandbox", "kubernetes.io/hostname": sandbox_kubelet.node_name},
+        ttl_seconds_after_finished=30,
+    )
+
+
+@pytest.fixture
+async def kube_client(testcluster: Cluster) -> AsyncIterator[AsyncClient]:
+    client = AsyncClient(config=KubeConfig.from_file(testcluster.kubeconfig))
+    yield client
+    await client.close()

@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Any
 
-import httpx
+import httpx2  # lightkube's HTTP client (a fork of httpx): its errors are not httpx's
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
@@ -208,7 +208,7 @@ class KubernetesSandbox:
         except ApiError as e:
             if e.status.code != 404:
                 log.warning("could not delete sandbox %s %s: %s", kind.__name__, name, e)
-        except httpx.HTTPError as e:
+        except httpx2.HTTPError as e:
             log.warning("could not delete sandbox %s %s: %r", kind.__name__, name, e)
 
     async def aclose(self) -> None:
@@ -218,7 +218,7 @@ class KubernetesSandbox:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
         if self._started:
-            with contextlib.suppress(ApiError, httpx.HTTPError):
+            with contextlib.suppress(ApiError, httpx2.HTTPError):
                 await self.sweep()
         await self._events.aclose()
 
@@ -240,5 +240,5 @@ async def _translated(action: str) -> Any:
         if e.status.code == 422 or e.status.code == 400:
             raise SandboxFailure(f"{action}: the API server rejected it: {e.status.message}") from e
         raise SandboxFailure(f"{action}: {e.status.code} {e.status.message}") from e
-    except httpx.HTTPError as e:
+    except httpx2.HTTPError as e:
         raise SandboxUnavailable(f"{action}: the API server is unreachable: {e!r}") from e

@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2  # lightkube's HTTP client (a fork of httpx): its errors are not httpx's
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
@@ -128,7 +128,7 @@ class WarmPods:
                     patch_type=PatchType.MERGE,
                     field_manager=FIELD_MANAGER,
                 )
-            except (ApiError, httpx.HTTPError) as e:
+            except (ApiError, httpx2.HTTPError) as e:
                 self._events.forget(name)
                 log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
                 continue
@@ -173,7 +173,7 @@ class WarmPods:
         pod: Any = Pod.from_dict(render_warm_pod(name, self.limits, self._settings))
         try:
             await self._client.create(pod, field_manager=FIELD_MANAGER)
-        except (ApiError, httpx.HTTPError) as e:
+        except (ApiError, httpx2.HTTPError) as e:
             self._pending.discard(name)
             log.error("warm pool: cannot create sandbox pod %s: %s", name, e)
             await asyncio.sleep(2.0)

@@ -52,7 +52,7 @@ def locate() -> Binaries:
     missing = [c for c in COMPONENTS if not (bin_dir / c).is_file()]
     if missing or not (bin_dir / ".complete").is_file():
         raise MissingPrerequisite(
-            f"test cluster binaries for this checkout are not built "
+            f"the control-plane binaries for this checkout are not built "
             f"(missing in {bin_dir}: {', '.join(missing) or 'the .complete marker'}); "
             f"run `{BUILD_COMMAND}` (about 15 minutes on 2 cores the first time, then cached)."
         )

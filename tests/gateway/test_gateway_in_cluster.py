@@ -1,0 +1,126 @@
+"""The gateway in front of the Kubernetes backend, with deploy/gateway's RBAC and real tokens.
+
+The gateway runs with exactly the rights deploy/gateway/rbac.yaml gives its ServiceAccount (its
+kubeconfig carries that ServiceAccount's token); agents authenticate with ServiceAccount tokens
+minted for the gateway's audience and checked by TokenReview on the real API server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from agentkube.sandbox.contract import ExecutionRequest
+from agentkube.sandbox.gateway.app import create_app
+from agentkube.sandbox.gateway.auth import (
+    GATEWAY_AUDIENCE,
+    CachingAuthenticator,
+    TokenReviewAuthenticator,
+)
+from agentkube.sandbox.gateway.building import kube_client
+from agentkube.sandbox.gateway.errors import GatewayRefused
+from agentkube.sandbox.kube_rendering import PodSettings
+from agentkube.sandbox.kubernetes import KubernetesSandbox
+from agentkube.sandbox.remote import RemoteSandbox
+from tests.plugins.testcluster import Cluster
+from tests.standins.serving import serve
+
+pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "gateway"
+
+
+def _gateway_objects(system_ns: str, sandbox_ns: str) -> list[dict]:
+    """deploy/gateway rendered by kustomize, moved into the test's namespaces."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True
+    ).stdout
+    text = rendered.replace("agentkube-sandbox-gateway-token-review", f"{system_ns}-review")
+    text = text.replace("namespace: agentkube-system", f"namespace: {system_ns}")
+    text = text.replace("namespace: agentkube-sandbox", f"namespace: {sandbox_ns}")
+    return [o for o in yaml.safe_load_all(text) if o and o["kind"] != "Namespace"]
+
+
+@pytest.fixture
+def gateway_url(testcluster: Cluster, pod_settings: PodSettings, tmp_path: Path) -> Iterator[str]:
+    system_ns = testcluster.create_namespace("gw-system")
+    objects = _gateway_objects(system_ns, pod_settings.namespace)
+    rbac = [o for o in objects if o["kind"] not in ("Deployment", "Service")]
+    testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
+    client = kube_client(kubeconfig)  # used only on the server's event loop
+    app = create_app(
+        KubernetesSandbox(client, pod_settings),
+        CachingAuthenticator(TokenReviewAuthenticator(client, audiences=(GATEWAY_AUDIENCE,))),
+    )
+    try:
+        with serve(app) as url:
+            yield url
+    finally:
+        testcluster.delete_namespace(system_ns)
+        testcluster.kubectl(
+            "delete", "clusterrolebinding", f"{system_ns}-review", "--ignore-not-found"
+        )
+
+
+def _agent_token(testcluster: Cluster, audience: str | None) -> tuple[str, str]:
+    namespace = testcluster.create_namespace("agents")
+    name = f"agent-{secrets.token_hex(2)}"
+    testcluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+    extra = [f"--audience={audience}"] if audience else []
+    token = testcluster.kubectl("create", "token", name, "-n", namespace, *extra).stdout.strip()
+    return token, f"system:serviceaccount:{namespace}:{name}"
+
+
+async def test_agent_with_a_gateway_audience_token_runs_code_and_is_logged_by_identity(
+    testcluster: Cluster, gateway_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agentkube.sandbox.gateway")
+    token, identity = _agent_token(testcluster, GATEWAY_AUDIENCE)
+    sandbox = RemoteSandbox(gateway_url, token=lambda: token)
+    try:
+        result = await sandbox.execute(ExecutionRequest(code="print(sum(range(10)))"))
+    finally:
+        await sandbox.aclose()
+    assert (result.exit_code, result.stdout) == (0, "45\n")
+    logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.sandbox.gateway"]
+    assert any(f" by {identity}: " in line for line in logged), logged
+
+
+async def test_token_for_the_api_server_audience_is_refused(
+    testcluster: Cluster, gateway_url: str
+) -> None:
+    token, _ = _agent_token(testcluster, None)  # a token for the API server, not for us
+    sandbox = RemoteSandbox(gateway_url, token=lambda: token)
+    try:
+        with pytest.raises(GatewayRefused):
+            await sandbox.execute(ExecutionRequest(code="print(1)"))
+    finally:
+        await sandbox.aclose()
+    response = httpx.post(f"{gateway_url}/v1/executions", json={"code": "print(1)"})
+    assert response.status_code == 401
+
+
+def test_agent_pod_fragment_for_gateway_auth_passes_pod_security_restricted(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    fragment = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "docs" / "gateway-auth.md")
+        .read_text()
+        .split("```yaml\n", 1)[1]
+        .split("```", 1)[0]
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "agent-fragment", "namespace": sandbox_namespace},
+        "spec": fragment["spec"],
+    }
+    testcluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))

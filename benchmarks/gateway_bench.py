@@ -1,0 +1,254 @@
+"""Sandbox gateway benchmark: overhead per execution on the real test control plane.
+
+    .venv/bin/python benchmarks/gateway_bench.py [--runs 30] [--concurrency 4] [--pool 4]
+
+Starts a test cluster (or attaches to `hack/testcluster/testcluster up` with
+AGENTKUBE_TESTCLUSTER_ATTACH=1), registers the sandbox kubelet stand-in (tests/standins/ —
+kwok runs no containers), serves the gateway on loopback (uvicorn, the real HTTP path, static
+token) with the Kubernetes backend, and measures, per execution of `print(1)`:
+
+    overhead = (request sent -> result received) - the code's own run time (result.duration_ms)
+
+for the cold Job path and the warm pool, sequentially (p50/p95) and with --concurrency agents at
+once (executions per second). Baseline in the same run: the same HTTP gateway in front of the
+local backend (no cluster at all), and the stand-in's own cost (one local-sandbox run of the pod
+runner), which a real kubelet replaces with its container start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hack.testcluster import binaries  # noqa: E402
+from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
+from hack.testcluster.cluster import TestCluster  # noqa: E402
+from lightkube import AsyncClient, KubeConfig  # noqa: E402
+from tests.standins.sandbox_kubelet import running_sandbox_kubelet  # noqa: E402
+
+# The figures are overheads: wall time of one execution minus the code's own run time.
+from tests.standins.serving import serve  # noqa: E402
+
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox  # noqa: E402
+from agentkube.sandbox.gateway.app import GatewaySettings, create_app  # noqa: E402
+from agentkube.sandbox.gateway.auth import StaticTokens  # noqa: E402
+from agentkube.sandbox.kube_rendering import PodSettings  # noqa: E402
+from agentkube.sandbox.kubernetes import KubernetesSandbox  # noqa: E402
+from agentkube.sandbox.local import LocalSandbox  # noqa: E402
+from agentkube.sandbox.remote import RemoteSandbox  # noqa: E402
+
+POOL_LABEL = "agentkube.openvn/pool"
+REQUEST = ExecutionRequest(code="print(1)")
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(sandbox: Sandbox) -> tuple[float, ExecutionResult]:
+    started = time.perf_counter()
+    result = await sandbox.execute(REQUEST)
+    wall = (time.perf_counter() - started) * 1000
+    if result.stdout != "1\n":
+        raise SystemExit(f"unexpected result: {result!r}")
+    return wall, result
+
+
+async def sequential(sandbox: Sandbox, runs: int) -> list[float]:
+    overheads = []
+    for _ in range(runs):
+        wall, result = await timed(sandbox)
+        overheads.append(wall - result.duration_ms)
+    return overheads
+
+
+async def throughput(make: Callable[[], Sandbox], runs: int, concurrency: int) -> float:
+    clients = [make() for _ in range(concurrency)]
+    per_client = max(1, runs // concurrency)
+
+    async def agent(sandbox: Sandbox) -> None:
+        for _ in range(per_client):
+            await timed(sandbox)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(agent(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        await client.aclose()
+    return per_client * concurrency / elapsed
+
+
+def report(
+    name: str, overheads: list[float], rate: float | None, standin: float | None = None
+) -> None:
+    rate_text = f"{rate:6.1f}/s" if rate is not None else "     -  "
+    line = (
+        f"{name:<38} p50 {statistics.median(overheads):7.1f} ms   "
+        f"p95 {percentile(overheads, 0.95):7.1f} ms   {rate_text}"
+    )
+    if standin is not None:
+        line += f"   minus stand-in: p50 {statistics.median(overheads) - standin:6.1f} ms"
+    print(line)
+
+
+async def standin_cost(settings: PodSettings, runs: int) -> list[float]:
+    """What the stand-in itself costs per pod: the pod runner started in the local sandbox under
+    the pod's limits, minus the code's own run time (a real kubelet's container start instead)."""
+    import json
+    import shlex
+
+    from agentkube.sandbox.contract import Limits
+    from agentkube.sandbox.kube_rendering import render_job
+
+    spec = render_job("x", REQUEST, settings)["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env["AGENTKUBE_TERMINATION_LOG"] = "out/termination-log"
+    request = ExecutionRequest(
+        language="bash",
+        env=env,
+        code=shlex.join(container["command"]),
+        limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024),
+    )
+    sandbox = LocalSandbox(pool_size=2)
+    await sandbox.start()
+    costs = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = await sandbox.execute(request)
+        wall = (time.perf_counter() - started) * 1000
+        costs.append(wall - json.loads(result.files["termination-log"])["ms"])
+    await sandbox.aclose()
+    return costs
+
+
+def measure(
+    url: str, runs: int, concurrency: int, tokens: dict[str, str]
+) -> tuple[list[float], float]:
+    def client(token: str = "bench-0") -> Sandbox:
+        return RemoteSandbox(url, token=lambda: token)
+
+    async def run() -> tuple[list[float], float]:
+        one = client()
+        await timed(one)  # warm-up: first connection, first pod
+        overheads = await sequential(one, runs)
+        await one.aclose()
+        names = iter(tokens)
+        rate = await throughput(lambda: client(next(names)), runs, concurrency)
+        return overheads, rate
+
+    return asyncio.run(run())
+
+
+def kube_gateway(
+    kubeconfig: Path, settings: PodSettings, pool: int, tokens: StaticTokens, concurrency: int
+) -> object:
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
+    backend = KubernetesSandbox(client, settings, warm_pool=pool)
+    app = create_app(backend, tokens, GatewaySettings(max_concurrent_per_agent=concurrency))
+    return app, backend
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=4, help="warm pool size")
+    args = parser.parse_args()
+
+    attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
+    state = (
+        Path(os.environ.get("AGENTKUBE_TESTCLUSTER_DIR", DEFAULT_STATE_DIR))
+        if attach
+        else (Path(tempfile.mkdtemp(prefix="gateway-bench-")))
+    )
+    cluster = TestCluster(state)
+    if attach:
+        cluster.attach()
+    else:
+        cluster.start(binaries.locate(), tie_to_parent=True)
+    kubeconfig = cluster.kubeconfig
+    node = f"sandbox-kubelet-bench-{secrets.token_hex(2)}"
+    namespace = f"sandbox-bench-{secrets.token_hex(2)}"
+    kubectl(kubeconfig, "create", "namespace", namespace)
+    kubectl(
+        kubeconfig, "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    token_names = {f"bench-{i}": f"agent-{i}" for i in range(max(args.concurrency, 1))}
+    tokens = StaticTokens(token_names)
+    taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
+    print(
+        f"gateway benchmark: {args.runs} sequential runs of print(1), then {args.concurrency} "
+        f"concurrent agents; warm pool {args.pool}; load {os.getloadavg()[0]:.1f}"
+    )
+    try:
+        with running_sandbox_kubelet(
+            kubeconfig, node, {POOL_LABEL: "sandbox"}, [taint], warm_sandboxes=2
+        ):
+            kubectl(kubeconfig, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s")
+            settings = PodSettings(
+                namespace=namespace,
+                gateway=f"bench-{secrets.token_hex(2)}",
+                node_selector={POOL_LABEL: "sandbox", "kubernetes.io/hostname": node},
+            )
+            local_app = create_app(
+                LocalSandbox(), tokens, GatewaySettings(max_concurrent_per_agent=args.concurrency)
+            )
+            with serve(local_app) as url:
+                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+            report("baseline: gateway + local backend", overheads, rate)
+
+            costs = asyncio.run(standin_cost(settings, args.runs))
+            standin = statistics.median(costs)
+            report("stand-in kubelet: runner start + exit", costs, None)
+
+            cold_app, _ = kube_gateway(kubeconfig, settings, 0, tokens, args.concurrency)
+            with serve(cold_app) as url:
+                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+            report("kubernetes, cold Job path", overheads, rate, standin)
+
+            warm_settings = PodSettings(
+                **{**settings.__dict__, "gateway": f"bench-warm-{secrets.token_hex(2)}"}
+            )
+            app, warm = kube_gateway(kubeconfig, warm_settings, args.pool, tokens, args.concurrency)
+            with serve(app) as url:
+                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+            report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)
+            assert warm.warm is not None
+            print(f"warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
+    finally:
+        kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
+        kubectl(kubeconfig, "delete", "node", node, "--wait=false", "--ignore-not-found")
+        if not attach:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ from agentkube.sandbox.gateway.auth import (
     CachingAuthenticator,
     TokenReviewAuthenticator,
 )
-from agentkube.sandbox.gateway.building import kube_client
+from agentkube.sandbox.gateway.building import kube_client as gateway_client
 from agentkube.sandbox.gateway.errors import GatewayRefused
 from agentkube.sandbox.kube_rendering import PodSettings
 from agentkube.sandbox.kubernetes import KubernetesSandbox
@@ -55,7 +55,7 @@ def gateway_url(testcluster: Cluster, pod_settings: PodSettings, tmp_path: Path)
     rbac = [o for o in objects if o["kind"] not in ("Deployment", "Service")]
     testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
     kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
-    client = kube_client(kubeconfig)  # used only on the server's event loop
+    client = gateway_client(kubeconfig)  # used only on the server's event loop
     app = create_app(
         KubernetesSandbox(client, pod_settings),
         CachingAuthenticator(TokenReviewAuthenticator(client, audiences=(GATEWAY_AUDIENCE,))),

@@ -76,6 +76,7 @@ class WarmPods:
         self._settings = settings
         self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time
         self._pending: set[str] = set()  # created, not Running yet
+        self._claimed: set[str] = set()  # never ready again, whatever late events say
         self._changed = asyncio.Event()
         self._refill: asyncio.Task[None] | None = None
         self.claims = 0
@@ -105,6 +106,7 @@ class WarmPods:
             return None
         while self._ready:
             name, started = self._ready.popitem()
+            self._claimed.add(name)
             self._changed.set()
             self._events.expect(name)
             age = (datetime.now(UTC) - started).total_seconds()
@@ -140,7 +142,9 @@ class WarmPods:
     def _observe(self, pod: JSON, deleted: bool) -> None:
         meta = pod.get("metadata") or {}
         name = meta.get("name", "")
-        if (meta.get("labels") or {}).get(WARM_LABEL) != "ready":
+        if deleted:
+            self._claimed.discard(name)
+        if (meta.get("labels") or {}).get(WARM_LABEL) != "ready" or name in self._claimed:
             return
         if deleted or meta.get("deletionTimestamp") or self._ended(pod):
             self._ready.pop(name, None)
@@ -186,3 +190,4 @@ class WarmPods:
             self._refill = None
         self._ready.clear()
         self._pending.clear()
+        self._claimed.clear()

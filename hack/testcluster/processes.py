@@ -54,8 +54,9 @@ def spawn(
 ) -> Started:
     """Start argv detached, output written to log (appended if append); return its record.
 
-    tie_to_parent: the kernel sends it SIGTERM if this process dies (a killed pytest session
-    must not leave a control plane behind); `up` leaves it off so the cluster outlives it.
+    tie_to_parent: the kernel SIGKILLs it when this process dies, so a killed or crashed pytest
+    session leaves no control plane behind (SIGKILL: kube-apiserver can hang in its graceful
+    shutdown once etcd is gone). `up` leaves it off so that the cluster outlives the command.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab" if append else "wb") as out:  # `down` keeps logs for a post-mortem
@@ -102,7 +103,7 @@ def log_tail(proc: Started, lines: int = 25) -> str:
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: no imports or allocation-heavy work here.
-    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 

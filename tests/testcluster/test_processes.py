@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,3 +45,31 @@ def test_missing_binaries_fail_naming_the_command_that_builds_them(
     with pytest.raises(MissingPrerequisite, match="make testcluster") as caught:
         binaries.locate()
     assert str(tmp_path) in str(caught.value)
+
+
+def test_a_process_tied_to_its_parent_dies_when_the_parent_is_killed(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from hack.testcluster import processes\n"
+        "log = Path(sys.argv[1])\n"
+        "p = processes.spawn('sleeper', ['/bin/sleep', '60'], log, tie_to_parent=True)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "s.log")],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no cleanup code of the parent runs
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child_pid}").exists()

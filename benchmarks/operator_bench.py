@@ -15,6 +15,7 @@ and prints:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -88,6 +89,26 @@ def agents_manifest(count: int) -> str:
     return yaml.safe_dump_all(docs)
 
 
+async def create_all(kubeconfig: Path, namespace: str, docs: list[dict[str, Any]]) -> None:
+    """Create the objects 50 at a time, as many clients would: kubectl applies one by one."""
+    from lightkube import AsyncClient, KubeConfig
+    from lightkube.generic_resource import create_namespaced_resource
+
+    kinds = {
+        k: create_namespaced_resource("ai.openvn", "v1", k, f"{k.lower()}s")
+        for k in ("Agent", "Model")
+    }
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig), namespace=namespace)
+    slots = asyncio.Semaphore(50)
+
+    async def create(doc: dict[str, Any]) -> None:
+        async with slots:
+            await client.create(kinds[doc["kind"]].from_dict(doc), namespace=namespace)
+
+    await asyncio.gather(*(create(d) for d in docs))
+    await client.close()
+
+
 def metrics(port: int) -> dict[str, float]:
     import urllib.request
 
@@ -131,7 +152,8 @@ def ready_count(kubeconfig: Path, namespace: str) -> tuple[int, int]:
 def run(count: int, timeout: float) -> None:
     attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
     workdir = Path(tempfile.mkdtemp(prefix="operator-bench-"))
-    cluster = TestCluster(DEFAULT_STATE_DIR if attach else workdir / "cluster")
+    attached_dir = Path(os.environ.get("AGENTKUBE_TESTCLUSTER_DIR", DEFAULT_STATE_DIR))
+    cluster = TestCluster(attached_dir if attach else workdir / "cluster")
     if attach:
         cluster.attach()
     else:
@@ -155,6 +177,8 @@ def run(count: int, timeout: float) -> None:
         )
         try:
             measure(kubeconfig, namespace, operator.pid, port, count, timeout, workdir)
+        except KeyboardInterrupt:
+            pass
         finally:
             operator.terminate()
             operator.wait(timeout=30)
@@ -179,19 +203,21 @@ def measure(
     manifest = workdir / "agents.yaml"
     manifest.write_text(agents_manifest(count))
     start = time.monotonic()
-    kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", str(manifest))
+    asyncio.run(create_all(kubeconfig, namespace, list(yaml.safe_load_all(manifest.read_text()))))
     applied_at = time.monotonic() - start
+    # kwok nodes take 110 pods each: the spot pool runs at most this many agents at once.
+    room = min(count, 110 * len(POOLS["spot"].nodes))
     reconciled_at: float | None = None
     while True:
         reconciled, ready = ready_count(kubeconfig, namespace)
         now = time.monotonic() - start
         if reconciled_at is None and reconciled == count:
             reconciled_at = now
-        if ready == count:
+        if ready >= room and reconciled_at is not None:
             ready_at = now
             break
         if now > timeout:
-            raise SystemExit(f"only {ready}/{count} Ready after {timeout:.0f}s")
+            raise SystemExit(f"only {reconciled} Reconciled, {ready} Ready after {timeout:.0f}s")
         time.sleep(1)
     create_writes = writes(port)
     time.sleep(5)  # settle: late Deployment status updates
@@ -205,9 +231,9 @@ def measure(
     idle_writes, idle_reconciles = writes(port) - before_w, reconciles(port) - before_r
     rss, peak = rss_mb(pid)
     print(f"agents                                   {count}")
-    print(f"kubectl apply of all agents              {applied_at:.1f} s")
+    print(f"creating all agents (50 at a time)       {applied_at:.1f} s")
     print(f"until every agent is Reconciled          {reconciled_at:.1f} s")
-    print(f"until every agent is Ready               {ready_at:.1f} s")
+    print(f"until {room} agents are Ready (pool full)  {ready_at:.1f} s")
     print(f"API writes per agent while creating      {create_writes / count:.2f}")
     print(
         f"API writes per unchanged reconcile       {idle_writes / max(idle_reconciles, 1):.3f}"

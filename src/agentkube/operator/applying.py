@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-import httpx
+import httpx2 as httpx  # lightkube >= 1.0 speaks httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource

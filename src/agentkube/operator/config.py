@@ -183,7 +183,8 @@ class OperatorConfig(_Config):
     storage_class_name: str | None = None
     field_manager: str = "agentkube-operator"
     resync_seconds: float = Field(300.0, gt=0)
-    max_concurrent_reconciles: int = Field(32, ge=1)
+    request_timeout_seconds: float = Field(60.0, gt=0)
+    max_concurrent_reconciles: int = Field(64, ge=1)
     retry_seconds: float = Field(5.0, gt=0)
     max_retry_seconds: float = Field(300.0, gt=0)
 

@@ -9,6 +9,7 @@ rejected an object) wait for the next change or resync.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,8 @@ from agentkube.operator.status import (
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
+# Pods of a Deployment cannot be created before their ServiceAccount, ConfigMap and claim.
+PREREQUISITES = {"ServiceAccount", "ConfigMap", "PersistentVolumeClaim"}
 EVENT_WORTHY = {"ModelResolved", "Reconciled"}
 # The namespace is being deleted: write nothing more, the garbage collector is at work.
 TERMINATING = Check(type="Reconciled", ok=False, reason="NamespaceTerminating", message="")
@@ -143,23 +146,33 @@ class Reconciler:
     # ------------------------------------------------------------------ shared
 
     async def _apply_all(self, children: list[JSON]) -> Applied:
-        for child in children:
-            kind, meta = child["kind"], child["metadata"]
-            live = self.cache.get(kind, meta["namespace"], meta["name"])
-            if not drifted(live, child):
-                continue
-            try:
-                self.cache.put(await self.applier.apply(child), kind)
-            except NamespaceTerminating:
-                return Applied(check=TERMINATING, retry=False)
-            except ReconcileError as e:
-                log.warning("%s", e)
-                check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
-                return Applied(check=check, retry=isinstance(e, TemporaryError))
+        """Apply the drifted children: first what pods use (identity, config, volume), then the
+        rest, each group concurrently."""
+        first = [c for c in children if c["kind"] in PREREQUISITES]
+        rest = [c for c in children if c["kind"] not in PREREQUISITES]
+        for group in (first, rest):
+            outcomes = await asyncio.gather(*(self._apply_one(c) for c in group))
+            failed = next((o for o in outcomes if o is not None), None)
+            if failed is not None:
+                return failed
         check = Check(
             type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
         )
         return Applied(check=check, retry=False)
+
+    async def _apply_one(self, child: JSON) -> Applied | None:
+        kind, meta = child["kind"], child["metadata"]
+        if not drifted(self.cache.get(kind, meta["namespace"], meta["name"]), child):
+            return None
+        try:
+            self.cache.put(await self.applier.apply(child), kind)
+        except NamespaceTerminating:
+            return Applied(check=TERMINATING, retry=False)
+        except ReconcileError as e:
+            log.warning("%s", e)
+            check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
+            return Applied(check=check, retry=isinstance(e, TemporaryError))
+        return None
 
     async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
         """Write the status if it changed and post Events for new failures; True to retry."""

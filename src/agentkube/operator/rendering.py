@@ -30,6 +30,10 @@ from agentkube.operator.serving import ResolvedModel
 
 JSON = dict[str, Any]
 
+# libyaml's emitter when present: rendering runs on every reconcile, and the pure-Python one
+# costs more than everything else in it.
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 CONFIG_DIR = "/etc/agentkube"
 CONFIG_FILE = "agent.yaml"
 DATA_DIR = "/var/lib/agentkube"
@@ -44,7 +48,7 @@ def runtime_manifest(agent: Agent, namespace: str) -> str:
         "metadata": {"name": agent.metadata.name, "namespace": namespace},
         "spec": agent.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
 
 
 def endpoint(agent: Agent, namespace: str, config: OperatorConfig) -> str:

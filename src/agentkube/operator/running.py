@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx2
 import kopf
 from lightkube import AsyncClient, KubeConfig
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -81,7 +82,12 @@ class Operator:
 
 
 def make_client(config: OperatorConfig) -> AsyncClient:
-    return AsyncClient(config=KubeConfig.from_env(), field_manager=config.field_manager)
+    # A loaded API server (thousands of objects created at once) answers slowly: a timeout
+    # here only turns into a retry that loads it more.
+    timeout = httpx2.Timeout(config.request_timeout_seconds)
+    return AsyncClient(
+        config=KubeConfig.from_env(), field_manager=config.field_manager, timeout=timeout
+    )
 
 
 class OperatorMetrics(Collector):

@@ -41,7 +41,10 @@ from hack.testcluster.errors import TestClusterError
 from hack.testcluster.nodes import POOLS, Pool
 
 T = TypeVar("T")
-KUBECTL_HINT = "install kubectl (Debian: apt-get install kubernetes-client) or put it on PATH"
+KUBECTL_HINT = (
+    "install kubectl >= 1.30 (the `kubectl` package of pkgs.k8s.io; Debian's kubernetes-client "
+    "is too old) and put it on PATH"
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,3 @@
-# mypy: ignore-errors
-# (Runs inside sandbox images with any Python >= 3.8 through `python3 -c`: plain code, no typing.)
 """The program a sandbox pod runs: read one request, run it, write a compact result, exit.
 
 It is passed to ``python3 -c`` in the pod spec (standard library only, Python >= 3.8), so any
@@ -18,6 +16,8 @@ when anything was cut; the whole output is also written to the container's stdou
 The runner exits 0 whenever it produced a result, whatever the code's exit code.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
@@ -27,11 +27,14 @@ import sys
 import threading
 import time
 
+# Annotations are never evaluated (__future__), so builtin generics are fine on Python 3.8.
+from typing import IO, Any
+
 MESSAGE_LIMIT = 4096
 POLL_S = 0.005
 
 
-def _request():
+def _request() -> dict[str, Any]:
     text = os.environ.get("AGENTKUBE_SANDBOX_REQUEST")
     path = os.environ.get("AGENTKUBE_SANDBOX_REQUEST_FILE")
     while not text and path:
@@ -42,10 +45,11 @@ def _request():
             text = ""
         if not text:
             time.sleep(POLL_S)
-    return json.loads(text or "{}")
+    request: dict[str, Any] = json.loads(text or "{}")
+    return request
 
 
-def _reader(stream, cap, chunks, flags):
+def _reader(stream: IO[bytes], cap: int, chunks: list[bytes], flags: dict[str, bool]) -> None:
     size = 0
     while True:
         data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
@@ -58,7 +62,7 @@ def _reader(stream, cap, chunks, flags):
         size += len(data)
 
 
-def _write_inputs(request):
+def _write_inputs(request: dict[str, Any]) -> str:
     os.makedirs("out", exist_ok=True)
     for name, text in request.get("files", {}).items():
         folder = os.path.dirname(name)
@@ -73,8 +77,9 @@ def _write_inputs(request):
     return main
 
 
-def _out_files(cap):
-    files, size, truncated = {}, 0, False
+def _out_files(cap: int) -> tuple[dict[str, str], bool]:
+    files: dict[str, str] = {}
+    size, truncated = 0, False
     for root, _dirs, names in os.walk("out"):
         for name in sorted(names):
             path = os.path.join(root, name)
@@ -92,7 +97,7 @@ def _out_files(cap):
     return files, truncated
 
 
-def run(request):
+def run(request: dict[str, Any]) -> dict[str, Any]:
     main = _write_inputs(request)
     argv = [sys.executable, main] if request["language"] == "python" else ["bash", main]
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
@@ -107,7 +112,9 @@ def run(request):
         env=env,
         start_new_session=True,
     )
-    out, err, flags = [], [], {"truncated": False}
+    out: list[bytes] = []
+    err: list[bytes] = []
+    flags = {"truncated": False}
     readers = [
         threading.Thread(target=_reader, args=(proc.stdout, cap, out, flags), daemon=True),
         threading.Thread(target=_reader, args=(proc.stderr, cap, err, flags), daemon=True),
@@ -138,18 +145,18 @@ def run(request):
     }
 
 
-def _cut(text, size):
+def _cut(text: str, size: int) -> str:
     return text.encode("utf-8")[: max(size, 0)].decode("utf-8", "ignore")
 
 
-def compact(result, limit=MESSAGE_LIMIT):
+def compact(result: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
     """The result as JSON of at most ``limit`` bytes: files, then stderr, then stdout give way."""
     message = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     if len(message.encode("utf-8")) <= limit:
         return message
     small = dict(result, out="", err="", files={}, trunc=True)
     room = limit - len(json.dumps(small, separators=(",", ":")).encode("utf-8")) - 16
-    # JSON escaping can grow text (quotes, control characters): shrink until it fits.
+    # dict[str, Any] escaping can grow text (quotes, control characters): shrink until it fits.
     while True:
         err = _cut(result["err"], room // 3)
         out = _cut(result["out"], room - len(err.encode("utf-8")))
@@ -161,7 +168,7 @@ def compact(result, limit=MESSAGE_LIMIT):
         room -= max(len(message.encode("utf-8")) - limit, 16)
 
 
-def main():
+def main() -> None:
     result = run(_request())
     sys.stdout.write(result["out"])
     sys.stderr.write(result["err"])

@@ -68,7 +68,15 @@ def kube_client(kubeconfig: Path | None) -> Any:
         from lightkube import AsyncClient, KubeConfig
     except ImportError as e:
         raise GatewayConfigError(K8S_HINT) from e
-    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+    from lightkube.core.exceptions import ConfigError
+
+    try:
+        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+    except (ConfigError, OSError) as e:
+        raise GatewayConfigError(
+            f"no usable Kubernetes configuration ({e}); pass --kubeconfig, run in a pod, or on "
+            "one machine use --backend local --auth static --token-file FILE"
+        ) from e
     return AsyncClient(config=config, field_manager="agentkube-sandbox-gateway")
 
 

@@ -15,13 +15,13 @@ demo: setup
 	$(VENV)/agentkube run examples/seed-agent.yaml --task "$$(printf '$(TASK)')"
 
 lint: setup-dev
-	$(VENV)/ruff check src tests benchmarks
-	$(VENV)/ruff format --check src tests benchmarks
+	$(VENV)/ruff check src tests benchmarks hack
+	$(VENV)/ruff format --check src tests benchmarks hack
 	$(VENV)/mypy
 
 fmt: setup-dev
-	$(VENV)/ruff format src tests benchmarks
-	$(VENV)/ruff check --fix src tests benchmarks
+	$(VENV)/ruff format src tests benchmarks hack
+	$(VENV)/ruff check --fix src tests benchmarks hack
 
 # The real control plane the cluster tests run on: built from Go modules, cached per version.
 testcluster:

@@ -124,3 +124,18 @@ def test_agent_pod_fragment_for_gateway_auth_passes_pod_security_restricted(
         "spec": fragment["spec"],
     }
     testcluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+
+
+def test_gateway_deployment_pod_passes_pod_security_restricted(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    objects = _gateway_objects(sandbox_namespace, sandbox_namespace)
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    template = deployment["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gateway-template", "namespace": sandbox_namespace},
+        "spec": {**template["spec"], "serviceAccountName": "default"},
+    }
+    testcluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))

@@ -96,7 +96,7 @@ def test_pod_meets_the_restricted_pod_security_profile() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["readOnlyRootFilesystem"] is True
     volume_kinds = {k for v in pod["volumes"] for k in v if k != "name"}
-    assert volume_kinds <= {"configMap", "emptyDir", "persistentVolumeClaim", "secret"}
+    assert volume_kinds <= {"configMap", "emptyDir", "persistentVolumeClaim", "projected"}
     assert "hostNetwork" not in pod and "hostPID" not in pod
 
 
@@ -152,10 +152,27 @@ def test_an_unresolved_model_leaves_the_model_environment_out() -> None:
     assert not any(name.startswith("AGENTKUBE_MODEL_") for name in values)
 
 
-def test_the_sandbox_url_setting_reaches_the_agent() -> None:
+def test_the_sandbox_url_setting_reaches_the_agent_with_a_gateway_only_token() -> None:
     config = OperatorConfig(sandbox_url="http://sandbox-gateway.agentkube-system.svc:8080")
-    values = env(render_agent(agent(), "ns", None, config))
+    children = render_agent(agent(), "ns", None, config)
+    values = env(children)
     assert values["AGENTKUBE_SANDBOX_URL"] == "http://sandbox-gateway.agentkube-system.svc:8080"
+    token_dir = "/var/run/secrets/agentkube/sandbox-gateway"
+    assert values["AGENTKUBE_SANDBOX_TOKEN_FILE"] == f"{token_dir}/token"
+    pod = by_kind(children)["Deployment"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "sandbox-token"]
+    source = volume["projected"]["sources"][0]["serviceAccountToken"]
+    assert source["audience"] == "agentkube-sandbox-gateway"
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {m["name"]: m["mountPath"] for m in container(children)["volumeMounts"]}
+    assert mounts["sandbox-token"] == token_dir
+
+
+def test_without_a_sandbox_url_no_gateway_token_is_mounted() -> None:
+    pod = by_kind(render_agent(agent(), "ns", None, CONFIG))["Deployment"]["spec"]["template"][
+        "spec"
+    ]
+    assert all(v["name"] != "sandbox-token" for v in pod["volumes"])
 
 
 def test_replicas_and_resources_follow_the_spec() -> None:

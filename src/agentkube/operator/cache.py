@@ -17,12 +17,23 @@ Key = tuple[str, str]
 _KEEP_STATUS = {"Deployment", "Agent", "Model"}
 
 
+_DROPPED_META = {"managedFields", "creationTimestamp", "selfLink"}
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# What the status checks read of a Deployment; its conditions and messages are not kept.
+_DEPLOYMENT_STATUS = {"observedGeneration", "replicas", "updatedReplicas", "availableReplicas"}
+
+
 def trim(body: JSON) -> JSON:
     kind = body.get("kind", "")
-    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    kept = {
-        k: v for k, v in body.items() if k != "metadata" and (k != "status" or kind in _KEEP_STATUS)
-    }
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k not in _DROPPED_META}
+    if _LAST_APPLIED in meta.get("annotations", {}):  # a second copy of the whole object
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != _LAST_APPLIED}
+    kept = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    status = body.get("status")
+    if status and kind == "Deployment":
+        kept["status"] = {k: v for k, v in status.items() if k in _DEPLOYMENT_STATUS}
+    elif status and kind in _KEEP_STATUS:
+        kept["status"] = status
     return {**kept, "metadata": meta}
 
 

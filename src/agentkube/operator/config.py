@@ -127,6 +127,7 @@ def _memory_peers() -> list[Peer]:
 
 def _sandbox_gateway_peer() -> Peer:
     return Peer(
+        namespace_labels={"kubernetes.io/metadata.name": "agentkube-system"},
         pod_labels={
             "app.kubernetes.io/part-of": "agentkube",
             "app.kubernetes.io/component": "sandbox-gateway",
@@ -170,6 +171,10 @@ class OperatorConfig(_Config):
     default_endpoint: DefaultEndpoint | None = None
     sandbox_url: str | None = Field(
         None, description="the sandbox gateway's URL, passed to agents as AGENTKUBE_SANDBOX_URL"
+    )
+    sandbox_token_audience: str = Field(
+        "agentkube-sandbox-gateway",
+        description="audience of the projected token agents show the sandbox gateway",
     )
     dns: Peer = Field(default_factory=_dns_peer)
     memory_peers: list[Peer] = Field(default_factory=_memory_peers)

@@ -37,6 +37,7 @@ _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 CONFIG_DIR = "/etc/agentkube"
 CONFIG_FILE = "agent.yaml"
 DATA_DIR = "/var/lib/agentkube"
+SANDBOX_TOKEN_DIR = "/var/run/secrets/agentkube/sandbox-gateway"  # noqa: S105 - a path
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod's server must listen on the pod IP
 
 
@@ -85,7 +86,10 @@ def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfi
     if agent.spec.memory == "persistent":
         env.append({"name": "AGENTKUBE_DATA_DIR", "value": DATA_DIR})
     if config.sandbox_url:
-        env.append({"name": "AGENTKUBE_SANDBOX_URL", "value": config.sandbox_url})
+        env += [
+            {"name": "AGENTKUBE_SANDBOX_URL", "value": config.sandbox_url},
+            {"name": "AGENTKUBE_SANDBOX_TOKEN_FILE", "value": f"{SANDBOX_TOKEN_DIR}/token"},
+        ]
     return env
 
 
@@ -114,6 +118,8 @@ def runtime_container(agent: Agent, model: ResolvedModel | None, config: Operato
     ]
     if agent.spec.memory == "persistent":
         mounts.append({"name": "data", "mountPath": DATA_DIR})
+    if config.sandbox_url:
+        mounts.append({"name": "sandbox-token", "mountPath": SANDBOX_TOKEN_DIR, "readOnly": True})
     return {
         "name": "agent",
         "image": config.agent_image,
@@ -144,6 +150,17 @@ def runtime_container(agent: Agent, model: ResolvedModel | None, config: Operato
     }
 
 
+def sandbox_token_volume(config: OperatorConfig) -> JSON:
+    """A token only the sandbox gateway accepts (its audience), minted and rotated by the
+    kubelet: the agent still holds no Kubernetes API credentials (docs/gateway-auth.md)."""
+    token = {
+        "audience": config.sandbox_token_audience,
+        "expirationSeconds": 3600,
+        "path": "token",
+    }
+    return {"name": "sandbox-token", "projected": {"sources": [{"serviceAccountToken": token}]}}
+
+
 def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> JSON:
     name = agent.metadata.name
     volumes: list[JSON] = [
@@ -152,6 +169,8 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
     ]
     if agent.spec.memory == "persistent":
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": name}})
+    if config.sandbox_url:
+        volumes.append(sandbox_token_volume(config))
     uid = config.agent_user_id
     return {
         "serviceAccountName": name,

@@ -244,7 +244,7 @@ def measure(
     print(f"agents                                   {count}")
     print(f"creating all agents (50 at a time)       {applied_at:.1f} s")
     print(f"until every agent is Reconciled          {reconciled_at:.1f} s")
-    print(f"until {room} agents are Ready (pool full)  {ready_at:.1f} s")
+    print(f"until {room} agents are Ready            {ready_at:.1f} s")
     print(f"API writes per agent while creating      {create_writes / count:.2f}")
     print(
         f"API writes per unchanged reconcile       {idle_writes / max(idle_reconciles, 1):.3f}"

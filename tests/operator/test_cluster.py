@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.apiserver import restart_apiserver
 from tests.operator.conftest import SEED
 from tests.operator.operator_process import OperatorProcess
 from tests.plugins.testcluster import Cluster
@@ -335,7 +334,7 @@ def test_watches_recover_after_an_api_server_restart(
     cluster.apply(agent("before", "m"), ns)
     wait_condition(cluster, "agent", "before", ns)
 
-    restart_apiserver(cluster)
+    cluster.restart("kube-apiserver", down_seconds=3)
 
     cluster.apply(agent("after", "m"), ns)
     cluster.apply(agent("before", "m", replicas=2), ns)

@@ -115,8 +115,13 @@ def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: Cluster) -> None:
     role = installed.kubectl_json("get", "clusterrole", "agentkube-operator")
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert "delete" not in verbs and "*" not in verbs
+
+    def with_verb(verb: str) -> set[str]:
+        return {r for rule in role["rules"] if verb in rule["verbs"] for r in rule["resources"]}
+
+    assert not with_verb("*")
+    assert with_verb("update") == {"agents/finalizers", "models/finalizers"}
+    assert with_verb("delete") == {"deployments", "services"}
     assert installed.kubectl_json(
         "get", "deployment", "agentkube-operator", "-n", "agentkube-system"
     )
@@ -264,6 +269,27 @@ def test_reconciling_an_unchanged_agent_writes_nothing(
     cluster.kubectl("label", "deployment", "idle", "-n", ns, "touched=yes")
     time.sleep(3)
     assert operator.writes_in(ns) == before
+
+
+def test_a_model_switched_to_an_endpoint_loses_its_serving_objects(
+    installed: Cluster, operator: OperatorProcess, agent_namespace: str
+) -> None:
+    cluster, ns = installed, agent_namespace
+    served = (
+        "apiVersion: ai.openvn/v1\nkind: Model\nmetadata: {name: sw}\n"
+        "spec: {serve: {model: x, gpus: 0}}\n"
+    )
+    cluster.apply(served, ns)
+    cluster.wait_until(lambda: get(cluster, "deployment", "sw-model", ns), "the serving Deployment")
+    cluster.kubectl("replace", "-n", ns, "-f", "-", input=ENDPOINT_MODEL % "sw")
+
+    def gone() -> bool:
+        kinds = ("deployment", "service")
+        return all(get(cluster, kind, "sw-model", ns) is None for kind in kinds)
+
+    cluster.wait_until(gone, "the serving Deployment and Service to be deleted", 60)
+    model = wait_condition(cluster, "model", "sw", ns)
+    assert model["status"]["url"] == "https://llm.example.com/v1"
 
 
 def test_deleting_an_agent_deletes_its_children(

@@ -91,3 +91,25 @@ def test_serving_pods_meet_the_restricted_pod_security_profile() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env["HF_HOME"].startswith("/cache")
+
+
+def test_only_serving_objects_this_model_controls_are_stale() -> None:
+    from agentkube.operator.cache import Cache
+    from agentkube.operator.reconciling import stale_children
+
+    owner = {"metadata": {"name": "llama-3-70b", "uid": "uid-m"}}
+    cache = Cache()
+    for kind, uid in (("Deployment", "uid-m"), ("Service", "someone-else")):
+        cache.put(
+            {
+                "kind": kind,
+                "metadata": {
+                    "name": "llama-3-70b-model",
+                    "namespace": "ns",
+                    "ownerReferences": [{"uid": uid, "controller": True}],
+                },
+            }
+        )
+    assert stale_children(owner, "ns", set(), cache) == [("Deployment", "llama-3-70b-model")]
+    rendered = {("Deployment", "llama-3-70b-model")}
+    assert stale_children(owner, "ns", rendered, cache) == []

@@ -83,6 +83,19 @@ class Applier:
         log.info("applied %s %s/%s", kind, meta["namespace"], meta["name"])
         return dict(cast(Any, live).to_dict())
 
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child the operator no longer renders (already gone is fine)."""
+        resource = CHILD_KINDS[kind]
+        try:
+            async with _translated(f"delete {kind} {namespace}/{name}"):
+                await self.client.delete(resource, name, namespace=namespace)
+        except PermanentError as e:
+            if isinstance(e.__cause__, ApiError) and e.__cause__.status.code == 404:
+                return
+            raise
+        self.writes[f"delete {kind}"] += 1
+        log.info("deleted %s %s/%s", kind, namespace, name)
+
     async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None:
         """Merge-patch the status subresource of an Agent or Model."""
         resource = OWNER_KINDS[kind]

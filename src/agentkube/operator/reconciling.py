@@ -23,6 +23,7 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import drifted
 from agentkube.operator.errors import NamespaceTerminating, ReconcileError, TemporaryError
+from agentkube.operator.naming import model_child_name
 from agentkube.operator.placement import UnknownPoolError
 from agentkube.operator.rendering import endpoint, render_agent
 from agentkube.operator.serving import ResolvedModel, model_base_url, render_model, resolve_model
@@ -133,6 +134,8 @@ class Reconciler:
             check = Check(type="Reconciled", ok=False, reason="InvalidPlacement", message=str(e))
             return await self._finish(body, [check], {}) or False
         applied = await self._apply_all(children)
+        if applied.check.ok:
+            applied = await self._prune(body, namespace, children)
         checks = [applied.check]
         if model.spec.serve is not None:
             deployment = next(c for c in children if c["kind"] == "Deployment")
@@ -142,6 +145,23 @@ class Reconciler:
             )
         extra = {"url": model_base_url(model, namespace, self.config)}
         return await self._finish(body, checks, extra) or applied.retry
+
+    async def _prune(self, body: JSON, namespace: str, children: list[JSON]) -> Applied:
+        """Delete serving objects a Model no longer renders (it switched to an endpoint): a
+        forgotten inference Deployment would hold its GPU for nothing."""
+        rendered = {(c["kind"], c["metadata"]["name"]) for c in children}
+        for kind, name in stale_children(body, namespace, rendered, self.cache):
+            try:
+                await self.applier.delete(kind, namespace, name)
+            except ReconcileError as e:
+                log.warning("%s", e)
+                check = Check(type="Reconciled", ok=False, reason="PruneFailed", message=str(e))
+                return Applied(check=check, retry=isinstance(e, TemporaryError))
+            self.cache.remove(kind, namespace, name)
+        check = Check(
+            type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
+        )
+        return Applied(check=check, retry=False)
 
     # ------------------------------------------------------------------ shared
 
@@ -204,6 +224,26 @@ class Reconciler:
                     body, type="Warning", reason=failure["reason"], message=failure["message"]
                 )
         return False
+
+
+def stale_children(
+    owner: JSON, namespace: str, rendered: set[tuple[str, str]], cache: Cache
+) -> list[tuple[str, str]]:
+    """(kind, name) of the Model's serving objects that exist but are no longer rendered.
+
+    Only objects this very Model controls (owner uid) are candidates, never a look-alike.
+    """
+    uid = owner["metadata"].get("uid")
+    name = model_child_name(owner["metadata"]["name"])
+    stale = []
+    for kind in ("Deployment", "Service"):
+        live = cache.get(kind, namespace, name)
+        if live is None or (kind, name) in rendered:
+            continue
+        owners = live["metadata"].get("ownerReferences") or []
+        if any(o.get("uid") == uid and o.get("controller") for o in owners):
+            stale.append((kind, name))
+    return stale
 
 
 def _parse_model(body: JSON) -> Model:

@@ -53,7 +53,7 @@ OPERATOR_NAMESPACE = "agentkube-system"
 @pytest.fixture(scope="session")
 def installed(testcluster: Cluster) -> Cluster:
     """``kubectl apply -k deploy/``: namespace, CRDs, RBAC and the operator Deployment."""
-    testcluster.kubectl("apply", "--server-side", "-k", str(DEPLOY))
+    testcluster.kubectl("apply", "-k", str(DEPLOY))  # the install command, verbatim
     for crd in ("agents.ai.openvn", "models.ai.openvn"):
         testcluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     return testcluster

@@ -22,7 +22,12 @@ from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import drifted
-from agentkube.operator.errors import NamespaceTerminating, ReconcileError, TemporaryError
+from agentkube.operator.errors import (
+    NamespaceTerminating,
+    PermanentError,
+    ReconcileError,
+    TemporaryError,
+)
 from agentkube.operator.naming import model_child_name
 from agentkube.operator.placement import UnknownPoolError
 from agentkube.operator.rendering import endpoint, render_agent
@@ -213,6 +218,9 @@ class Reconciler:
             return False
         try:
             await self.applier.patch_status(body["kind"], meta["namespace"], meta["name"], patch)
+        except PermanentError as e:
+            log.info("%s", e)  # typically deleted meanwhile: its watch event follows
+            return False
         except ReconcileError as e:
             log.warning("%s", e)
             return True

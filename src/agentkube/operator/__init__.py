@@ -7,6 +7,8 @@ Layers, each depending only on the ones above it:
   :mod:`status` — pure functions from a spec (and the config) to Kubernetes objects as JSON.
 - :mod:`drift` — pure comparison of a desired object with the live one.
 - :mod:`applying` — the thin server-side-apply layer over an injected lightkube client.
-- :mod:`reconciling` — one level-triggered reconcile of one object, using a cache of children.
+- :mod:`cache` — the latest known objects, from watch events and apply responses.
+- :mod:`reconciling` — one level-triggered reconcile of one object, using the cache;
+  :mod:`scheduling` — when reconciles run (one per object at a time, coalesced, retried).
 - :mod:`handlers` — the kopf wiring (watches, indexes) and :mod:`running` — process start-up.
 """

@@ -168,8 +168,9 @@ class SandboxKubelet:
                 fields={"spec.nodeName": self.node_name},
                 on_error=on_error_retry,
             )
-            async for kind, obj in events:
-                self._on_pod(client, sandbox, obj.to_dict(), deleted=kind == "DELETED")
+            async with contextlib.aclosing(events):
+                async for kind, obj in events:
+                    self._on_pod(client, sandbox, obj.to_dict(), deleted=kind == "DELETED")
         finally:
             alive.cancel()
             for running in self._pods.values():
@@ -408,5 +409,8 @@ def running_sandbox_kubelet(
     try:
         yield kubelet
     finally:
-        loop.call_soon_threadsafe(lambda: task.cancel() if task else None)
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: task.cancel() if task else None)
         thread.join(timeout=30)
+        if failure:
+            raise RuntimeError(f"the sandbox kubelet stand-in stopped early: {failure[0]!r}")

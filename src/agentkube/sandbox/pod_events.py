@@ -67,9 +67,12 @@ class PodEvents:
             labels={GATEWAY_LABEL: self._gateway},
             on_error=on_error_retry,
         )
-        async for kind, pod in events:
-            self.started.set()
-            self.dispatch(pod.to_dict(), deleted=kind == "DELETED")
+        # aclosing: on cancellation the watch's HTTP stream closes now, on this loop, instead of
+        # whenever the generator is collected (possibly after the loop is gone: a leaked socket).
+        async with contextlib.aclosing(events):
+            async for kind, pod in events:
+                self.started.set()
+                self.dispatch(pod.to_dict(), deleted=kind == "DELETED")
 
     def dispatch(self, pod: JSON, *, deleted: bool) -> None:
         labels = (pod.get("metadata") or {}).get("labels") or {}

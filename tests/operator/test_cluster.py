@@ -129,6 +129,28 @@ def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: C
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def test_kubectl_apply_k_deploy_also_installs_the_sandbox_gateway_and_wires_it(
+    installed: Cluster,
+) -> None:
+    gateway = installed.kubectl_json(
+        "get", "deployment", "agentkube-sandbox-gateway", "-n", "agentkube-system"
+    )
+    assert gateway["spec"]["replicas"] == 1
+    sandbox_ns = installed.kubectl_json("get", "namespace", "agentkube-sandbox")
+    assert sandbox_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # The gateway's Role stays in the sandbox namespace, not moved by a namespace transformer.
+    assert installed.kubectl_json(
+        "get", "role", "agentkube-sandbox-gateway", "-n", "agentkube-sandbox"
+    )
+    config = installed.kubectl_json(
+        "get", "configmap", "agentkube-operator", "-n", "agentkube-system"
+    )
+    assert (
+        "sandboxUrl: http://agentkube-sandbox-gateway.agentkube-system.svc:8080"
+        in config["data"]["config.yaml"]
+    )
+
+
 def test_seed_agent_gets_every_child_runs_on_spot_and_its_model_on_the_gpu_node(
     installed: Cluster, operator: OperatorProcess, agent_namespace: str
 ) -> None:

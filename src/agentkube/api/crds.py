@@ -31,6 +31,14 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        # `kubectl get agents -o wide` adds why it is (not) ready and where it answers.
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+        {"name": "Endpoint", "type": "string", "priority": 1, "jsonPath": ".status.endpoint"},
     ],
     "Model": [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.serve.engine"},

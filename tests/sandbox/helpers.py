@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from agentkube.sandbox import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.local import LocalSandbox
@@ -11,7 +12,7 @@ from agentkube.sandbox.local import LocalSandbox
 async def assert_nothing_left(backend: LocalSandbox) -> None:
     """Every execution cgroup is gone (so no sandboxed process survives); the host still forks."""
     await backend.settle()
-    assert backend.live_cgroups() == []
+    assert backend.live_cgroups() == [], "a sandbox outlived its execution"
     assert subprocess.run(["true"], check=False).returncode == 0
 
 
@@ -25,5 +26,12 @@ async def run(
     )
     result = await backend.execute(request)
     await backend.settle()
-    assert backend.live_cgroups() == [], "the execution's cgroup outlived it"
+    assert backend.live_cgroups() == [], "a sandbox outlived its execution"
     return result
+
+
+def cgroup_members(cgroup_name: str) -> list[int]:
+    """Host pids in an execution cgroup (read from the cgroup filesystem, v1 or v2)."""
+    for procs in Path("/sys/fs/cgroup").glob(f"**/{cgroup_name}/cgroup.procs"):
+        return [int(p) for p in procs.read_text().split()]
+    return []

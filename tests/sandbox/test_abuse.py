@@ -22,7 +22,7 @@ import pytest
 
 from agentkube.sandbox import ExecutionRequest, Limits
 from agentkube.sandbox.local import LocalSandbox
-from tests.sandbox.helpers import assert_nothing_left, run
+from tests.sandbox.helpers import assert_nothing_left, cgroup_members, run
 
 pytestmark = pytest.mark.sandbox
 
@@ -327,7 +327,7 @@ async def test_sandboxed_processes_are_never_host_root(sandbox: LocalSandbox) ->
     while not uids and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         for name in sandbox.live_cgroups():
-            for pid in _members(name):
+            for pid in cgroup_members(name):
                 status = Path(f"/proc/{pid}/status").read_text()
                 uids |= {line.split()[1] for line in status.splitlines() if line.startswith("Uid:")}
     result = await task
@@ -336,12 +336,6 @@ async def test_sandboxed_processes_are_never_host_root(sandbox: LocalSandbox) ->
     assert "0" not in uids
     if os.geteuid() == 0:
         assert uids == {"65534"}
-
-
-def _members(cgroup_name: str) -> list[int]:
-    for procs in Path("/sys/fs/cgroup").glob(f"**/{cgroup_name}/cgroup.procs"):
-        return [int(p) for p in procs.read_text().split()]
-    return []
 
 
 async def test_nested_user_namespaces_and_mounts_are_refused(sandbox: LocalSandbox) -> None:
@@ -425,7 +419,10 @@ async def test_when_the_result_returns_every_sandboxed_process_is_already_dying(
     result = await sandbox.execute(ExecutionRequest(language="bash", code=code))
     assert result.stdout == "ok\n"
     survivors = [
-        pid for name in sandbox.live_cgroups() for pid in _members(name) if not _dead_or_dying(pid)
+        pid
+        for name in sandbox.live_cgroups()
+        for pid in cgroup_members(name)
+        if not _dead_or_dying(pid)
     ]
     assert survivors == []
     await assert_nothing_left(sandbox)

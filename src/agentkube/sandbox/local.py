@@ -121,9 +121,8 @@ class LocalSandbox:
             host_gid=NOBODY if host_uid is not None else None,
             setpriv=setpriv,
         )
-        self._names = (
-            f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(3)}-{n}" for n in itertools.count()
-        )
+        self._prefix = f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(3)}-"
+        self._names = (f"{self._prefix}{n}" for n in itertools.count())
         self._pool_limits = pool_limits or Limits()
         self._pool = WarmPool(pool_size, self._spawn_warm) if pool_size else None
         self._closed = False
@@ -138,10 +137,13 @@ class LocalSandbox:
     def seccomp_enabled(self) -> bool:
         return self._settings.seccomp_program is not None
 
+    def warm_count(self) -> int:
+        """How many pre-started sandboxes are waiting for code."""
+        return self._pool.ready_count if self._pool is not None else 0
+
     def live_cgroups(self) -> list[str]:
-        """Names of execution cgroups this process still holds (empty when all is cleaned up)."""
-        mine = f"{CGROUP_PREFIX}{os.getpid()}-"
-        return [n for n in self._settings.hierarchy.existing() if n.startswith(mine)]
+        """Names of the execution cgroups this backend holds (none once all is cleaned up)."""
+        return [n for n in self._settings.hierarchy.existing() if n.startswith(self._prefix)]
 
     async def start(self) -> None:
         """Fill the warm pool and wait until it is ready (a no-op without a pool)."""

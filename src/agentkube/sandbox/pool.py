@@ -20,6 +20,13 @@ from agentkube.sandbox.spawning import SandboxProcess
 log = logging.getLogger(__name__)
 
 
+async def _destroy_quietly(sandbox: SandboxProcess) -> None:
+    try:
+        await sandbox.destroy()
+    except Exception:
+        log.exception("could not clean up warm sandbox %s", sandbox.cgroup.name)
+
+
 class WarmPool:
     """Keeps ``size`` started sandboxes ready."""
 
@@ -60,12 +67,12 @@ class WarmPool:
         try:
             ready = await sandbox.ready()
         except asyncio.CancelledError:
-            await sandbox.destroy()
+            await _destroy_quietly(sandbox)
             raise
         if ready and not self._closed:
             self._ready.append(sandbox)
         else:
-            await sandbox.destroy()
+            await _destroy_quietly(sandbox)
 
     async def wait_full(self) -> None:
         """Fill the pool and wait until every start has finished (successfully or not)."""
@@ -91,7 +98,7 @@ class WarmPool:
         return None
 
     def _destroy_later(self, sandbox: SandboxProcess) -> None:
-        task = asyncio.create_task(sandbox.destroy())
+        task = asyncio.create_task(_destroy_quietly(sandbox))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 

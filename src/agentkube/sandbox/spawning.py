@@ -82,8 +82,11 @@ class SandboxProcess:
             return
         self._destroyed = True
         try:
-            await self.cgroup.remove()
+            # The launcher first: until it has joined the cgroup, the cgroup looks empty.
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
             await self.exited
+            await self.cgroup.remove()
         finally:
             for reader in (self.stdout, self.stderr, self.result):
                 reader.close()

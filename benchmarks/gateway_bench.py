@@ -22,7 +22,6 @@ import asyncio
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from hack.testcluster import binaries  # noqa: E402
 from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
 from hack.testcluster.cluster import TestCluster  # noqa: E402
 from lightkube import AsyncClient, KubeConfig  # noqa: E402
+from measuring import kubectl, percentile  # noqa: E402
 from tests.standins.sandbox_kubelet import running_sandbox_kubelet  # noqa: E402
 
 # The figures are overheads: wall time of one execution minus the code's own run time.
@@ -51,24 +51,6 @@ from agentkube.sandbox.remote import RemoteSandbox  # noqa: E402
 
 POOL_LABEL = "agentkube.openvn/pool"
 REQUEST = ExecutionRequest(code="print(1)")
-
-
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def timed(sandbox: Sandbox) -> tuple[float, ExecutionResult]:

@@ -34,21 +34,9 @@ from hack.testcluster import binaries  # noqa: E402
 from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
 from hack.testcluster.cluster import TestCluster  # noqa: E402
 from hack.testcluster.nodes import POOLS  # noqa: E402
+from measuring import kubectl  # noqa: E402
 
 AGENTKUBE = Path(sys.executable).parent / "agentkube"
-
-
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
 
 
 def operator_config() -> dict[str, Any]:

@@ -20,15 +20,12 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
+from measuring import percentile
+
 from agentkube.sandbox import ExecutionRequest
 from agentkube.sandbox.local import LocalSandbox
 
 REQUEST = ExecutionRequest(code="print(1)")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def bare_ms(python: str) -> float:

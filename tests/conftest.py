@@ -1,3 +1,3 @@
 """Shared pytest set-up: fixtures that start real components live in tests/plugins/."""
 
-pytest_plugins: list[str] = ["tests.plugins.testcluster"]
+pytest_plugins: list[str] = ["tests.plugins.sandbox", "tests.plugins.testcluster"]

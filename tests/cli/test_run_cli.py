@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import agentkube
+
 GOOD = "apiVersion: ai.openvn/v1\nkind: Agent\nmetadata: {name: plain}\nspec: {model: m}\n"
-
-
-def agentkube(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentkube", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-        env=env,
-    )
 
 
 def _write(tmp_path: Path, text: str, name: str = "agent.yaml") -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_process import agentkube
 
 pytestmark = pytest.mark.sandbox
 
@@ -20,17 +20,6 @@ RESULT_FIELDS = {
     "truncated",
     "files",
 }
-
-
-def agentkube(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentkube", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_json_output_is_one_object_with_the_result_fields() -> None:

@@ -23,6 +23,7 @@ from lightkube import AsyncClient
 from agentkube.sandbox.contract import ExecutionRequest, Limits
 from agentkube.sandbox.kube_rendering import GATEWAY_LABEL, PodSettings, render_job, render_warm_pod
 from agentkube.sandbox.kubernetes import KubernetesSandbox
+from agentkube.sandbox.pod_events import PodEvents
 from tests.plugins.testcluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]
@@ -255,3 +256,29 @@ async def test_gateway_restart_leaves_no_orphaned_jobs_or_pods(
     await restarted.start()  # the new instance sweeps what the old one left
     await restarted.aclose()
     await asyncio.to_thread(_nothing_left, testcluster, pod_settings)
+
+
+async def test_pod_watches_and_executions_carry_on_after_an_api_server_restart(
+    testcluster: Cluster, kube_client: AsyncClient, pod_settings: PodSettings
+) -> None:
+    # While the API server is down every reconnect is refused; the gateway's pod watch and the
+    # kubelet stand-in's must both come back (a watch that died would see no more pods).
+    events = PodEvents(kube_client, namespace=pod_settings.namespace, gateway=pod_settings.gateway)
+    seen: list[str] = []
+    events.subscribe(lambda pod, deleted: seen.append(pod["metadata"]["name"]))
+    events.start()
+    sandbox = KubernetesSandbox(kube_client, pod_settings)
+    try:
+        before = await sandbox.execute(ExecutionRequest(code="print('before')"))
+        assert before.stdout == "before\n"
+        assert seen, "the watch saw the first execution's pod"
+        await asyncio.to_thread(testcluster.restart, "kube-apiserver", down_seconds=3)
+        seen.clear()
+        after = await sandbox.execute(ExecutionRequest(code="print('after')"))
+        assert after.stdout == "after\n"
+        await asyncio.to_thread(
+            testcluster.wait_until, lambda: bool(seen), "the restarted watch to see a pod"
+        )
+    finally:
+        await sandbox.aclose()
+        await events.aclose()

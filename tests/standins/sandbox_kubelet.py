@@ -38,10 +38,11 @@ from typing import Any
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Node, Pod
-from lightkube.types import PatchType, on_error_retry
+from lightkube.types import PatchType
 
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
+from agentkube.sandbox.pod_events import watch_pods
 
 log = logging.getLogger(__name__)
 TERMINATION_FILE = "termination-log"
@@ -162,15 +163,12 @@ class SandboxKubelet:
         alive = asyncio.create_task(self._keep_alive(client))
         self.ready.set()
         try:
-            events: Any = client.watch(
-                Pod,
-                namespace="*",
-                fields={"spec.nodeName": self.node_name},
-                on_error=on_error_retry,
-            )
+            # Like a real kubelet, keep going across API server restarts (the operator tests
+            # restart it while this session-wide node is up).
+            events = watch_pods(client, namespace="*", fields={"spec.nodeName": self.node_name})
             async with contextlib.aclosing(events):
-                async for kind, obj in events:
-                    self._on_pod(client, sandbox, obj.to_dict(), deleted=kind == "DELETED")
+                async for kind, pod in events:
+                    self._on_pod(client, sandbox, pod, deleted=kind == "DELETED")
         finally:
             alive.cancel()
             for running in self._pods.values():

@@ -3,7 +3,8 @@
 A single watch (label ``agentkube.openvn/sandbox-gateway=<gateway>``) serves every execution, so
 the API server sees one long request instead of one per execution. Waiters register before they
 create their Job or claim their pod; each receives the pod every time it changes, and the pod with
-``deleted`` set when it is gone. The watch restarts after errors; waiters also poll now and then
+``deleted`` set when it is gone. The watch restarts after errors, including an API server that
+went away (:func:`watch_pods`); waiters also poll now and then
 (:mod:`agentkube.sandbox.kubernetes`), so a missed event costs latency, never a result.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_retry
@@ -23,6 +25,41 @@ from agentkube.sandbox.kube_rendering import EXECUTION_LABEL, GATEWAY_LABEL, JSO
 
 log = logging.getLogger(__name__)
 Listener = Callable[[JSON, bool], None]
+
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 5.0
+
+
+async def watch_pods(
+    client: AsyncClient,
+    *,
+    namespace: str,
+    labels: dict[str, Any] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> AsyncGenerator[tuple[str, JSON]]:
+    """``(event type, pod)`` for ever, across API server restarts.
+
+    lightkube's ``on_error_retry`` retries a watch whose stream breaks, but the reconnect itself
+    sits outside its retry: while the API server is down, a refused connection ends the watch.
+    Here the watch starts again, with backoff, listing the current pods first (so a consumer sees
+    every pod again as ``ADDED``/``MODIFIED``; deletions during the outage are not replayed).
+    """
+    delay = RECONNECT_FIRST_S
+    while True:
+        events: Any = client.watch(
+            Pod, namespace=namespace, labels=labels, fields=fields, on_error=on_error_retry
+        )
+        try:
+            # aclosing: on cancellation the watch's HTTP stream closes now, on this loop, instead
+            # of whenever the generator is collected (possibly after the loop is gone).
+            async with contextlib.aclosing(events):
+                async for kind, pod in events:
+                    delay = RECONNECT_FIRST_S
+                    yield kind, pod.to_dict()
+        except httpx2.TransportError as e:
+            log.warning("pod watch lost the API server (%s); reconnecting in %.1f s", e, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX_S)
 
 
 class PodEvents:
@@ -61,18 +98,13 @@ class PodEvents:
             self._task = None
 
     async def _watch(self) -> None:
-        events: Any = self._client.watch(
-            Pod,
-            namespace=self._namespace,
-            labels={GATEWAY_LABEL: self._gateway},
-            on_error=on_error_retry,
+        events = watch_pods(
+            self._client, namespace=self._namespace, labels={GATEWAY_LABEL: self._gateway}
         )
-        # aclosing: on cancellation the watch's HTTP stream closes now, on this loop, instead of
-        # whenever the generator is collected (possibly after the loop is gone: a leaked socket).
         async with contextlib.aclosing(events):
             async for kind, pod in events:
                 self.started.set()
-                self.dispatch(pod.to_dict(), deleted=kind == "DELETED")
+                self.dispatch(pod, deleted=kind == "DELETED")
 
     def dispatch(self, pod: JSON, *, deleted: bool) -> None:
         labels = (pod.get("metadata") or {}).get("labels") or {}

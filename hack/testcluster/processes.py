@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _LIBC = ctypes.CDLL(None, use_errno=True)
 # Children started by this process, kept so they are reaped (and not reported as leaked).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. Tied
+# children are therefore forked from this one thread, which lives as long as the process: a
+# restart called from a short-lived worker thread (asyncio.to_thread, say) must not leave a
+# component that is SIGKILLed when that thread ends.
+_FORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="testcluster-forker")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,14 +66,18 @@ def spawn(
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab" if append else "wb") as out:  # `down` keeps logs for a post-mortem
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if tie_to_parent else None,
-        )
+
+        def popen() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if tie_to_parent else None,
+            )
+
+        proc = _FORKER.submit(popen).result() if tie_to_parent else popen()
     _CHILDREN[proc.pid] = proc
     ticks = _start_ticks(proc.pid)
     exe = _executable(proc.pid)

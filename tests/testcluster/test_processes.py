@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,3 +74,23 @@ def test_a_process_tied_to_its_parent_dies_when_the_parent_is_killed(tmp_path: P
     while Path(f"/proc/{child_pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child_pid}").exists()
+
+
+def test_a_tied_process_started_from_a_short_lived_thread_outlives_that_thread(
+    tmp_path: Path,
+) -> None:
+    # The kernel's parent-death signal follows the forking *thread*: a restart run through
+    # asyncio.to_thread once killed the API server when the worker thread ended.
+    started: list[processes.Started] = []
+    thread = threading.Thread(
+        target=lambda: started.append(
+            processes.spawn("sleeper", ["/bin/sleep", "30"], tmp_path / "s.log", tie_to_parent=True)
+        )
+    )
+    thread.start()
+    thread.join()
+    try:
+        time.sleep(0.3)  # the signal, were it sent, arrives at once
+        assert started[0].is_alive()
+    finally:
+        processes.stop(started[0], timeout=5)

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+from measuring import percentile  # noqa: E402
+
 from agentkube.api.loading import load_file, single_agent  # noqa: E402
 from agentkube.runtime.building import RuntimeSettings, open_runtime  # noqa: E402
 from agentkube.sandbox.contract import ExecutionRequest  # noqa: E402
@@ -41,13 +43,8 @@ from agentkube.sandbox.local import LocalSandbox  # noqa: E402
 TASK = "```python\nprint(1)\n```"
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def line(name: str, samples: list[float], base: float | None = None) -> str:
-    p50, p95 = statistics.median(samples), pct(samples, 0.95)
+    p50, p95 = statistics.median(samples), percentile(samples, 0.95)
     ratio = f"  {p50 / base:5.2f}x baseline" if base else ""
     return f"{name:<44} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms{ratio}"
 

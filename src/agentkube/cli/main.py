@@ -51,7 +51,8 @@ def crds(
 
 
 def _register_subcommands() -> None:
-    # Imported here so `agentkube version` stays fast and each layer loads only when used.
+    # Imported here, not at the top, so importing this module stays cheap; the heavy layers
+    # (pydantic-ai, lightkube, kopf) load inside the commands that use them.
     from agentkube.cli import agent, gateway, operator, run, sandbox
 
     app.command("run")(run.run)

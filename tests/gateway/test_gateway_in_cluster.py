@@ -7,10 +7,13 @@ minted for the gateway's audience and checked by TokenReview on the real API ser
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 import yaml
 
 from agentkube.sandbox.contract import ExecutionRequest
+from agentkube.sandbox.errors import SandboxUnavailable
 from agentkube.sandbox.gateway.app import create_app
 from agentkube.sandbox.gateway.auth import (
     GATEWAY_AUDIENCE,
@@ -27,7 +31,7 @@ from agentkube.sandbox.gateway.auth import (
 )
 from agentkube.sandbox.gateway.building import kube_client as gateway_client
 from agentkube.sandbox.gateway.errors import GatewayRefused
-from agentkube.sandbox.kube_rendering import PodSettings
+from agentkube.sandbox.kube_rendering import GATEWAY_LABEL, PodSettings
 from agentkube.sandbox.kubernetes import KubernetesSandbox
 from agentkube.sandbox.remote import RemoteSandbox
 from tests.plugins.testcluster import Cluster
@@ -48,16 +52,17 @@ def _gateway_objects(system_ns: str, sandbox_ns: str) -> list[dict]:
     return [o for o in yaml.safe_load_all(text) if o and o["kind"] != "Namespace"]
 
 
-@pytest.fixture
-def gateway_url(testcluster: Cluster, pod_settings: PodSettings, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _gateway(testcluster: Cluster, settings: PodSettings) -> Iterator[str]:
+    """A gateway on loopback with deploy/gateway's RBAC, its Kubernetes backend using settings."""
     system_ns = testcluster.create_namespace("gw-system")
-    objects = _gateway_objects(system_ns, pod_settings.namespace)
+    objects = _gateway_objects(system_ns, settings.namespace)
     rbac = [o for o in objects if o["kind"] not in ("Deployment", "Service")]
     testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
     kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
     client = gateway_client(kubeconfig)  # used only on the server's event loop
     app = create_app(
-        KubernetesSandbox(client, pod_settings),
+        KubernetesSandbox(client, settings),
         CachingAuthenticator(TokenReviewAuthenticator(client, audiences=(GATEWAY_AUDIENCE,))),
     )
     try:
@@ -68,6 +73,12 @@ def gateway_url(testcluster: Cluster, pod_settings: PodSettings, tmp_path: Path)
         testcluster.kubectl(
             "delete", "clusterrolebinding", f"{system_ns}-review", "--ignore-not-found"
         )
+
+
+@pytest.fixture
+def gateway_url(testcluster: Cluster, pod_settings: PodSettings) -> Iterator[str]:
+    with _gateway(testcluster, pod_settings) as url:
+        yield url
 
 
 def _agent_token(testcluster: Cluster, audience: str | None) -> tuple[str, str]:
@@ -92,6 +103,35 @@ async def test_agent_with_a_gateway_audience_token_runs_code_and_is_logged_by_id
     assert (result.exit_code, result.stdout) == (0, "45\n")
     logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.sandbox.gateway"]
     assert any(f" by {identity}: " in line for line in logged), logged
+
+
+async def test_a_job_whose_pod_is_refused_fails_at_once_naming_the_reason(
+    testcluster: Cluster, pod_settings: PodSettings
+) -> None:
+    # A gateway configured for a RuntimeClass the cluster lacks (gVisor not installed): the
+    # API server refuses every pod. The caller hears why from the job controller's event, long
+    # before the Job's deadline, and the Job does not stay behind.
+    settings = dataclasses.replace(pod_settings, runtime_class_name="gvisor-not-installed")
+    with _gateway(testcluster, settings) as url:
+        token, _ = _agent_token(testcluster, GATEWAY_AUDIENCE)
+        sandbox = RemoteSandbox(url, token=lambda: token)
+        request = ExecutionRequest(code="print(1)")
+        started = time.monotonic()
+        try:
+            with pytest.raises(SandboxUnavailable, match='RuntimeClass "gvisor-not-installed"'):
+                await sandbox.execute(request)
+        finally:
+            await sandbox.aclose()
+        assert time.monotonic() - started < request.limits.timeout_s  # not the deadline's doing
+    selector = f"{GATEWAY_LABEL}={settings.gateway}"
+    testcluster.wait_until(
+        lambda: (
+            not testcluster.kubectl_json("get", "jobs", "-n", settings.namespace, "-l", selector)[
+                "items"
+            ]
+        ),
+        "the refused Job to be deleted",
+    )
 
 
 async def test_token_for_the_api_server_audience_is_refused(

@@ -25,7 +25,7 @@ from typing import Any
 import httpx2  # lightkube's HTTP client (a fork of httpx): its errors are not httpx's
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Event, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import CascadeType
 
@@ -50,6 +50,9 @@ from agentkube.sandbox.warm_pods import WarmPods
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
+# A Job with no pod after this long: ask whether the API server refused its pod (admission, a
+# missing RuntimeClass, a quota) instead of waiting for the deadline.
+REFUSAL_CHECK_AFTER_S = 1.0
 FIELD_MANAGER = "agentkube-sandbox-gateway"
 
 
@@ -170,6 +173,13 @@ class KubernetesSandbox:
                     raise SandboxFailure(
                         f"sandbox pod {name} disappeared before it finished"
                     ) from None
+                if pod is None and job and time.perf_counter() - started > REFUSAL_CHECK_AFTER_S:
+                    refusal = await self._pod_refused(name)
+                    if refusal:
+                        raise SandboxUnavailable(
+                            f"sandbox Job {self.settings.namespace}/{name} cannot create its "
+                            f"pod: {refusal}"
+                        ) from None
             if pod is not None and pod_finished(pod):
                 return result_from_pod(pod, _elapsed_ms(started))
             if (deleted or pod is None or _deleting(pod)) and job and await self._deadline(name):
@@ -187,6 +197,20 @@ class KubernetesSandbox:
             ):
                 return dict(pod.to_dict())
         return None
+
+    async def _pod_refused(self, name: str) -> str | None:
+        """The job controller's ``FailedCreate`` message for Job ``name``, if it has one."""
+        fields: Any = {"involvedObject.kind": "Job", "involvedObject.name": name}
+        fields["reason"] = "FailedCreate"
+        message = None
+        try:
+            async for event in self._client.list(
+                Event, namespace=self.settings.namespace, fields=fields
+            ):
+                message = event.message or message
+        except (ApiError, httpx2.HTTPError) as e:  # only a faster answer is lost: keep waiting
+            log.warning("could not read the events of sandbox Job %s: %s", name, e)
+        return message
 
     async def _deadline(self, name: str) -> bool:
         try:

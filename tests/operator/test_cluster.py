@@ -303,7 +303,18 @@ def test_a_model_switched_to_an_endpoint_loses_its_serving_objects(
     )
     cluster.apply(served, ns)
     cluster.wait_until(lambda: get(cluster, "deployment", "sw-model", ns), "the serving Deployment")
-    cluster.kubectl("replace", "-n", ns, "-f", "-", input=ENDPOINT_MODEL % "sw")
+
+    # kubectl replace reads the Model, then writes it back: the operator may change it in between
+    # (finalizer, status), and the API server answers Conflict. A user retries; so do we.
+    def replaced() -> bool:
+        done = cluster.kubectl(
+            "replace", "-n", ns, "-f", "-", input=ENDPOINT_MODEL % "sw", check=False
+        )
+        if done.returncode != 0 and "Conflict" not in done.stderr:
+            pytest.fail(f"kubectl replace failed: {done.stderr}", pytrace=False)
+        return done.returncode == 0
+
+    cluster.wait_until(replaced, "kubectl replace to get in between the operator's updates", 30)
 
     def gone() -> bool:
         kinds = ("deployment", "service")

@@ -101,5 +101,6 @@ def gateway(
         open_backend(options, client),
         open_authenticator(options, client),
         GatewaySettings(max_concurrent_per_agent=max_concurrent),
+        kube_client=client,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")

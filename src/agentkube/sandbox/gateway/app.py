@@ -70,8 +70,12 @@ def create_app(
     settings: GatewaySettings | None = None,
     *,
     close_backend: bool = True,
+    kube_client: Any | None = None,
 ) -> FastAPI:
-    """The gateway serving ``backend``; the app starts it (if it can) and closes it on shutdown."""
+    """The gateway serving ``backend``; the app starts it (if it can) and closes it on shutdown.
+
+    ``kube_client``: the API client the backend and the authenticator share, closed last.
+    """
     settings = settings or GatewaySettings()
     quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
     ready = False
@@ -87,6 +91,8 @@ def create_app(
             ready = False
             if close_backend:
                 await backend.aclose()
+            if kube_client is not None:
+                await kube_client.close()
 
     app = FastAPI(title="agentkube sandbox gateway", lifespan=lifespan)
     app.state.quota = quota

@@ -428,17 +428,27 @@ async def test_when_the_result_returns_every_sandboxed_process_is_already_dying(
     await assert_nothing_left(sandbox)
 
 
+PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
+
+
 def _dead_or_dying(pid: int) -> bool:
-    """Exited, or with SIGKILL pending (it cannot run user code again)."""
+    """Exited, exiting, or with SIGKILL pending: it cannot run user code again.
+
+    A killed task takes the SIGKILL off its pending set as it starts exiting, so "exiting" is
+    read from its flags (field 9 of /proc/<pid>/stat) rather than from the pending signals alone.
+    """
     try:
         status = dict(
             line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
         )
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return True
+    flags = int(stat.rsplit(")", 1)[1].split()[6])  # fields after "comm)": state is field 3
     sigkill = 1 << 8
     pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
-    return status["State"].strip()[0] in "ZX" or bool(pending & sigkill)
+    exiting = bool(flags & PF_EXITING)
+    return status["State"].strip()[0] in "ZX" or bool(pending & sigkill) or exiting
 
 
 def _cmdline(proc: Path) -> str:

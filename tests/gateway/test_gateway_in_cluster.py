@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from agentkube.sandbox.contract import ExecutionRequest
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
 from agentkube.sandbox.errors import SandboxUnavailable
 from agentkube.sandbox.gateway.app import create_app
 from agentkube.sandbox.gateway.auth import (
@@ -64,6 +64,7 @@ def _gateway(testcluster: Cluster, settings: PodSettings) -> Iterator[str]:
     app = create_app(
         KubernetesSandbox(client, settings),
         CachingAuthenticator(TokenReviewAuthenticator(client, audiences=(GATEWAY_AUDIENCE,))),
+        kube_client=client,
     )
     try:
         with serve(app) as url:
@@ -90,16 +91,24 @@ def _agent_token(testcluster: Cluster, audience: str | None) -> tuple[str, str]:
     return token, f"system:serviceaccount:{namespace}:{name}"
 
 
+async def _execute_as_an_agent(
+    testcluster: Cluster, url: str, request: ExecutionRequest
+) -> tuple[ExecutionResult, str]:
+    """Run request through the gateway at url as a new agent; the result and the agent's name."""
+    token, identity = _agent_token(testcluster, GATEWAY_AUDIENCE)
+    sandbox = RemoteSandbox(url, token=lambda: token)
+    try:
+        return await sandbox.execute(request), identity
+    finally:
+        await sandbox.aclose()
+
+
 async def test_agent_with_a_gateway_audience_token_runs_code_and_is_logged_by_identity(
     testcluster: Cluster, gateway_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agentkube.sandbox.gateway")
-    token, identity = _agent_token(testcluster, GATEWAY_AUDIENCE)
-    sandbox = RemoteSandbox(gateway_url, token=lambda: token)
-    try:
-        result = await sandbox.execute(ExecutionRequest(code="print(sum(range(10)))"))
-    finally:
-        await sandbox.aclose()
+    request = ExecutionRequest(code="print(sum(range(10)))")
+    result, identity = await _execute_as_an_agent(testcluster, gateway_url, request)
     assert (result.exit_code, result.stdout) == (0, "45\n")
     logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.sandbox.gateway"]
     assert any(f" by {identity}: " in line for line in logged), logged
@@ -113,15 +122,10 @@ async def test_a_job_whose_pod_is_refused_fails_at_once_naming_the_reason(
     # before the Job's deadline, and the Job does not stay behind.
     settings = dataclasses.replace(pod_settings, runtime_class_name="gvisor-not-installed")
     with _gateway(testcluster, settings) as url:
-        token, _ = _agent_token(testcluster, GATEWAY_AUDIENCE)
-        sandbox = RemoteSandbox(url, token=lambda: token)
         request = ExecutionRequest(code="print(1)")
         started = time.monotonic()
-        try:
-            with pytest.raises(SandboxUnavailable, match='RuntimeClass "gvisor-not-installed"'):
-                await sandbox.execute(request)
-        finally:
-            await sandbox.aclose()
+        with pytest.raises(SandboxUnavailable, match='RuntimeClass "gvisor-not-installed"'):
+            await _execute_as_an_agent(testcluster, url, request)
         assert time.monotonic() - started < request.limits.timeout_s  # not the deadline's doing
     selector = f"{GATEWAY_LABEL}={settings.gateway}"
     testcluster.wait_until(
@@ -132,6 +136,15 @@ async def test_a_job_whose_pod_is_refused_fails_at_once_naming_the_reason(
         ),
         "the refused Job to be deleted",
     )
+
+
+async def test_large_output_comes_back_whole_with_the_gateway_s_own_rights(
+    testcluster: Cluster, gateway_url: str
+) -> None:
+    # Reading the result from the pod log needs pods/log, which deploy/gateway/rbac.yaml grants.
+    request = ExecutionRequest(code="print('z' * 50_000)")
+    result, _ = await _execute_as_an_agent(testcluster, gateway_url, request)
+    assert (result.stdout, result.truncated) == ("z" * 50_000 + "\n", False)
 
 
 async def test_token_for_the_api_server_audience_is_refused(

@@ -282,3 +282,23 @@ async def test_pod_watches_and_executions_carry_on_after_an_api_server_restart(
     finally:
         await sandbox.aclose()
         await events.aclose()
+
+
+async def test_output_beyond_the_termination_message_comes_back_whole_from_the_pod_log(
+    testcluster: Cluster, kube_client: AsyncClient, pod_settings: PodSettings
+) -> None:
+    # A termination message holds 4 KiB; the runner's whole result is the log's last line, which
+    # the gateway reads through the API server (pods/log -> the kubelet) before deleting the pod.
+    sandbox = KubernetesSandbox(kube_client, pod_settings)
+    code = "import sys\nprint('o' * 300_000)\nprint('e' * 5000, file=sys.stderr)"
+    try:
+        whole = await sandbox.execute(ExecutionRequest(code=code))
+        capped = await sandbox.execute(
+            ExecutionRequest(code=code, limits=Limits(output_bytes=100_000))
+        )
+    finally:
+        await sandbox.aclose()
+    assert (whole.stdout, whole.stderr) == ("o" * 300_000 + "\n", "e" * 5000 + "\n")
+    assert not whole.truncated
+    assert capped.stdout == "o" * 100_000 and capped.truncated  # the request's own cap holds
+    await asyncio.to_thread(_nothing_left, testcluster, pod_settings)

@@ -20,9 +20,10 @@ from agentkube.sandbox.kube_rendering import (
     render_job,
     render_warm_pod,
     result_from_pod,
+    result_in_log,
     runner_source,
 )
-from agentkube.sandbox.pod_runner import compact
+from agentkube.sandbox.pod_runner import LOG_MARKER, compact
 
 SETTINGS = PodSettings(namespace="sbx", runtime_class_name="gvisor")
 
@@ -126,6 +127,28 @@ def test_long_output_is_cut_to_the_termination_message_limit_and_marked() -> Non
     assert data["trunc"] is True and data["out"].startswith('é"x\n') and data["err"]
 
 
+def test_result_comes_whole_from_the_log_line_when_the_message_says_so() -> None:
+    whole = {
+        "exit": 0,
+        "out": "y" * 10000,
+        "err": "",
+        "ms": 3.0,
+        "killed": None,
+        "trunc": False,
+        "files": {},
+    }
+    pod = _terminated(compact(whole))
+    assert result_in_log(pod)
+    assert not result_in_log(_terminated(compact(dict(whole, out="y"))))
+    line = LOG_MARKER + json.dumps(whole)
+    result = result_from_pod(pod, 99, line)
+    assert (result.stdout, result.truncated, result.duration_ms) == ("y" * 10000, False, 3.0)
+    # Anything but the runner's line (a log cut short, a kubelet that lost it) leaves the cut copy.
+    for other in (None, "", "y" * 50, LOG_MARKER + '{"out": "yyy'):
+        cut = result_from_pod(pod, 99, other)
+        assert cut.truncated and 0 < len(cut.stdout) < 4096
+
+
 def test_oversized_request_is_refused_before_reaching_the_cluster() -> None:
     from agentkube.sandbox.errors import SandboxRequestError
     from agentkube.sandbox.kubernetes import KubernetesSandbox
@@ -136,16 +159,8 @@ def test_oversized_request_is_refused_before_reaching_the_cluster() -> None:
         asyncio.run(sandbox.execute(request))
 
 
-def test_pod_runner_runs_the_request_and_writes_a_termination_message(tmp_path: Path) -> None:
-    request = {
-        "language": "python",
-        "code": "import os\nprint(open('in.txt').read())\n"
-        "open('out/r.txt', 'w').write('R')\nraise SystemExit(4)",
-        "files": {"in.txt": "input"},
-        "env": {},
-        "timeout_s": 10,
-        "output_bytes": 1000,
-    }
+def _run_runner(tmp_path: Path, request: dict) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """The pod runner as the pod runs it; its process and the termination message it wrote."""
     log = tmp_path / "termination-log"
     env = {
         **os.environ,
@@ -161,20 +176,42 @@ def test_pod_runner_runs_the_request_and_writes_a_termination_message(tmp_path: 
         timeout=30,
     )
     assert run.returncode == 0, run.stderr
-    data = json.loads(log.read_text())
+    message = log.read_text()
+    assert len(message.encode()) <= 4096
+    return run, json.loads(message)
+
+
+def test_pod_runner_runs_the_request_and_writes_a_termination_message(tmp_path: Path) -> None:
+    request = {
+        "language": "python",
+        "code": "import os\nprint(open('in.txt').read())\n"
+        "open('out/r.txt', 'w').write('R')\nraise SystemExit(4)",
+        "files": {"in.txt": "input"},
+        "env": {},
+        "timeout_s": 10,
+        "output_bytes": 1000,
+    }
+    run, data = _run_runner(tmp_path, request)
     assert (data["exit"], data["out"], data["files"]) == (4, "input\n", {"r.txt": "R"})
+    assert "log" not in data
+    assert run.stdout == run.stderr == ""  # the code's output goes to the result only
+
+
+def test_pod_runner_puts_a_result_too_large_for_the_message_whole_in_one_log_line(
+    tmp_path: Path,
+) -> None:
+    code = "import sys\nprint('x' * 20000)\nprint('é\\n' * 300, file=sys.stderr)"
+    run, data = _run_runner(tmp_path, {"language": "python", "code": code})
+    assert data["log"] is True and data["trunc"] is True
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(LOG_MARKER)
+    whole = json.loads(lines[0][len(LOG_MARKER) :])
+    assert whole["out"] == "x" * 20000 + "\n"
+    assert whole["err"] == "é\n" * 300 + "\n"
+    assert whole["trunc"] is False
 
 
 def test_pod_runner_kills_code_at_its_timeout(tmp_path: Path) -> None:
     request = {"language": "bash", "code": "sleep 30", "timeout_s": 0.3}
-    log = tmp_path / "termination-log"
-    env = {
-        **os.environ,
-        "AGENTKUBE_SANDBOX_REQUEST": json.dumps(request),
-        "AGENTKUBE_TERMINATION_LOG": str(log),
-    }
-    subprocess.run(
-        [sys.executable, "-c", runner_source()], cwd=tmp_path, env=env, timeout=30, check=True
-    )
-    data = json.loads(log.read_text())
+    _, data = _run_runner(tmp_path, request)
     assert data["killed"] == "timeout" and data["exit"] is None

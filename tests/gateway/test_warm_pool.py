@@ -30,10 +30,13 @@ async def test_execution_claims_a_warm_pod_which_is_replaced_after_one_use(
         await sandbox.start()
         assert sandbox.warm is not None and sandbox.warm.ready == 2
         before = {p["metadata"]["name"] for p in _pods(testcluster, pod_settings)}
+        # 20 KB of output: more than the termination message holds, so it comes from the log.
         result = await sandbox.execute(
-            ExecutionRequest(code="import sys; print('warm'); print(sys.argv, file=sys.stderr)")
+            ExecutionRequest(
+                code="import sys; print('warm' * 5000); print(sys.argv, file=sys.stderr)"
+            )
         )
-        assert result.stdout == "warm\n" and result.exit_code == 0
+        assert result.stdout == "warm" * 5000 + "\n" and result.exit_code == 0
         assert sandbox.warm.claims == 1 and sandbox.warm.misses == 0
 
         def refilled() -> bool:

@@ -15,6 +15,11 @@ Lease fresh as a kubelet does, and for every pod the scheduler binds to it:
 * writes the pod status a kubelet would: ``terminated`` with the exit code and ``Completed``,
   ``Error`` or ``OOMKilled``; phase Succeeded/Failed; ``DeadlineExceeded`` when the pod's deadline
   killed it;
+* serves the container's log (its stdout, then stderr) on the kubelet's HTTPS endpoint,
+  ``/containerLogs/<namespace>/<pod>/<container>`` with ``tailLines`` and ``limitBytes``, which
+  the API server proxies for ``pods/log``; the node advertises the port in
+  ``status.daemonEndpoints`` (the test API server does not verify kubelet serving certificates,
+  as none is configured: ``--kubelet-certificate-authority`` is unset);
 * kills the container when the pod is being deleted and then removes the pod (grace 0), which is
   the kubelet's part of graceful deletion.
 
@@ -28,6 +33,8 @@ import asyncio
 import contextlib
 import logging
 import shlex
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,10 +42,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
@@ -48,6 +60,7 @@ log = logging.getLogger(__name__)
 TERMINATION_FILE = "termination-log"
 MESSAGE_LIMIT = 4096
 LEASE_EVERY_S = 5.0
+LOG_BYTES = 16 << 20
 
 
 def _now() -> str:
@@ -79,6 +92,8 @@ class SandboxKubelet:
         self._kubeconfig = kubeconfig
         self._warm_sandboxes = warm_sandboxes
         self._pods: dict[str, _Running] = {}
+        self._logs: dict[str, str] = {}  # "<namespace>/<pod>" -> the container's output
+        self._log_port = 0
         self._background: set[asyncio.Task[None]] = set()
         self.pods_run = 0
         self.ready = threading.Event()
@@ -125,6 +140,7 @@ class SandboxKubelet:
                     }
                 ],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self._log_port}},
             }
         }
         await client.patch(Node.Status, self.node_name, status, patch_type=PatchType.MERGE)
@@ -151,9 +167,62 @@ class SandboxKubelet:
             except Exception:
                 log.exception("sandbox kubelet: heartbeat failed")
 
+    # -- logs (the kubelet's HTTPS endpoint) --------------------------------------------------
+
+    async def _container_log(self, request: Request) -> PlainTextResponse:
+        params = request.path_params
+        text = self._logs.get(f"{params['namespace']}/{params['pod']}")
+        if text is None:
+            return PlainTextResponse("no such container log\n", status_code=404)
+        tail = request.query_params.get("tailLines")
+        if tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-int(tail) :] if int(tail) else [])
+        limit = request.query_params.get("limitBytes")
+        if limit is not None:
+            text = text.encode()[: int(limit)].decode("utf-8", "ignore")
+        return PlainTextResponse(text)
+
+    async def _serve_logs(self, certs: Path) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+        key, cert = certs / "kubelet.key", certs / "kubelet.crt"
+        self_signed = ["req", "-x509", "-nodes", "-days", "1", "-subj", f"/CN={self.node_name}"]
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        names = ["-addext", "subjectAltName=IP:127.0.0.1"]
+        files = ["-keyout", str(key), "-out", str(cert)]
+        subprocess.run(
+            ["openssl", *self_signed, *ec, *names, *files], check=True, capture_output=True
+        )
+        route = Route("/containerLogs/{namespace}/{pod}/{container}", self._container_log)
+        config = uvicorn.Config(
+            Starlette(routes=[route]),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            ssl_keyfile=str(key),
+            ssl_certfile=str(cert),
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it
+                raise RuntimeError("the stand-in's log server stopped at start")
+            await asyncio.sleep(0.01)
+        self._log_port = server.servers[0].sockets[0].getsockname()[1]
+        return server, task
+
     # -- pods -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="sandbox-kubelet-") as certs:
+            server, serving = await self._serve_logs(Path(certs))
+            try:
+                await self._run_pods()
+            finally:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+
+    async def _run_pods(self) -> None:
         from agentkube.sandbox.local import LocalSandbox
 
         client = AsyncClient(config=KubeConfig.from_file(self._kubeconfig))
@@ -187,6 +256,7 @@ class SandboxKubelet:
             if running is not None and running.task is not None:
                 running.task.cancel()
             self._pods.pop(key, None)
+            self._logs.pop(f"{meta['namespace']}/{meta['name']}", None)
             return
         if meta.get("deletionTimestamp"):
             if running is not None and running.task is not None:
@@ -217,6 +287,7 @@ class SandboxKubelet:
             deadline = pod["spec"].get("activeDeadlineSeconds")
             self.pods_run += 1
             result = await sandbox.execute(request)
+            self._logs[f"{meta['namespace']}/{meta['name']}"] = result.stdout + result.stderr
             deadline = running.pod["spec"].get("activeDeadlineSeconds")
             await self._finish(client, running.pod, result, started, deadline is not None)
         except asyncio.CancelledError:
@@ -302,7 +373,12 @@ class SandboxKubelet:
             None,
         )
         deadline = spec.get("activeDeadlineSeconds")
-        values: dict[str, Any] = {"timeout_s": float(deadline) if deadline else 600.0}
+        # A container's log is not capped as a sandbox's output is: keep the runner's whole
+        # result line (up to three 1 MiB parts, JSON-escaped).
+        values: dict[str, Any] = {
+            "timeout_s": float(deadline) if deadline else 600.0,
+            "output_bytes": LOG_BYTES,
+        }
         if "cpu" in limits:
             values["cpu"] = parse_cpu(limits["cpu"])
         if "memory" in limits:

@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, KiB, Limits
+from agentkube.sandbox.pod_runner import LOG_MARKER
 
 JSON = dict[str, Any]
 PREFIX = "agentkube.openvn/"
@@ -253,12 +254,27 @@ def _from_message(message: str, elapsed_ms: float) -> ExecutionResult | None:
     )
 
 
-def result_from_pod(pod: JSON, elapsed_ms: float) -> ExecutionResult:
-    """The execution's result from a finished pod's status (termination message, reason)."""
+def result_in_log(pod: JSON) -> bool:
+    """Whether the finished pod's whole result is in its log (too large for the message)."""
+    try:
+        data = json.loads((_container_state(pod) or {}).get("message") or "")
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("log") is True
+
+
+def result_from_pod(pod: JSON, elapsed_ms: float, log_line: str | None = None) -> ExecutionResult:
+    """The execution's result from a finished pod's status (termination message, reason).
+
+    ``log_line``: the last line of the pod's log, read when :func:`result_in_log`; its whole
+    result replaces the message's cut copy. A line that is not the runner's leaves the cut copy.
+    """
     status = pod.get("status") or {}
     terminated = _container_state(pod) or {}
     reason = terminated.get("reason")
     parsed = _from_message(terminated.get("message") or "", elapsed_ms)
+    if parsed is not None and log_line and log_line.startswith(LOG_MARKER):
+        parsed = _from_message(log_line[len(LOG_MARKER) :], elapsed_ms) or parsed
     if reason == "OOMKilled":
         # The cgroup's OOM killer may have hit the code (the runner then still reports) or the
         # runner itself (no report): either way memory is what ended it.

@@ -32,6 +32,7 @@ from lightkube.types import CascadeType
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.kube_rendering import (
+    CONTAINER,
     EXECUTION_LABEL,
     GATEWAY_LABEL,
     JSON,
@@ -43,6 +44,7 @@ from agentkube.sandbox.kube_rendering import (
     pod_finished,
     render_job,
     result_from_pod,
+    result_in_log,
     timeout_result,
 )
 from agentkube.sandbox.pod_events import PodEvents
@@ -181,7 +183,8 @@ class KubernetesSandbox:
                             f"pod: {refusal}"
                         ) from None
             if pod is not None and pod_finished(pod):
-                return result_from_pod(pod, _elapsed_ms(started))
+                log_line = await self._last_log_line(pod) if result_in_log(pod) else None
+                return result_from_pod(pod, _elapsed_ms(started), log_line)
             if (deleted or pod is None or _deleting(pod)) and job and await self._deadline(name):
                 return timeout_result(_elapsed_ms(started))
             if deleted and not job:
@@ -197,6 +200,28 @@ class KubernetesSandbox:
             ):
                 return dict(pod.to_dict())
         return None
+
+    async def _last_log_line(self, pod: JSON) -> str | None:
+        """The last line of a finished sandbox pod's log: the runner's whole result.
+
+        Read before the pod is deleted; only the last line is asked for (``tailLines=1``).
+        """
+        name = pod["metadata"]["name"]
+        try:
+            lines = [
+                line
+                async for line in self._client.log(
+                    name,
+                    namespace=self.settings.namespace,
+                    container=CONTAINER,
+                    tail_lines=1,
+                    newlines=False,
+                )
+            ]
+        except (ApiError, httpx2.HTTPError) as e:  # the message's cut copy is still a result
+            log.warning("could not read the log of sandbox pod %s (output stays cut): %s", name, e)
+            return None
+        return lines[-1] if lines else None
 
     async def _pod_refused(self, name: str) -> str | None:
         """The job controller's ``FailedCreate`` message for Job ``name``, if it has one."""

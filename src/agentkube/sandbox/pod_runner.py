@@ -11,9 +11,12 @@ no network; the request reaches it only through its own spec and metadata.
 
 The result goes to the container's termination message (``/dev/termination-log``, or the path in
 ``AGENTKUBE_TERMINATION_LOG``), which the kubelet copies into the pod status. Kubernetes caps that
-message at 4096 bytes, so it carries compact JSON with stdout/stderr cut to fit and ``trunc`` set
-when anything was cut; the whole output is also written to the container's stdout/stderr (logs).
-The runner exits 0 whenever it produced a result, whatever the code's exit code.
+message at 4096 bytes. A result that fits goes there whole. One that does not is written whole to
+the container's stdout as a single line, ``agentkube-result <JSON>`` (the pod log, which the
+gateway reads with ``tailLines=1``), and the termination message carries a cut copy with ``log``
+set. The code's own output never reaches the container's stdout or stderr directly, so the
+runner's line is the log's last. The runner exits 0 whenever it produced a result, whatever the
+code's exit code.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from typing import IO, Any
 
 MESSAGE_LIMIT = 4096
+LOG_MARKER = "agentkube-result "  # starts the log line holding a result too large for the message
 POLL_S = 0.005
 
 
@@ -150,11 +154,14 @@ def _cut(text: str, size: int) -> str:
 
 
 def compact(result: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
-    """The result as JSON of at most ``limit`` bytes: files, then stderr, then stdout give way."""
+    """The result as JSON of at most ``limit`` bytes: files, then stderr, then stdout give way.
+
+    A cut result has ``trunc`` and ``log`` set: the whole one is in the log (:func:`main`).
+    """
     message = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     if len(message.encode("utf-8")) <= limit:
         return message
-    small = dict(result, out="", err="", files={}, trunc=True)
+    small = dict(result, out="", err="", files={}, trunc=True, log=True)
     room = limit - len(json.dumps(small, separators=(",", ":")).encode("utf-8")) - 16
     # dict[str, Any] escaping can grow text (quotes, control characters): shrink until it fits.
     while True:
@@ -170,11 +177,15 @@ def compact(result: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
 
 def main() -> None:
     result = run(_request())
-    sys.stdout.write(result["out"])
-    sys.stderr.write(result["err"])
+    message = compact(result)
+    if json.loads(message).get("log"):
+        # One line: JSON escapes every newline inside the strings.
+        whole = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+        sys.stdout.buffer.write((LOG_MARKER + whole + "\n").encode("utf-8"))
+        sys.stdout.buffer.flush()
     path = os.environ.get("AGENTKUBE_TERMINATION_LOG", "/dev/termination-log")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(compact(result))
+        f.write(message)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 #   operator            docker run IMAGE operator --config /etc/agentkube-operator/config.yaml
 #   agent runtime       docker run IMAGE agent serve /etc/agentkube/agent.yaml --port 8080
 #   sandbox gateway     docker run IMAGE sandbox gateway
-#   RAG sidecar         docker run IMAGE sidecar rag
 # Runs as the unprivileged user 65532 with a read-only root: the operator's agent pods and
 # deploy/operator/deployment.yaml use the Pod Security `restricted` profile.
 

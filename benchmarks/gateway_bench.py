@@ -1,6 +1,7 @@
 """Sandbox gateway benchmark: overhead per execution on the real test control plane.
 
     .venv/bin/python benchmarks/gateway_bench.py [--runs 30] [--concurrency 4] [--pool 4]
+                                                 [--output BYTES]
 
 Starts a test cluster (or attaches to `hack/testcluster/testcluster up` with
 AGENTKUBE_TESTCLUSTER_ATTACH=1), registers the sandbox kubelet stand-in (tests/standins/ —
@@ -10,9 +11,11 @@ token) with the Kubernetes backend, and measures, per execution of `print(1)`:
     overhead = (request sent -> result received) - the code's own run time (result.duration_ms)
 
 for the cold Job path and the warm pool, sequentially (p50/p95) and with --concurrency agents at
-once (executions per second). Baseline in the same run: the same HTTP gateway in front of the
-local backend (no cluster at all), and the stand-in's own cost (one local-sandbox run of the pod
-runner), which a real kubelet replaces with its container start.
+once (executions per second). ``--output BYTES`` prints that many bytes instead: beyond 4 KiB the
+result no longer fits the termination message and comes back through the pod log. Baseline in
+the same run: the same HTTP gateway in front of the local backend (no cluster at all), and the
+stand-in's own cost (one local-sandbox run of the pod runner), which a real kubelet replaces with
+its container start.
 """
 
 from __future__ import annotations
@@ -50,33 +53,48 @@ from agentkube.sandbox.local import LocalSandbox  # noqa: E402
 from agentkube.sandbox.remote import RemoteSandbox  # noqa: E402
 
 POOL_LABEL = "agentkube.openvn/pool"
-REQUEST = ExecutionRequest(code="print(1)")
 
 
-async def timed(sandbox: Sandbox) -> tuple[float, ExecutionResult]:
+def workload(output_bytes: int) -> tuple[ExecutionRequest, str]:
+    """The request each execution sends and the stdout it must return."""
+    if output_bytes <= 0:
+        return ExecutionRequest(code="print(1)"), "1\n"
+    return ExecutionRequest(code=f"print('x' * {output_bytes - 1})"), "x" * (
+        output_bytes - 1
+    ) + "\n"
+
+
+async def timed(
+    sandbox: Sandbox, work: tuple[ExecutionRequest, str]
+) -> tuple[float, ExecutionResult]:
+    request, expected = work
     started = time.perf_counter()
-    result = await sandbox.execute(REQUEST)
+    result = await sandbox.execute(request)
     wall = (time.perf_counter() - started) * 1000
-    if result.stdout != "1\n":
-        raise SystemExit(f"unexpected result: {result!r}")
+    if result.stdout != expected:
+        raise SystemExit(f"unexpected result: {result!r}"[:2000])
     return wall, result
 
 
-async def sequential(sandbox: Sandbox, runs: int) -> list[float]:
+async def sequential(
+    sandbox: Sandbox, work: tuple[ExecutionRequest, str], runs: int
+) -> list[float]:
     overheads = []
     for _ in range(runs):
-        wall, result = await timed(sandbox)
+        wall, result = await timed(sandbox, work)
         overheads.append(wall - result.duration_ms)
     return overheads
 
 
-async def throughput(make: Callable[[], Sandbox], runs: int, concurrency: int) -> float:
+async def throughput(
+    make: Callable[[], Sandbox], work: tuple[ExecutionRequest, str], runs: int, concurrency: int
+) -> float:
     clients = [make() for _ in range(concurrency)]
     per_client = max(1, runs // concurrency)
 
     async def agent(sandbox: Sandbox) -> None:
         for _ in range(per_client):
-            await timed(sandbox)
+            await timed(sandbox, work)
 
     started = time.perf_counter()
     await asyncio.gather(*(agent(c) for c in clients))
@@ -99,7 +117,7 @@ def report(
     print(line)
 
 
-async def standin_cost(settings: PodSettings, runs: int) -> list[float]:
+async def standin_cost(settings: PodSettings, request: ExecutionRequest, runs: int) -> list[float]:
     """What the stand-in itself costs per pod: the pod runner started in the local sandbox under
     the pod's limits, minus the code's own run time (a real kubelet's container start instead)."""
     import json
@@ -108,22 +126,22 @@ async def standin_cost(settings: PodSettings, runs: int) -> list[float]:
     from agentkube.sandbox.contract import Limits
     from agentkube.sandbox.kube_rendering import render_job
 
-    spec = render_job("x", REQUEST, settings)["spec"]["template"]["spec"]
+    spec = render_job("x", request, settings)["spec"]["template"]["spec"]
     container = spec["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     env["AGENTKUBE_TERMINATION_LOG"] = "out/termination-log"
-    request = ExecutionRequest(
+    pod_command = ExecutionRequest(
         language="bash",
         env=env,
         code=shlex.join(container["command"]),
-        limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024),
+        limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024, output_bytes=16 << 20),
     )
     sandbox = LocalSandbox(pool_size=2)
     await sandbox.start()
     costs = []
     for _ in range(runs):
         started = time.perf_counter()
-        result = await sandbox.execute(request)
+        result = await sandbox.execute(pod_command)
         wall = (time.perf_counter() - started) * 1000
         costs.append(wall - json.loads(result.files["termination-log"])["ms"])
     await sandbox.aclose()
@@ -131,18 +149,22 @@ async def standin_cost(settings: PodSettings, runs: int) -> list[float]:
 
 
 def measure(
-    url: str, runs: int, concurrency: int, tokens: dict[str, str]
+    url: str,
+    work: tuple[ExecutionRequest, str],
+    runs: int,
+    concurrency: int,
+    tokens: dict[str, str],
 ) -> tuple[list[float], float]:
     def client(token: str = "bench-0") -> Sandbox:
         return RemoteSandbox(url, token=lambda: token)
 
     async def run() -> tuple[list[float], float]:
         one = client()
-        await timed(one)  # warm-up: first connection, first pod
-        overheads = await sequential(one, runs)
+        await timed(one, work)  # warm-up: first connection, first pod
+        overheads = await sequential(one, work, runs)
         await one.aclose()
         names = iter(tokens)
-        rate = await throughput(lambda: client(next(names)), runs, concurrency)
+        rate = await throughput(lambda: client(next(names)), work, runs, concurrency)
         return overheads, rate
 
     return asyncio.run(run())
@@ -153,7 +175,8 @@ def kube_gateway(
 ) -> object:
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
     backend = KubernetesSandbox(client, settings, warm_pool=pool)
-    app = create_app(backend, tokens, GatewaySettings(max_concurrent_per_agent=concurrency))
+    limits = GatewaySettings(max_concurrent_per_agent=concurrency)
+    app = create_app(backend, tokens, limits, kube_client=client)
     return app, backend
 
 
@@ -162,7 +185,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", type=int, default=4, help="warm pool size")
+    parser.add_argument(
+        "--output", type=int, default=0, help="bytes each execution prints (default: print(1))"
+    )
     args = parser.parse_args()
+    work = workload(args.output)
+    what = f"print of {args.output} bytes" if args.output > 0 else "print(1)"
 
     attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
     state = (
@@ -186,7 +214,7 @@ def main() -> int:
     tokens = StaticTokens(token_names)
     taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
     print(
-        f"gateway benchmark: {args.runs} sequential runs of print(1), then {args.concurrency} "
+        f"gateway benchmark: {args.runs} sequential runs of {what}, then {args.concurrency} "
         f"concurrent agents; warm pool {args.pool}; load {os.getloadavg()[0]:.1f}"
     )
     try:
@@ -203,16 +231,16 @@ def main() -> int:
                 LocalSandbox(), tokens, GatewaySettings(max_concurrent_per_agent=args.concurrency)
             )
             with serve(local_app) as url:
-                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
             report("baseline: gateway + local backend", overheads, rate)
 
-            costs = asyncio.run(standin_cost(settings, args.runs))
+            costs = asyncio.run(standin_cost(settings, work[0], args.runs))
             standin = statistics.median(costs)
             report("stand-in kubelet: runner start + exit", costs, None)
 
             cold_app, _ = kube_gateway(kubeconfig, settings, 0, tokens, args.concurrency)
             with serve(cold_app) as url:
-                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
             report("kubernetes, cold Job path", overheads, rate, standin)
 
             warm_settings = PodSettings(
@@ -220,7 +248,7 @@ def main() -> int:
             )
             app, warm = kube_gateway(kubeconfig, warm_settings, args.pool, tokens, args.concurrency)
             with serve(app) as url:
-                overheads, rate = measure(url, args.runs, args.concurrency, token_names)
+                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
             report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)
             assert warm.warm is not None
             print(f"warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")

@@ -7,6 +7,7 @@ minted for the gateway's audience and checked by TokenReview on the real API ser
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -145,6 +146,34 @@ async def test_large_output_comes_back_whole_with_the_gateway_s_own_rights(
     request = ExecutionRequest(code="print('z' * 50_000)")
     result, _ = await _execute_as_an_agent(testcluster, gateway_url, request)
     assert (result.stdout, result.truncated) == ("z" * 50_000 + "\n", False)
+
+
+async def test_a_caller_that_goes_away_gets_its_job_deleted_before_the_deadline(
+    testcluster: Cluster, gateway_url: str, pod_settings: PodSettings
+) -> None:
+    token, _ = _agent_token(testcluster, GATEWAY_AUDIENCE)
+    selector = f"{GATEWAY_LABEL}={pod_settings.gateway}"
+
+    def jobs() -> list[dict]:
+        found = testcluster.kubectl_json(
+            "get", "jobs", "-n", pod_settings.namespace, "-l", selector
+        )
+        return list(found["items"])
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        call = asyncio.create_task(
+            client.post(
+                f"{gateway_url}/v1/executions",
+                json={"code": "import time; time.sleep(60)"},
+                headers={"authorization": f"Bearer {token}"},
+            )
+        )
+        await asyncio.to_thread(testcluster.wait_until, jobs, "the execution's Job")
+        call.cancel()  # the caller gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+    # Long before the 60 s sleep or the Job's deadline.
+    testcluster.wait_until(lambda: not jobs(), "the abandoned execution's Job to be deleted", 15)
 
 
 async def test_token_for_the_api_server_audience_is_refused(

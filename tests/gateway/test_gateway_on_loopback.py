@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -104,6 +105,54 @@ async def test_exceeding_the_per_agent_quota_gets_429_with_a_clear_message(
     finally:
         for client in (a, a_again, b):
             await client.aclose()
+
+
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_text():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("local_gateway", [1], indirect=True)
+async def test_a_caller_that_goes_away_cancels_its_execution_and_frees_its_slot(
+    local_gateway: Gateway,
+) -> None:
+    # The code would run for a minute; its caller gives up once it runs. The sandbox must go at
+    # once and agent-a's only slot must come back, not after the code's 30 s timeout.
+    marker = "sleep_for_the_abandoned_request"
+    # exec with the marker in argv, so the host sees it in /proc/<pid>/cmdline
+    code = (
+        "import os, sys\n"
+        "os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', "
+        f"'{marker}'])"
+    )
+    url, auth = f"{local_gateway.url}/v1/executions", {"authorization": "Bearer token-of-agent-a"}
+    async with httpx.AsyncClient(timeout=120) as client:
+        call = asyncio.create_task(client.post(url, json={"code": code}, headers=auth))
+        for _ in range(200):
+            if _processes_running(marker):
+                break
+            await asyncio.sleep(0.05)
+        assert _processes_running(marker), "the code runs"
+        call.cancel()  # the caller gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+    sandbox = _client(local_gateway)
+    try:
+        for _ in range(100):  # the gateway looks for a gone caller twice a second
+            if not _processes_running(marker):
+                break
+            await asyncio.sleep(0.05)
+        assert _processes_running(marker) == []
+        after = await sandbox.execute(ExecutionRequest(code="print('slot is free')"))
+        assert after.stdout == "slot is free\n"
+    finally:
+        await sandbox.aclose()
 
 
 async def test_invalid_request_is_refused_naming_the_field(local_gateway: Gateway) -> None:

@@ -7,16 +7,20 @@
                           503 the backend cannot run sandboxes here
     GET  /healthz         200 once the backend is started (no token needed)
 
-Every execution is logged with the caller's identity, its outcome and its duration. Error bodies
-are ``{"detail": "<one sentence>"}``; the client turns them back into the contract's exceptions.
+Every execution is logged with the caller's identity, its outcome and its duration. A caller that
+disconnects before its result cancels the execution: its sandbox is deleted, its quota slot freed.
+Error bodies are ``{"detail": "<one sentence>"}``; the client turns them back into the
+contract's exceptions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from agentkube.sandbox.contract import ExecutionRequest, Sandbox
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.gateway.auth import Authenticator, Identity
 from agentkube.sandbox.gateway.errors import SandboxBusy
@@ -33,6 +37,7 @@ from agentkube.sandbox.gateway.quota import ConcurrencyQuota
 
 log = logging.getLogger("agentkube.sandbox.gateway")
 EXECUTIONS_PATH = "/v1/executions"
+DISCONNECT_POLL_S = 0.5  # how often a running execution checks that its caller is still there
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +61,30 @@ async def _caller(request: Request, authenticator: Authenticator) -> Identity | 
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return await authenticator.authenticate(token.strip())
+
+
+async def _while_connected(
+    request: Request, execution: Coroutine[Any, Any, ExecutionResult]
+) -> ExecutionResult | None:
+    """The execution's result; None if the caller disconnected first.
+
+    Then the execution is cancelled, and a cancelled backend deletes its sandbox (the local
+    cgroup, the Job or warm pod), so an abandoned request holds neither a quota slot nor a pod
+    until its deadline.
+    """
+    work = asyncio.ensure_future(execution)
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return work.result()
+            if await request.is_disconnected():
+                return None
+    finally:
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
 
 
 async def _start(backend: Sandbox) -> None:
@@ -120,14 +149,23 @@ def create_app(
             parsed = ExecutionRequest.model_validate_json(body)
         except ValidationError as e:
             return _error(422, f"invalid execution request: {_one_line(e)}")
-        return await _run(parsed, identity)
+        return await _run(request, parsed, identity)
 
-    async def _run(parsed: ExecutionRequest, identity: Identity) -> Response:
+    async def _run(request: Request, parsed: ExecutionRequest, identity: Identity) -> Response:
         execution = secrets.token_hex(6)
         started = time.perf_counter()
         try:
             with quota.slot(identity.name):
-                result = await backend.execute(parsed)
+                result = await _while_connected(request, backend.execute(parsed))
+            if result is None:
+                log.warning(
+                    "execution %s by %s abandoned: the caller went away after %.0f ms; "
+                    "its sandbox is deleted",
+                    execution,
+                    identity.name,
+                    (time.perf_counter() - started) * 1000,
+                )
+                return Response(status_code=499)  # nobody reads it: the connection is gone
         except SandboxBusy as e:
             log.warning("execution %s by %s refused: %s", execution, identity.name, e)
             return _error(429, str(e), {"Retry-After": str(max(1, round(e.retry_after_s)))})

@@ -121,7 +121,7 @@ def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: C
 
     assert not with_verb("*")
     assert with_verb("update") == {"agents/finalizers", "models/finalizers"}
-    assert with_verb("delete") == {"deployments", "services"}
+    assert with_verb("delete") == {"deployments", "services", "networkpolicies"}
     assert installed.kubectl_json(
         "get", "deployment", "agentkube-operator", "-n", "agentkube-system"
     )
@@ -174,6 +174,10 @@ def test_seed_agent_gets_every_child_runs_on_spot_and_its_model_on_the_gpu_node(
     (server,) = running_pods(cluster, ns, "ai.openvn/model=llama-3-70b", 1)
     assert server["spec"]["nodeName"] in cluster.pools["gpu"].nodes
     assert server["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    policy = cluster.wait_until(
+        lambda: get(cluster, "networkpolicy", "llama-3-70b-model", ns), "the Model's policy"
+    )
+    assert policy["spec"]["podSelector"]["matchLabels"]["ai.openvn/model"] == "llama-3-70b"
 
     agent_obj = wait_condition(cluster, "agent", "research-agent", ns)
     status = agent_obj["status"]
@@ -317,10 +321,10 @@ def test_a_model_switched_to_an_endpoint_loses_its_serving_objects(
     cluster.wait_until(replaced, "kubectl replace to get in between the operator's updates", 30)
 
     def gone() -> bool:
-        kinds = ("deployment", "service")
+        kinds = ("deployment", "service", "networkpolicy")
         return all(get(cluster, kind, "sw-model", ns) is None for kind in kinds)
 
-    cluster.wait_until(gone, "the serving Deployment and Service to be deleted", 60)
+    cluster.wait_until(gone, "the serving Deployment, Service and NetworkPolicy to go", 60)
     model = wait_condition(cluster, "model", "sw", ns)
     assert model["status"]["url"] == "https://llm.example.com/v1"
 

@@ -11,9 +11,27 @@ CONFIG = OperatorConfig()
 
 
 def deployment(m: Any, config: OperatorConfig = CONFIG) -> dict[str, Any]:
-    (svc, dep) = render_model(m, "ns", config)
-    assert svc["kind"] == "Service"
+    (svc, dep, policy) = render_model(m, "ns", config)
+    assert (svc["kind"], policy["kind"]) == ("Service", "NetworkPolicy")
     return dep
+
+
+def test_only_agent_pods_may_reach_a_serving_model() -> None:
+    (_, dep, policy) = render_model(model(), "ns", CONFIG)
+    spec = policy["spec"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]  # egress stays open: weights come from a hub
+    (rule,) = spec["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "agent"}}}
+    ]
+    (server,) = dep["spec"]["template"]["spec"]["containers"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert {"name": "http", "containerPort": CONFIG.serving_port, "protocol": "TCP"} in server[
+        "ports"
+    ]
+    assert policy["metadata"]["ownerReferences"][0]["kind"] == "Model"
 
 
 def test_a_serving_model_runs_vllm_on_the_gpu_pool() -> None:

@@ -44,9 +44,14 @@ def model_child_name(model: str) -> str:
     return bounded_name(model, "-model")
 
 
+def agent_pods() -> dict[str, str]:
+    """The label every agent's pods carry (what NetworkPolicies let in as "agents")."""
+    return {"app.kubernetes.io/component": "agent"}
+
+
 def agent_selector(name: str) -> dict[str, str]:
     """The labels selecting an agent's pods; part of an immutable Deployment selector."""
-    return {AGENT_LABEL: name, "app.kubernetes.io/component": "agent"}
+    return {AGENT_LABEL: name, **agent_pods()}
 
 
 def model_selector(name: str) -> dict[str, str]:

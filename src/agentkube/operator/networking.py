@@ -16,7 +16,7 @@ from typing import Any
 
 from agentkube.api.models import Agent
 from agentkube.operator.config import OperatorConfig, Peer
-from agentkube.operator.naming import agent_selector
+from agentkube.operator.naming import agent_pods, agent_selector
 from agentkube.operator.serving import ResolvedModel
 
 JSON = dict[str, Any]
@@ -84,9 +84,7 @@ def render_network_policy(
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
-                    "from": [
-                        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "agent"}}}
-                    ],
+                    "from": [{"podSelector": {"matchLabels": agent_pods()}}],
                     "ports": [{"protocol": "TCP", "port": config.agent_port}],
                 }
             ],

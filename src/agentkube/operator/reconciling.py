@@ -244,7 +244,7 @@ def stale_children(
     uid = owner["metadata"].get("uid")
     name = model_child_name(owner["metadata"]["name"])
     stale = []
-    for kind in ("Deployment", "Service"):
+    for kind in ("Deployment", "Service", "NetworkPolicy"):
         live = cache.get(kind, namespace, name)
         if live is None or (kind, name) in rendered:
             continue

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from agentkube.api.models import Model, Serve
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import (
+    agent_pods,
     metadata,
     model_child_name,
     model_labels,
@@ -156,7 +157,8 @@ def _gpu_resources(serve: Serve) -> JSON:
 
 
 def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[JSON]:
-    """The children of a Model: none for an endpoint, a Deployment and a Service for serve."""
+    """The children of a Model: none for an endpoint; for serve a Service, a Deployment and a
+    NetworkPolicy that lets only the namespace's agent pods reach the server."""
     serve = model.spec.serve
     if serve is None:
         return []
@@ -208,4 +210,20 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
             ],
         },
     }
-    return [stamp(service), stamp(deployment)]
+    # Ingress only: the server's own egress (model weights from a hub) stays as the cluster has it.
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(child, namespace, labels, owner),
+        "spec": {
+            "podSelector": {"matchLabels": model_selector(name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": agent_pods()}}],
+                    "ports": [{"protocol": "TCP", "port": "http"}],
+                }
+            ],
+        },
+    }
+    return [stamp(service), stamp(deployment), stamp(policy)]

@@ -261,7 +261,11 @@ class KubernetesSandbox:
             log.warning("could not delete sandbox %s %s: %r", kind.__name__, name, e)
 
     async def aclose(self) -> None:
-        """Stop the warm pool, delete what is left, stop watching."""
+        """Stop watching, stop the warm pool, delete what is left."""
+        # The watch goes first: a watch started a moment ago may still be connecting, and it
+        # should be cancelled before it opens a connection, not during its TLS handshake (which
+        # on Python 3.11 leaves the socket unclosed). Nothing waits on pod events any more.
+        await self._events.aclose()
         if self._warm is not None:
             await self._warm.aclose()
         if self._cleanups:
@@ -269,7 +273,6 @@ class KubernetesSandbox:
         if self._started:
             with contextlib.suppress(ApiError, httpx2.HTTPError):
                 await self.sweep()
-        await self._events.aclose()
 
 
 def _deleting(pod: JSON) -> bool:

@@ -39,7 +39,7 @@ from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
 from hack.testcluster.cluster import TestCluster  # noqa: E402
 from lightkube import AsyncClient, KubeConfig  # noqa: E402
 from measuring import kubectl, percentile  # noqa: E402
-from tests.standins.sandbox_kubelet import running_sandbox_kubelet  # noqa: E402
+from tests.standins.sandbox_kubelet import LOG_BYTES, running_sandbox_kubelet  # noqa: E402
 
 # The figures are overheads: wall time of one execution minus the code's own run time.
 from tests.standins.serving import serve  # noqa: E402
@@ -59,9 +59,8 @@ def workload(output_bytes: int) -> tuple[ExecutionRequest, str]:
     """The request each execution sends and the stdout it must return."""
     if output_bytes <= 0:
         return ExecutionRequest(code="print(1)"), "1\n"
-    return ExecutionRequest(code=f"print('x' * {output_bytes - 1})"), "x" * (
-        output_bytes - 1
-    ) + "\n"
+    size = output_bytes - 1  # print's newline is the last byte
+    return ExecutionRequest(code=f"print('x' * {size})"), "x" * size + "\n"
 
 
 async def timed(
@@ -134,7 +133,7 @@ async def standin_cost(settings: PodSettings, request: ExecutionRequest, runs: i
         language="bash",
         env=env,
         code=shlex.join(container["command"]),
-        limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024, output_bytes=16 << 20),
+        limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024, output_bytes=LOG_BYTES),
     )
     sandbox = LocalSandbox(pool_size=2)
     await sandbox.start()
@@ -218,8 +217,14 @@ def main() -> int:
         f"concurrent agents; warm pool {args.pool}; load {os.getloadavg()[0]:.1f}"
     )
     try:
+        serving = cluster.kubelet_serving_cert(node)
         with running_sandbox_kubelet(
-            kubeconfig, node, {POOL_LABEL: "sandbox"}, [taint], warm_sandboxes=2
+            kubeconfig,
+            node,
+            {POOL_LABEL: "sandbox"},
+            [taint],
+            (serving.cert, serving.key),
+            warm_sandboxes=2,
         ):
             kubectl(kubeconfig, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s")
             settings = PodSettings(

@@ -75,6 +75,10 @@ class TestCluster:
     def ca_cert(self) -> Path:
         return self.state_dir / "pki" / "ca.crt"
 
+    def kubelet_serving_cert(self, node: str) -> pki.KeyPair:
+        """A serving certificate for ``node``'s kubelet on loopback that the API server trusts."""
+        return pki.kubelet_serving(self.state_dir / "pki", node)
+
     @property
     def server(self) -> str:
         return self._require_state().server
@@ -290,6 +294,8 @@ class TestCluster:
             f"--tls-cert-file={certs.serving.cert}",
             f"--tls-private-key-file={certs.serving.key}",
             f"--client-ca-file={certs.ca_cert}",
+            # Kubelet endpoints (pods/log) must show a certificate from the same CA.
+            f"--kubelet-certificate-authority={certs.ca_cert}",
             f"--service-account-key-file={certs.sa_pub}",
             f"--service-account-signing-key-file={certs.sa_key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

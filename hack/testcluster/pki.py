@@ -1,7 +1,8 @@
 """Certificates and keys for a loopback cluster, made with the `openssl` command.
 
-One throw-away CA signs the API server's serving certificate and one client certificate per
-identity (admin, controller manager, scheduler, kwok); an EC key signs service-account tokens.
+One throw-away CA signs the API server's serving certificate, one client certificate per
+identity (admin, controller manager, scheduler, kwok) and, on demand, the serving certificate of
+a stand-in kubelet; an EC key signs service-account tokens.
 P-256 keys keep generation under a second. Everything is valid for 30 days and lives in the
 cluster's state directory.
 """
@@ -94,6 +95,17 @@ def generate(directory: Path) -> Pki:
         sa_key=sa_key,
         sa_pub=sa_pub,
         clients=clients,
+    )
+
+
+def kubelet_serving(directory: Path, node: str) -> KeyPair:
+    """A serving certificate for ``node``'s kubelet endpoint on loopback, signed by the CA that
+    ``generate`` wrote into ``directory`` (the API server checks it with
+    --kubelet-certificate-authority)."""
+    ssl = _OpenSSL(require_tool("openssl", "install it with `apt-get install openssl`"), directory)
+    ca_cert, ca_key = directory / "ca.crt", directory / "ca.key"
+    return ssl.signed(
+        f"kubelet-{node}", f"/CN={node}", "serverAuth", ca_cert, ca_key, "IP:127.0.0.1"
     )
 
 

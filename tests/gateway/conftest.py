@@ -57,7 +57,11 @@ def sandbox_kubelet(testcluster: Cluster) -> Iterator[SandboxKubelet]:
     name = f"sandbox-kubelet-{secrets.token_hex(3)}"
     taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
     with running_sandbox_kubelet(
-        testcluster.kubeconfig, name, {POOL_LABEL: "sandbox"}, [taint]
+        testcluster.kubeconfig,
+        name,
+        {POOL_LABEL: "sandbox"},
+        [taint],
+        testcluster.kubelet_serving_cert(name),
     ) as kubelet:
         testcluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
         yield kubelet

@@ -121,6 +121,12 @@ class Cluster:
             path, self.server, self.ca_cert, None, None, user, token=token, namespace=namespace
         )
 
+    def kubelet_serving_cert(self, node: str) -> tuple[Path, Path]:
+        """(certificate, key) a stand-in kubelet of ``node`` serves with; the API server trusts
+        it, as it trusts a real kubelet's."""
+        pair = self._control_plane.kubelet_serving_cert(node)
+        return pair.cert, pair.key
+
     def create_namespace(self, prefix: str = "t", labels: dict[str, str] | None = None) -> str:
         """Create a uniquely named namespace (optionally labelled); return its name."""
         name = f"{_dns_label(prefix)[:40]}-{secrets.token_hex(3)}"

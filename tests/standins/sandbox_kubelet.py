@@ -18,8 +18,8 @@ Lease fresh as a kubelet does, and for every pod the scheduler binds to it:
 * serves the container's log (its stdout, then stderr) on the kubelet's HTTPS endpoint,
   ``/containerLogs/<namespace>/<pod>/<container>`` with ``tailLines`` and ``limitBytes``, which
   the API server proxies for ``pods/log``; the node advertises the port in
-  ``status.daemonEndpoints`` (the test API server does not verify kubelet serving certificates,
-  as none is configured: ``--kubelet-certificate-authority`` is unset);
+  ``status.daemonEndpoints``, and the serving certificate is one the test API server trusts
+  (signed by the cluster CA, ``--kubelet-certificate-authority``);
 * kills the container when the pod is being deleted and then removes the pod (grace 0), which is
   the kubelet's part of graceful deletion.
 
@@ -33,16 +33,14 @@ import asyncio
 import contextlib
 import logging
 import shlex
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import uvicorn
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Node, Pod
@@ -55,6 +53,7 @@ from starlette.routing import Route
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.pod_events import watch_pods
+from tests.standins.serving import serve
 
 log = logging.getLogger(__name__)
 TERMINATION_FILE = "termination-log"
@@ -93,7 +92,7 @@ class SandboxKubelet:
         self._warm_sandboxes = warm_sandboxes
         self._pods: dict[str, _Running] = {}
         self._logs: dict[str, str] = {}  # "<namespace>/<pod>" -> the container's output
-        self._log_port = 0
+        self.log_port = 0  # where log_app() is served; set before run()
         self._background: set[asyncio.Task[None]] = set()
         self.pods_run = 0
         self.ready = threading.Event()
@@ -140,7 +139,7 @@ class SandboxKubelet:
                     }
                 ],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": self._log_port}},
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.log_port}},
             }
         }
         await client.patch(Node.Status, self.node_name, status, patch_type=PatchType.MERGE)
@@ -182,47 +181,14 @@ class SandboxKubelet:
             text = text.encode()[: int(limit)].decode("utf-8", "ignore")
         return PlainTextResponse(text)
 
-    async def _serve_logs(self, certs: Path) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-        key, cert = certs / "kubelet.key", certs / "kubelet.crt"
-        self_signed = ["req", "-x509", "-nodes", "-days", "1", "-subj", f"/CN={self.node_name}"]
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        names = ["-addext", "subjectAltName=IP:127.0.0.1"]
-        files = ["-keyout", str(key), "-out", str(cert)]
-        subprocess.run(
-            ["openssl", *self_signed, *ec, *names, *files], check=True, capture_output=True
-        )
+    def log_app(self) -> Starlette:
+        """The kubelet's HTTPS endpoint, as far as the API server's ``pods/log`` needs it."""
         route = Route("/containerLogs/{namespace}/{pod}/{container}", self._container_log)
-        config = uvicorn.Config(
-            Starlette(routes=[route]),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ssl_keyfile=str(key),
-            ssl_certfile=str(cert),
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()  # raises what stopped it
-                raise RuntimeError("the stand-in's log server stopped at start")
-            await asyncio.sleep(0.01)
-        self._log_port = server.servers[0].sockets[0].getsockname()[1]
-        return server, task
+        return Starlette(routes=[route])
 
     # -- pods -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        with tempfile.TemporaryDirectory(prefix="sandbox-kubelet-") as certs:
-            server, serving = await self._serve_logs(Path(certs))
-            try:
-                await self._run_pods()
-            finally:
-                server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError):
-                    await serving
-
-    async def _run_pods(self) -> None:
         from agentkube.sandbox.local import LocalSandbox
 
         client = AsyncClient(config=KubeConfig.from_file(self._kubeconfig))
@@ -452,11 +418,21 @@ def running_sandbox_kubelet(
     node_name: str,
     labels: dict[str, str],
     taints: list[dict[str, str]],
+    serving_cert: tuple[Path, Path],
     *,
     warm_sandboxes: int = 0,
 ) -> Iterator[SandboxKubelet]:
-    """Run the stand-in in a background thread (its own event loop) until the block ends."""
+    """Run the stand-in in a background thread (its own event loop) until the block ends; its
+    log endpoint is served over HTTPS with ``serving_cert`` (certificate, key)."""
     kubelet = SandboxKubelet(kubeconfig, node_name, labels, taints, warm_sandboxes=warm_sandboxes)
+    with serve(kubelet.log_app(), tls=serving_cert) as url:
+        kubelet.log_port = urlsplit(url).port or 0
+        with _running(kubelet):
+            yield kubelet
+
+
+@contextlib.contextmanager
+def _running(kubelet: SandboxKubelet) -> Iterator[None]:
     loop = asyncio.new_event_loop()
     task: asyncio.Future[None] | None = None
     failure: list[BaseException] = []
@@ -481,7 +457,7 @@ def running_sandbox_kubelet(
     if not kubelet.ready.wait(60) or failure:
         raise RuntimeError(f"the sandbox kubelet stand-in did not start: {failure!r}")
     try:
-        yield kubelet
+        yield
     finally:
         if not loop.is_closed():
             loop.call_soon_threadsafe(lambda: task.cancel() if task else None)

@@ -7,15 +7,28 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 
 @contextmanager
-def serve(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
-    """Yield the server's base URL (``http://127.0.0.1:PORT``); stop it on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+def serve(
+    app: Any, *, startup_timeout: float = 20.0, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
+    """Yield the server's base URL (``http://127.0.0.1:PORT``, or ``https://`` with ``tls``, a
+    (certificate, key) pair); stop it on exit."""
+    cert, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -26,7 +39,7 @@ def serve(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)

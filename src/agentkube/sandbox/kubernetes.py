@@ -225,8 +225,11 @@ class KubernetesSandbox:
 
     async def _pod_refused(self, name: str) -> str | None:
         """The job controller's ``FailedCreate`` message for Job ``name``, if it has one."""
-        fields: Any = {"involvedObject.kind": "Job", "involvedObject.name": name}
-        fields["reason"] = "FailedCreate"
+        fields: Any = {
+            "involvedObject.kind": "Job",
+            "involvedObject.name": name,
+            "reason": "FailedCreate",
+        }
         message = None
         try:
             async for event in self._client.list(

@@ -44,13 +44,13 @@ from tests.standins.sandbox_kubelet import LOG_BYTES, running_sandbox_kubelet  #
 # The figures are overheads: wall time of one execution minus the code's own run time.
 from tests.standins.serving import serve  # noqa: E402
 
+from agentkube.gateway.app import GatewaySettings, create_app  # noqa: E402
+from agentkube.gateway.auth import StaticTokens  # noqa: E402
+from agentkube.gateway.client import RemoteSandbox  # noqa: E402
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox  # noqa: E402
-from agentkube.sandbox.gateway.app import GatewaySettings, create_app  # noqa: E402
-from agentkube.sandbox.gateway.auth import StaticTokens  # noqa: E402
-from agentkube.sandbox.kube_rendering import PodSettings  # noqa: E402
 from agentkube.sandbox.kubernetes import KubernetesSandbox  # noqa: E402
+from agentkube.sandbox.kubernetes.rendering import PodSettings  # noqa: E402
 from agentkube.sandbox.local import LocalSandbox  # noqa: E402
-from agentkube.sandbox.remote import RemoteSandbox  # noqa: E402
 
 POOL_LABEL = "agentkube.openvn/pool"
 
@@ -123,7 +123,7 @@ async def standin_cost(settings: PodSettings, request: ExecutionRequest, runs: i
     import shlex
 
     from agentkube.sandbox.contract import Limits
-    from agentkube.sandbox.kube_rendering import render_job
+    from agentkube.sandbox.kubernetes.rendering import render_job
 
     spec = render_job("x", request, settings)["spec"]["template"]["spec"]
     container = spec["containers"][0]

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pytest
 from lightkube import AsyncClient, KubeConfig
 
-from agentkube.sandbox.gateway.app import GatewaySettings, create_app
-from agentkube.sandbox.gateway.auth import StaticTokens
-from agentkube.sandbox.kube_rendering import PodSettings
+from agentkube.gateway.app import GatewaySettings, create_app
+from agentkube.gateway.auth import StaticTokens
+from agentkube.sandbox.kubernetes.rendering import PodSettings
 from tests.plugins.testcluster import Cluster
 from tests.standins.sandbox_kubelet import SandboxKubelet, running_sandbox_kubelet
 from tests.standins.serving import serve

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentkube.sandbox.gateway.auth import CachingAuthenticator, Identity, StaticTokens
-from agentkube.sandbox.gateway.errors import GatewayConfigError
+from agentkube.gateway.auth import CachingAuthenticator, Identity, StaticTokens
+from agentkube.gateway.errors import GatewayConfigError
 
 
 class CountingTokens(StaticTokens):

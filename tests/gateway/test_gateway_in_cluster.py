@@ -22,19 +22,18 @@ import httpx
 import pytest
 import yaml
 
-from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
-from agentkube.sandbox.errors import SandboxUnavailable
-from agentkube.sandbox.gateway.app import create_app
-from agentkube.sandbox.gateway.auth import (
+from agentkube.gateway.app import create_app
+from agentkube.gateway.auth import (
     GATEWAY_AUDIENCE,
     CachingAuthenticator,
     TokenReviewAuthenticator,
 )
-from agentkube.sandbox.gateway.building import kube_client as gateway_client
-from agentkube.sandbox.gateway.errors import GatewayRefused
-from agentkube.sandbox.kube_rendering import GATEWAY_LABEL, PodSettings
+from agentkube.gateway.building import kube_client as gateway_client
+from agentkube.gateway.client import RemoteSandbox
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
+from agentkube.sandbox.errors import SandboxRefused, SandboxUnavailable
 from agentkube.sandbox.kubernetes import KubernetesSandbox
-from agentkube.sandbox.remote import RemoteSandbox
+from agentkube.sandbox.kubernetes.rendering import GATEWAY_LABEL, PodSettings
 from tests.plugins.testcluster import Cluster
 from tests.standins.serving import serve
 
@@ -107,11 +106,11 @@ async def _execute_as_an_agent(
 async def test_agent_with_a_gateway_audience_token_runs_code_and_is_logged_by_identity(
     testcluster: Cluster, gateway_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agentkube.sandbox.gateway")
+    caplog.set_level(logging.INFO, logger="agentkube.gateway")
     request = ExecutionRequest(code="print(sum(range(10)))")
     result, identity = await _execute_as_an_agent(testcluster, gateway_url, request)
     assert (result.exit_code, result.stdout) == (0, "45\n")
-    logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.sandbox.gateway"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.gateway"]
     assert any(f" by {identity}: " in line for line in logged), logged
 
 
@@ -182,7 +181,7 @@ async def test_token_for_the_api_server_audience_is_refused(
     token, _ = _agent_token(testcluster, None)  # a token for the API server, not for us
     sandbox = RemoteSandbox(gateway_url, token=lambda: token)
     try:
-        with pytest.raises(GatewayRefused):
+        with pytest.raises(SandboxRefused):
             await sandbox.execute(ExecutionRequest(code="print(1)"))
     finally:
         await sandbox.aclose()

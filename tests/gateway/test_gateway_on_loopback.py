@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentkube.gateway.client import RemoteSandbox
 from agentkube.runtime.building import RuntimeSettings, open_sandbox
 from agentkube.sandbox.contract import ExecutionRequest, Limits
-from agentkube.sandbox.errors import SandboxRequestError
-from agentkube.sandbox.gateway.errors import GatewayRefused, SandboxBusy
-from agentkube.sandbox.remote import RemoteSandbox
+from agentkube.sandbox.errors import SandboxBusy, SandboxRefused, SandboxRequestError
 from tests.gateway.conftest import Gateway
 
 pytestmark = pytest.mark.sandbox
@@ -67,7 +66,7 @@ async def test_unauthenticated_requests_are_refused(
     assert "Bearer token" in response.json()["detail"]
     sandbox = _client(local_gateway, token)
     try:
-        with pytest.raises(GatewayRefused, match="refused us"):
+        with pytest.raises(SandboxRefused, match="refused us"):
             await sandbox.execute(ExecutionRequest(code="print(1)"))
     finally:
         await sandbox.aclose()
@@ -179,13 +178,13 @@ async def test_invalid_request_is_refused_naming_the_field(local_gateway: Gatewa
 async def test_every_execution_is_logged_with_the_agents_identity(
     local_gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agentkube.sandbox.gateway")
+    caplog.set_level(logging.INFO, logger="agentkube.gateway")
     sandbox = _client(local_gateway, "token-of-agent-b")
     try:
         await sandbox.execute(ExecutionRequest(code="print(1)"))
     finally:
         await sandbox.aclose()
-    lines = [r.getMessage() for r in caplog.records if r.name == "agentkube.sandbox.gateway"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "agentkube.gateway"]
     assert any(" by agent-b: python " in line and "exit=0" in line for line in lines), lines
 
 
@@ -206,7 +205,7 @@ async def test_runtime_uses_the_gateway_when_the_operator_sets_its_url(
         result = await sandbox.execute(ExecutionRequest(code="print(6 * 7)"))
         assert result.stdout == "42\n"
         token_file.write_text("rotated-to-something-invalid\n")  # read again on every request
-        with pytest.raises(GatewayRefused):
+        with pytest.raises(SandboxRefused):
             await sandbox.execute(ExecutionRequest(code="print(1)"))
     finally:
         await sandbox.aclose()
@@ -231,7 +230,7 @@ async def test_missing_token_file_names_the_file_and_the_fix(local_gateway: Gate
     )
     sandbox = open_sandbox(settings)
     try:
-        with pytest.raises(GatewayRefused, match=r"/nonexistent/token.*docs/gateway-auth\.md"):
+        with pytest.raises(SandboxRefused, match=r"/nonexistent/token.*docs/gateway-auth\.md"):
             await sandbox.execute(ExecutionRequest(code="print(1)"))
     finally:
         await sandbox.aclose()

@@ -21,9 +21,14 @@ import pytest
 from lightkube import AsyncClient
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
-from agentkube.sandbox.kube_rendering import GATEWAY_LABEL, PodSettings, render_job, render_warm_pod
 from agentkube.sandbox.kubernetes import KubernetesSandbox
-from agentkube.sandbox.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.rendering import (
+    GATEWAY_LABEL,
+    PodSettings,
+    render_job,
+    render_warm_pod,
+)
 from tests.plugins.testcluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]

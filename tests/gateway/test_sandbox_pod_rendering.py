@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
-from agentkube.sandbox.kube_rendering import (
+from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER, compact
+from agentkube.sandbox.kubernetes.rendering import (
     MAX_PAYLOAD_BYTES,
     REQUEST_ANNOTATION,
     PodSettings,
@@ -23,7 +24,6 @@ from agentkube.sandbox.kube_rendering import (
     result_in_log,
     runner_source,
 )
-from agentkube.sandbox.pod_runner import LOG_MARKER, compact
 
 SETTINGS = PodSettings(namespace="sbx", runtime_class_name="gvisor")
 

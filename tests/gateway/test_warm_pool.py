@@ -8,8 +8,8 @@ import pytest
 from lightkube import AsyncClient
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
-from agentkube.sandbox.kube_rendering import GATEWAY_LABEL, WARM_LABEL, PodSettings
 from agentkube.sandbox.kubernetes import KubernetesSandbox
+from agentkube.sandbox.kubernetes.rendering import GATEWAY_LABEL, WARM_LABEL, PodSettings
 from tests.plugins.testcluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]

@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agentkube.sandbox import (
-    ExecutionRequest,
-    Limits,
-    SandboxUnavailable,
-    cgroups,
-    isolation,
-    seccomp,
-)
-from agentkube.sandbox.execution import _parse_report, _report_length
-from agentkube.sandbox.local import LocalSandbox
-from agentkube.sandbox.spawning import launcher_argv
+from agentkube.sandbox import ExecutionRequest, Limits, SandboxUnavailable
+from agentkube.sandbox.local import LocalSandbox, cgroups, isolation, seccomp
+from agentkube.sandbox.local.execution import _parse_report, _report_length
+from agentkube.sandbox.local.spawning import launcher_argv
 
 MiB = 1024 * 1024
 

@@ -52,7 +52,7 @@ from starlette.routing import Route
 
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
-from agentkube.sandbox.pod_events import watch_pods
+from agentkube.sandbox.kubernetes.pod_events import watch_pods
 from tests.standins.serving import serve
 
 log = logging.getLogger(__name__)

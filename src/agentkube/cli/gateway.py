@@ -52,16 +52,16 @@ def gateway(
     """Serve the sandbox contract over HTTP (POST /v1/executions) until SIGTERM."""
     import uvicorn
 
-    from agentkube.sandbox.gateway.app import GatewaySettings, create_app
-    from agentkube.sandbox.gateway.building import (
+    from agentkube.gateway.app import GatewaySettings, create_app
+    from agentkube.gateway.building import (
         GatewayOptions,
         open_authenticator,
         open_backend,
         parse_pairs,
         parse_toleration,
     )
-    from agentkube.sandbox.gateway.errors import GatewayConfigError
-    from agentkube.sandbox.kube_rendering import PodSettings
+    from agentkube.gateway.errors import GatewayConfigError
+    from agentkube.sandbox.kubernetes.rendering import PodSettings
 
     if backend not in ("local", "kubernetes"):
         raise GatewayConfigError(f"--backend {backend!r} is not known: use local or kubernetes")
@@ -94,7 +94,7 @@ def gateway(
     )
     client = None
     if backend == "kubernetes" or auth == "tokenreview":
-        from agentkube.sandbox.gateway.building import kube_client
+        from agentkube.gateway.building import kube_client
 
         client = kube_client(kubeconfig)
     app = create_app(

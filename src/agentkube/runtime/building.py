@@ -85,7 +85,7 @@ def open_sandbox(settings: RuntimeSettings) -> Sandbox:
     the operator in a cluster, token from ``AGENTKUBE_SANDBOX_TOKEN_FILE``), else the local one."""
     url = settings.environ.get("AGENTKUBE_SANDBOX_URL")
     if url:
-        from agentkube.sandbox.remote import DEFAULT_TOKEN_FILE, RemoteSandbox, token_from_file
+        from agentkube.gateway.client import DEFAULT_TOKEN_FILE, RemoteSandbox, token_from_file
 
         token_file = settings.environ.get("AGENTKUBE_SANDBOX_TOKEN_FILE") or DEFAULT_TOKEN_FILE
         return RemoteSandbox(url, token=token_from_file(Path(token_file)))

@@ -1,11 +1,11 @@
 """The Kubernetes backend: every execution in its own locked-down, single-use pod.
 
-Cold path: one Job per execution (:func:`~agentkube.sandbox.kube_rendering.render_job`); the
+Cold path: one Job per execution (:func:`~agentkube.sandbox.kubernetes.rendering.render_job`); the
 request travels in the pod's environment, the result comes back in the container's termination
 message, and the Job is deleted (its pod with it) as soon as the result is read. Warm path
-(:mod:`agentkube.sandbox.warm_pods`): a pre-created pod is claimed by writing the request into its
-annotation, which a downward-API volume shows to the waiting runner; the pod exits after that one
-execution and is deleted, and the pool makes a new one.
+(:mod:`agentkube.sandbox.kubernetes.warm_pods`): a pre-created pod is claimed by writing the
+request into its annotation, which a downward-API volume shows to the waiting runner; the pod
+exits after that one execution and is deleted, and the pool makes a new one.
 
 Nothing outlives an execution: the gateway deletes what it made; ``ttlSecondsAfterFinished`` and
 ``activeDeadlineSeconds`` bound what a crashed gateway leaves; and :meth:`KubernetesSandbox.start`
@@ -31,7 +31,8 @@ from lightkube.types import CascadeType
 
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
-from agentkube.sandbox.kube_rendering import (
+from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
     EXECUTION_LABEL,
     GATEWAY_LABEL,
@@ -47,8 +48,7 @@ from agentkube.sandbox.kube_rendering import (
     result_in_log,
     timeout_result,
 )
-from agentkube.sandbox.pod_events import PodEvents
-from agentkube.sandbox.warm_pods import WarmPods
+from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -79,7 +79,7 @@ class KubernetesSandbox:
             client, namespace=self.settings.namespace, gateway=self.settings.gateway
         )
         self._warm = (
-            WarmPods(client, self._events, self.settings, warm_pool, warm_limits or Limits())
+            WarmPodPool(client, self._events, self.settings, warm_pool, warm_limits or Limits())
             if warm_pool
             else None
         )
@@ -87,7 +87,7 @@ class KubernetesSandbox:
         self._started = False
 
     @property
-    def warm(self) -> WarmPods | None:
+    def warm(self) -> WarmPodPool | None:
         return self._warm
 
     async def start(self) -> None:

@@ -20,13 +20,13 @@ import subprocess
 from functools import cache
 from types import TracebackType
 
-from agentkube.sandbox import cgroups, seccomp
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxUnavailable
-from agentkube.sandbox.execution import run_request
-from agentkube.sandbox.isolation import IsolationConfig
-from agentkube.sandbox.pool import WarmPool
-from agentkube.sandbox.spawning import SandboxProcess, SpawnSettings, spawn
+from agentkube.sandbox.local import cgroups, seccomp
+from agentkube.sandbox.local.execution import run_request
+from agentkube.sandbox.local.isolation import IsolationConfig
+from agentkube.sandbox.local.spawning import SandboxProcess, SpawnSettings, spawn
+from agentkube.sandbox.local.warm_pool import LocalWarmPool
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class LocalSandbox:
         self._prefix = f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(3)}-"
         self._names = (f"{self._prefix}{n}" for n in itertools.count())
         self._pool_limits = pool_limits or Limits()
-        self._pool = WarmPool(pool_size, self._spawn_warm) if pool_size else None
+        self._pool = LocalWarmPool(pool_size, self._spawn_warm) if pool_size else None
         self._closed = False
         self._cleanups: set[asyncio.Task[None]] = set()
         self._remove_stale_cgroups()

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-from agentkube.sandbox import isolation
-from agentkube.sandbox.cgroups import CgroupHierarchy, ExecutionCgroup
 from agentkube.sandbox.contract import Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxUnavailable
-from agentkube.sandbox.isolation import IsolationConfig, SpawnFds
-from agentkube.sandbox.streams import CappedReader, write_all
+from agentkube.sandbox.local import isolation
+from agentkube.sandbox.local.cgroups import CgroupHierarchy, ExecutionCgroup
+from agentkube.sandbox.local.isolation import IsolationConfig, SpawnFds
+from agentkube.sandbox.local.streams import CappedReader, write_all
 
-SHIM_SOURCE = resources.files("agentkube.sandbox").joinpath("_shim.py").read_text()
+SHIM_SOURCE = resources.files("agentkube.sandbox.local").joinpath("_shim.py").read_text()
 
 
 @dataclass(frozen=True, kw_only=True)

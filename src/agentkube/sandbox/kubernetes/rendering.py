@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, KiB, Limits
-from agentkube.sandbox.pod_runner import LOG_MARKER
+from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER
 
 JSON = dict[str, Any]
 PREFIX = "agentkube.openvn/"
@@ -37,8 +37,10 @@ MAX_PAYLOAD_BYTES = 96 * KiB
 
 @cache
 def runner_source() -> str:
-    """The pod's program (agentkube/sandbox/pod_runner.py), passed to ``python3 -c``."""
-    return resources.files("agentkube.sandbox").joinpath("pod_runner.py").read_text("utf-8")
+    """The pod's program (agentkube/sandbox/kubernetes/pod_runner.py), passed to ``python3 -c``."""
+    return (
+        resources.files("agentkube.sandbox.kubernetes").joinpath("pod_runner.py").read_text("utf-8")
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

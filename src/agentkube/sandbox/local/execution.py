@@ -18,7 +18,7 @@ from typing import Any
 
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, KilledReason
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
-from agentkube.sandbox.spawning import SandboxProcess
+from agentkube.sandbox.local.spawning import SandboxProcess
 
 PIDS_POLL_S = 0.02
 STARTUP_TIMEOUT_S = 60.0

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentkube.sandbox.contract import Limits, Sandbox
-from agentkube.sandbox.gateway.auth import (
+from agentkube.gateway.auth import (
     GATEWAY_AUDIENCE,
     Authenticator,
     CachingAuthenticator,
     StaticTokens,
     TokenReviewAuthenticator,
 )
-from agentkube.sandbox.gateway.errors import GatewayConfigError
-from agentkube.sandbox.kube_rendering import JSON, PodSettings
+from agentkube.gateway.errors import GatewayConfigError
+from agentkube.sandbox.contract import Limits, Sandbox
+from agentkube.sandbox.kubernetes.rendering import JSON, PodSettings
 
 K8S_HINT = "the kubernetes backend needs lightkube: install agentkube[k8s]"
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from agentkube.sandbox.gateway.errors import SandboxBusy
+from agentkube.sandbox.errors import SandboxBusy
 
 
 class ConcurrencyQuota:

@@ -29,13 +29,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from agentkube.gateway.auth import Authenticator, Identity
+from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
-from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
-from agentkube.sandbox.gateway.auth import Authenticator, Identity
-from agentkube.sandbox.gateway.errors import SandboxBusy
-from agentkube.sandbox.gateway.quota import ConcurrencyQuota
+from agentkube.sandbox.errors import (
+    SandboxBusy,
+    SandboxFailure,
+    SandboxRequestError,
+    SandboxUnavailable,
+)
 
-log = logging.getLogger("agentkube.sandbox.gateway")
+log = logging.getLogger("agentkube.gateway")
 EXECUTIONS_PATH = "/v1/executions"
 DISCONNECT_POLL_S = 0.5  # how often a running execution checks that its caller is still there
 

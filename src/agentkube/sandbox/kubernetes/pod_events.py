@@ -21,7 +21,7 @@ from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_retry
 
-from agentkube.sandbox.kube_rendering import EXECUTION_LABEL, GATEWAY_LABEL, JSON
+from agentkube.sandbox.kubernetes.rendering import EXECUTION_LABEL, GATEWAY_LABEL, JSON
 
 log = logging.getLogger(__name__)
 Listener = Callable[[JSON, bool], None]

@@ -1,7 +1,7 @@
 """Warm start: a few pre-started, single-use sandboxes waiting for code.
 
 Each waiting sandbox is a complete, isolated one (own cgroup, namespaces and pid-1 helper with the
-interpreter already loaded) that has not seen any code yet. :meth:`WarmPool.take` hands one out
+interpreter already loaded) that has not seen any code yet. :meth:`LocalWarmPool.take` hands one out
 exactly once; the caller destroys it after its execution, and the pool starts a replacement in the
 background. A failed start is not retried in a loop: the pool waits for the next ``take``, and the
 caller falls back to a cold start, which reports the real error.
@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from agentkube.sandbox.spawning import SandboxProcess
+from agentkube.sandbox.local.spawning import SandboxProcess
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ async def _destroy_quietly(sandbox: SandboxProcess) -> None:
         log.exception("could not clean up warm sandbox %s", sandbox.cgroup.name)
 
 
-class WarmPool:
+class LocalWarmPool:
     """Keeps ``size`` started sandboxes ready."""
 
     def __init__(self, size: int, start: Callable[[], Awaitable[SandboxProcess]]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentkube.sandbox.gateway.errors import GatewayConfigError
+from agentkube.gateway.errors import GatewayConfigError
 
 GATEWAY_AUDIENCE = "agentkube-sandbox-gateway"
 

@@ -4,7 +4,7 @@ An agent in a cluster holds no Kubernetes credentials; it sends each request to 
 (``AGENTKUBE_SANDBOX_URL``) with its projected ServiceAccount token as a Bearer token. The token
 file is read again for every request because the kubelet rotates projected tokens in place.
 Gateway answers map back to the contract's exceptions (422 → SandboxRequestError, 429 →
-SandboxBusy, 401/403 → GatewayRefused, 5xx and connection errors → SandboxFailure /
+SandboxBusy, 401/403 → SandboxRefused, 5xx and connection errors → SandboxFailure /
 SandboxUnavailable), so the agent's tools do not care which backend is behind the URL.
 """
 
@@ -17,8 +17,13 @@ from pathlib import Path
 import httpx
 
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
-from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
-from agentkube.sandbox.gateway.errors import GatewayRefused, SandboxBusy
+from agentkube.sandbox.errors import (
+    SandboxBusy,
+    SandboxFailure,
+    SandboxRefused,
+    SandboxRequestError,
+    SandboxUnavailable,
+)
 
 EXECUTIONS_PATH = "/v1/executions"
 DEFAULT_TOKEN_FILE = Path("/var/run/secrets/agentkube/sandbox-gateway/token")
@@ -35,7 +40,7 @@ def token_from_file(path: Path) -> TokenSource:
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise GatewayRefused(
+            raise SandboxRefused(
                 f"cannot read the sandbox gateway token {path}: {e.strerror}; mount the projected "
                 "ServiceAccount token (docs/gateway-auth.md) or set AGENTKUBE_SANDBOX_TOKEN_FILE"
             ) from e
@@ -97,7 +102,7 @@ class RemoteSandbox:
                 raise SandboxFailure(f"the sandbox gateway sent an invalid result: {e}") from e
         detail = _detail(response)
         if status in (401, 403):
-            raise GatewayRefused(f"the sandbox gateway at {self.url} refused us: {detail}")
+            raise SandboxRefused(f"the sandbox gateway at {self.url} refused us: {detail}")
         if status == 429:
             retry = response.headers.get("retry-after", "1")
             raise SandboxBusy(detail, retry_after_s=float(retry) if retry.isdigit() else 1.0)

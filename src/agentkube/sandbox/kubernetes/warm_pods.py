@@ -28,7 +28,8 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
-from agentkube.sandbox.kube_rendering import (
+from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.rendering import (
     JSON,
     REQUEST_ANNOTATION,
     WARM_LABEL,
@@ -36,7 +37,6 @@ from agentkube.sandbox.kube_rendering import (
     payload,
     render_warm_pod,
 )
-from agentkube.sandbox.pod_events import PodEvents
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "agentkube-sandbox-gateway"
@@ -61,7 +61,7 @@ def _started_at(pod: JSON) -> datetime | None:
     return None
 
 
-class WarmPods:
+class WarmPodPool:
     def __init__(
         self,
         client: AsyncClient,

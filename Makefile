@@ -18,6 +18,7 @@ lint: setup-dev
 	$(VENV)/ruff check src tests benchmarks hack
 	$(VENV)/ruff format --check src tests benchmarks hack
 	$(VENV)/mypy
+	$(VENV)/lint-imports
 
 fmt: setup-dev
 	$(VENV)/ruff format src tests benchmarks hack

@@ -22,12 +22,9 @@ import httpx
 import pytest
 import yaml
 
+from agentkube.api.pod_contract import SANDBOX_GATEWAY_AUDIENCE as GATEWAY_AUDIENCE
 from agentkube.gateway.app import create_app
-from agentkube.gateway.auth import (
-    GATEWAY_AUDIENCE,
-    CachingAuthenticator,
-    TokenReviewAuthenticator,
-)
+from agentkube.gateway.auth import CachingAuthenticator, TokenReviewAuthenticator
 from agentkube.gateway.building import kube_client as gateway_client
 from agentkube.gateway.client import RemoteSandbox
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
-from agentkube.operator.drift import drifted, quantity
+from agentkube.operator.drift import drifted
 from agentkube.operator.naming import HASH_ANNOTATION, stamp
 
 
@@ -41,13 +39,6 @@ def test_quantities_compare_by_value_as_the_api_server_canonicalises_them() -> N
 
 def test_only_resource_lists_compare_as_quantities() -> None:
     assert drifted({"spec": {"image": "1000m"}}, {"spec": {"image": "1"}})
-
-
-def test_quantity_parses_kubernetes_suffixes() -> None:
-    assert quantity("128Mi") == Decimal(128 * 2**20)
-    assert quantity("250m") == Decimal("0.25")
-    assert quantity(2) == Decimal(2)
-    assert quantity("lots") is None
 
 
 def test_the_hash_annotation_catches_a_field_that_is_no_longer_rendered() -> None:

@@ -15,6 +15,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from agentkube.api.quantity import QUANTITY_PATTERN, parse_quantity
+
 GROUP = "ai.openvn"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -22,9 +24,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 BUILTIN_TOOLS = ("python-interpreter", "web-browser")
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 TOOL_PATTERN = rf"^(python-interpreter|web-browser|agent:{DNS_LABEL}|mcp:\S+)$"
-# The pattern Kubernetes itself publishes for resource.Quantity.
-_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-QUANTITY_PATTERN = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
 
 
 class _Wire(BaseModel):
@@ -36,8 +35,7 @@ class _Wire(BaseModel):
 
 
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 0.5, 128Mi or 1Gi")
+    parse_quantity(value)  # raises ValueError naming the accepted forms
     return value
 
 

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
+
 
 def gateway(
     backend: Annotated[str, typer.Option("--backend", metavar="local|kubernetes")] = "local",
@@ -24,7 +26,7 @@ def gateway(
     ] = None,
     audience: Annotated[
         str, typer.Option("--audience", help="audience the agents' tokens must carry")
-    ] = "agentkube-sandbox-gateway",
+    ] = SANDBOX_GATEWAY_AUDIENCE,
     max_concurrent: Annotated[
         int, typer.Option("--max-concurrent-per-agent", min=1, help="executions per agent")
     ] = 4,
@@ -34,7 +36,7 @@ def gateway(
     ] = "agentkube-sandbox",
     name: Annotated[
         str, typer.Option("--name", help="gateway name, labels what it creates (kubernetes)")
-    ] = "agentkube-sandbox-gateway",
+    ] = GATEWAY_FIELD_MANAGER,
     image: Annotated[
         str, typer.Option("--image", help="sandbox image with python3 and bash (kubernetes)")
     ] = "python:3.12-slim",

@@ -23,8 +23,6 @@ from typing import Any, Protocol
 
 from agentkube.gateway.errors import GatewayConfigError
 
-GATEWAY_AUDIENCE = "agentkube-sandbox-gateway"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Identity:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
 from agentkube.gateway.auth import (
-    GATEWAY_AUDIENCE,
     Authenticator,
     CachingAuthenticator,
     StaticTokens,
@@ -32,7 +32,7 @@ class GatewayOptions:
     backend: Literal["local", "kubernetes"] = "local"
     auth: Literal["tokenreview", "static"] = "tokenreview"
     token_file: Path | None = None
-    audience: str = GATEWAY_AUDIENCE
+    audience: str = SANDBOX_GATEWAY_AUDIENCE
     pool_size: int = 0
     pods: PodSettings = field(default_factory=PodSettings)
     kubeconfig: Path | None = None
@@ -77,7 +77,7 @@ def kube_client(kubeconfig: Path | None) -> Any:
             f"no usable Kubernetes configuration ({e}); pass --kubeconfig, run in a pod, or on "
             "one machine use --backend local --auth static --token-file FILE"
         ) from e
-    return AsyncClient(config=config, field_manager="agentkube-sandbox-gateway")
+    return AsyncClient(config=config, field_manager=GATEWAY_FIELD_MANAGER)
 
 
 def open_authenticator(options: GatewayOptions, client: Any | None) -> Authenticator:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from agentkube.api.pod_contract import ENV_SANDBOX_TOKEN_FILE, SANDBOX_TOKEN_FILE
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
 from agentkube.sandbox.errors import (
     SandboxBusy,
@@ -26,7 +27,7 @@ from agentkube.sandbox.errors import (
 )
 
 EXECUTIONS_PATH = "/v1/executions"
-DEFAULT_TOKEN_FILE = Path("/var/run/secrets/agentkube/sandbox-gateway/token")
+DEFAULT_TOKEN_FILE = Path(SANDBOX_TOKEN_FILE)
 # Beyond the code's own timeout: scheduling, pod start-up and the way back.
 RESPONSE_MARGIN_S = 60.0
 
@@ -42,7 +43,7 @@ def token_from_file(path: Path) -> TokenSource:
         except OSError as e:
             raise SandboxRefused(
                 f"cannot read the sandbox gateway token {path}: {e.strerror}; mount the projected "
-                "ServiceAccount token (docs/gateway-auth.md) or set AGENTKUBE_SANDBOX_TOKEN_FILE"
+                f"ServiceAccount token (docs/gateway-auth.md) or set {ENV_SANDBOX_TOKEN_FILE}"
             ) from e
 
     return read

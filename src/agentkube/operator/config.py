@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from agentkube import __version__
 from agentkube.api.loading import describe
+from agentkube.api.pod_contract import OPERATOR_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
 from agentkube.operator.errors import OperatorConfigError
 
 JSON = dict[str, Any]
@@ -173,7 +174,7 @@ class OperatorConfig(_Config):
         None, description="the sandbox gateway's URL, passed to agents as AGENTKUBE_SANDBOX_URL"
     )
     sandbox_token_audience: str = Field(
-        "agentkube-sandbox-gateway",
+        SANDBOX_GATEWAY_AUDIENCE,
         description="audience of the projected token agents show the sandbox gateway",
     )
     dns: Peer = Field(default_factory=_dns_peer)
@@ -186,7 +187,7 @@ class OperatorConfig(_Config):
     agent_resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
     persistent_volume_size: str = "1Gi"
     storage_class_name: str | None = None
-    field_manager: str = "agentkube-operator"
+    field_manager: str = OPERATOR_FIELD_MANAGER
     resync_seconds: float = Field(300.0, gt=0)
     request_timeout_seconds: float = Field(60.0, gt=0)
     max_concurrent_reconciles: int = Field(64, ge=1)

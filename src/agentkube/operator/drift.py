@@ -13,34 +13,11 @@ unchanged Agent write nothing.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-_SUFFIXES = {
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
-    "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18"),
-}  # fmt: skip
-_QUANTITY = re.compile(
-    r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
-)
+from agentkube.api.quantity import quantity_or_none
+
 _QUANTITY_PARENTS = {"requests", "limits", "capacity", "hard"}
-
-
-def quantity(value: object) -> Decimal | None:
-    """The value of a Kubernetes quantity, or None if ``value`` is not one."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    match = _QUANTITY.match(str(value))
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
-    except InvalidOperation:
-        return None
 
 
 def contains(live: Any, desired: Any, parent: str = "") -> bool:
@@ -65,8 +42,8 @@ def contains(live: Any, desired: Any, parent: str = "") -> bool:
 def _same_quantity(live: object, desired: object) -> bool:
     if live == desired:
         return True
-    want = quantity(desired)
-    return want is not None and want == quantity(live)
+    want = quantity_or_none(desired)
+    return want is not None and want == quantity_or_none(live)
 
 
 def drifted(live: dict[str, Any] | None, desired: dict[str, Any]) -> bool:

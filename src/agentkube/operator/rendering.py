@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent
+from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import (
     CONFIG_HASH_ANNOTATION,
@@ -34,10 +36,6 @@ JSON = dict[str, Any]
 # costs more than everything else in it.
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-CONFIG_DIR = "/etc/agentkube"
-CONFIG_FILE = "agent.yaml"
-DATA_DIR = "/var/lib/agentkube"
-SANDBOX_TOKEN_DIR = "/var/run/secrets/agentkube/sandbox-gateway"  # noqa: S105 - a path
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod's server must listen on the pod IP
 
 
@@ -60,14 +58,14 @@ def model_env(model: ResolvedModel | None) -> list[JSON]:
     if model is None:
         return []
     env: list[JSON] = [
-        {"name": "AGENTKUBE_MODEL_BASE_URL", "value": model.base_url},
-        {"name": "AGENTKUBE_MODEL_ID", "value": model.model_id},
+        {"name": pc.ENV_MODEL_BASE_URL, "value": model.base_url},
+        {"name": pc.ENV_MODEL_ID, "value": model.model_id},
     ]
     if model.api_key_secret is not None:
         secret, key = model.api_key_secret
         env.append(
             {
-                "name": "AGENTKUBE_MODEL_API_KEY",
+                "name": pc.ENV_MODEL_API_KEY,
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
             }
         )
@@ -76,19 +74,19 @@ def model_env(model: ResolvedModel | None) -> list[JSON]:
 
 def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> list[JSON]:
     env: list[JSON] = [
-        {"name": "AGENTKUBE_AGENT_NAME", "value": agent.metadata.name},
+        {"name": pc.ENV_AGENT_NAME, "value": agent.metadata.name},
         {
-            "name": "AGENTKUBE_NAMESPACE",
+            "name": pc.ENV_NAMESPACE,
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
         *model_env(model),
     ]
     if agent.spec.memory == "persistent":
-        env.append({"name": "AGENTKUBE_DATA_DIR", "value": DATA_DIR})
+        env.append({"name": pc.ENV_DATA_DIR, "value": pc.DATA_DIR})
     if config.sandbox_url:
         env += [
-            {"name": "AGENTKUBE_SANDBOX_URL", "value": config.sandbox_url},
-            {"name": "AGENTKUBE_SANDBOX_TOKEN_FILE", "value": f"{SANDBOX_TOKEN_DIR}/token"},
+            {"name": pc.ENV_SANDBOX_URL, "value": config.sandbox_url},
+            {"name": pc.ENV_SANDBOX_TOKEN_FILE, "value": pc.SANDBOX_TOKEN_FILE},
         ]
     return env
 
@@ -113,13 +111,15 @@ def _probe(path: str, **extra: int) -> JSON:
 
 def runtime_container(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> JSON:
     mounts: list[JSON] = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "config", "mountPath": pc.CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if agent.spec.memory == "persistent":
-        mounts.append({"name": "data", "mountPath": DATA_DIR})
+        mounts.append({"name": "data", "mountPath": pc.DATA_DIR})
     if config.sandbox_url:
-        mounts.append({"name": "sandbox-token", "mountPath": SANDBOX_TOKEN_DIR, "readOnly": True})
+        mounts.append(
+            {"name": "sandbox-token", "mountPath": pc.SANDBOX_TOKEN_DIR, "readOnly": True}
+        )
     return {
         "name": "agent",
         "image": config.agent_image,
@@ -127,7 +127,7 @@ def runtime_container(agent: Agent, model: ResolvedModel | None, config: Operato
         "args": [
             "agent",
             "serve",
-            f"{CONFIG_DIR}/{CONFIG_FILE}",
+            f"{pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
             "--host",
             ALL_INTERFACES,
             "--port",
@@ -139,13 +139,7 @@ def runtime_container(agent: Agent, model: ResolvedModel | None, config: Operato
         "startupProbe": _probe("/healthz", periodSeconds=2, failureThreshold=60),
         "livenessProbe": _probe("/healthz", failureThreshold=3),
         "readinessProbe": _probe("/readyz", failureThreshold=3),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": mounts,
     }
 
@@ -176,13 +170,7 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(uid),
         "containers": [runtime_container(agent, model, config)],
         "volumes": volumes,
         **scheduling(config, config.agent_pool, agent.spec.placement),
@@ -238,7 +226,7 @@ def render_agent(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": meta(),
-            "data": {CONFIG_FILE: manifest},
+            "data": {pc.CONFIG_FILE: manifest},
         },
     ]
     if agent.spec.memory == "persistent":

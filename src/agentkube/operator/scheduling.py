@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from agentkube.background import BackgroundTasks
+
 log = logging.getLogger(__name__)
 
 Ref = tuple[str, str, str]  # kind, namespace, name
@@ -27,7 +29,7 @@ class Scheduler:
         self._waiting: set[Ref] = set()
         self._failures: dict[Ref, int] = {}
         self._timers: dict[Ref, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
         self.completed = 0
@@ -54,9 +56,7 @@ class Scheduler:
 
     def submit(self, ref: Ref) -> None:
         """Run in the background (from a timer or a resync)."""
-        task = asyncio.get_running_loop().create_task(self.run(ref))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self.run(ref))
 
     def _retry_later(self, ref: Ref) -> None:
         failures = self._failures.get(ref, 0)
@@ -86,6 +86,4 @@ class Scheduler:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentkube.api.models import Model, Serve
+from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import (
     agent_pods,
@@ -126,14 +127,10 @@ def engine_container(serve: Serve, config: OperatorConfig) -> JSON:
         "livenessProbe": {**probe, "failureThreshold": 6},
         # Pod Security `restricted`, as agents: the engines run as any user once HOME and the
         # Hugging Face cache point at a writable volume.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "runAsNonRoot": True,
-            "runAsUser": config.serving_user_id,
-            "runAsGroup": config.serving_user_id,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # Inference servers write caches under their home and /tmp (issue: read-only root).
+        "securityContext": restricted_container_security(
+            config.serving_user_id, read_only_root=False
+        ),
         "env": [
             {"name": "HOME", "value": CACHE_DIR},
             {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
@@ -175,11 +172,7 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
         ],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "fsGroup": config.serving_user_id,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(config.serving_user_id),
         **scheduling(config, config.model_pool, serve.placement),
     }
     deployment = {

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentkube.api import pod_contract as pc
 from agentkube.api.loading import load_file, single_agent
 from agentkube.api.models import Agent, Model, SandboxLimits
 from agentkube.api.quantity import parse_bytes, parse_cpu
@@ -24,8 +25,8 @@ from agentkube.sandbox.contract import Limits, Sandbox
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get("AGENTKUBE_DATA_DIR"):
-        return Path(environ["AGENTKUBE_DATA_DIR"])
+    if environ.get(pc.ENV_DATA_DIR):
+        return Path(environ[pc.ENV_DATA_DIR])
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "agentkube"
 
@@ -49,7 +50,7 @@ class RuntimeSettings:
 
     def web_settings(self) -> WebSettings:
         return self.web or WebSettings(
-            allow_private=_truthy(self.environ.get("AGENTKUBE_WEB_ALLOW_PRIVATE"))
+            allow_private=_truthy(self.environ.get(pc.ENV_WEB_ALLOW_PRIVATE))
         )
 
 
@@ -83,11 +84,11 @@ def history_for(agent: Agent, data_dir: Path) -> HistoryStore | None:
 def open_sandbox(settings: RuntimeSettings) -> Sandbox:
     """The sandbox backend for this process: the gateway at ``AGENTKUBE_SANDBOX_URL`` (set by
     the operator in a cluster, token from ``AGENTKUBE_SANDBOX_TOKEN_FILE``), else the local one."""
-    url = settings.environ.get("AGENTKUBE_SANDBOX_URL")
+    url = settings.environ.get(pc.ENV_SANDBOX_URL)
     if url:
         from agentkube.gateway.client import DEFAULT_TOKEN_FILE, RemoteSandbox, token_from_file
 
-        token_file = settings.environ.get("AGENTKUBE_SANDBOX_TOKEN_FILE") or DEFAULT_TOKEN_FILE
+        token_file = settings.environ.get(pc.ENV_SANDBOX_TOKEN_FILE) or DEFAULT_TOKEN_FILE
         return RemoteSandbox(url, token=token_from_file(Path(token_file)))
     from agentkube.sandbox.local import LocalSandbox
 

@@ -18,12 +18,13 @@ from typing import Literal
 
 from pydantic_ai.models import Model as PydanticAIModel
 
+from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent, Model
 from agentkube.runtime.errors import ModelConfigError
 from agentkube.runtime.offline import OFFLINE_MODEL_NAME, offline_model
 
-BASE_URL_VARS = ("AGENTKUBE_MODEL_BASE_URL", "OPENAI_BASE_URL")
-API_KEY_VARS = ("AGENTKUBE_MODEL_API_KEY", "OPENAI_API_KEY")
+BASE_URL_VARS = (pc.ENV_MODEL_BASE_URL, "OPENAI_BASE_URL")
+API_KEY_VARS = (pc.ENV_MODEL_API_KEY, "OPENAI_API_KEY")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +75,7 @@ def resolve_model(
     if url:
         if not url.startswith(("http://", "https://")):
             raise ModelConfigError(f"model base URL {url!r} must start with http:// or https://")
-        model_id = environ.get("AGENTKUBE_MODEL_ID") or requested
+        model_id = environ.get(pc.ENV_MODEL_ID) or requested
         return ModelChoice(
             requested=requested, kind="openai", model_id=model_id, base_url=url, api_key=key
         )

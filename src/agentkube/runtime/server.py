@@ -37,6 +37,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 
 from agentkube import __version__
+from agentkube.background import BackgroundTasks
 from agentkube.errors import AgentkubeError
 from agentkube.runtime.agent import AgentRuntime, RunOutcome
 from agentkube.runtime.events import RunEvent
@@ -117,7 +118,7 @@ class TaskManager:
         self.tasks: OrderedDict[str, TaskRecord] = OrderedDict()
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_queued, self._max_kept = max_queued, max_kept
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = BackgroundTasks()
 
     def submit(self, text: str) -> TaskRecord:
         waiting = sum(1 for r in self.tasks.values() if r.view.status == "queued")
@@ -128,9 +129,7 @@ class TaskManager:
         )
         self.tasks[record.view.id] = record
         self._evict()
-        job = asyncio.create_task(self._run(record))
-        self._running.add(job)
-        job.add_done_callback(self._running.discard)
+        self._running.spawn(self._run(record), name=f"task-{record.view.id}")
         return record
 
     async def _run(self, record: TaskRecord) -> None:
@@ -185,9 +184,7 @@ class TaskManager:
         return record
 
     async def shutdown(self) -> None:
-        for job in list(self._running):
-            job.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await self._running.cancel()
 
 
 async def event_stream(record: TaskRecord) -> AsyncIterator[str]:

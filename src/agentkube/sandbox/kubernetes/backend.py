@@ -29,6 +29,8 @@ from lightkube.resources.core_v1 import Event, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import CascadeType
 
+from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
+from agentkube.background import BackgroundTasks
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
@@ -55,7 +57,6 @@ POLL_S = 1.0
 # A Job with no pod after this long: ask whether the API server refused its pod (admission, a
 # missing RuntimeClass, a quota) instead of waiting for the deadline.
 REFUSAL_CHECK_AFTER_S = 1.0
-FIELD_MANAGER = "agentkube-sandbox-gateway"
 
 
 def _elapsed_ms(started: float) -> float:
@@ -83,7 +84,7 @@ class KubernetesSandbox:
             if warm_pool
             else None
         )
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = BackgroundTasks()
         self._started = False
 
     @property
@@ -99,7 +100,7 @@ class KubernetesSandbox:
             policy: Any = NetworkPolicy.from_dict(deny_all_network_policy(self.settings))
             await self._client.apply(
                 policy,
-                field_manager=FIELD_MANAGER,
+                field_manager=GATEWAY_FIELD_MANAGER,
                 force=True,
             )
             await self.sweep()
@@ -143,7 +144,7 @@ class KubernetesSandbox:
         try:
             async with _translated(f"create sandbox Job {self.settings.namespace}/{name}"):
                 obj: Any = Job.from_dict(job)
-                await self._client.create(obj, field_manager=FIELD_MANAGER)
+                await self._client.create(obj, field_manager=GATEWAY_FIELD_MANAGER)
         except BaseException:
             self._events.forget(name)
             raise
@@ -248,9 +249,7 @@ class KubernetesSandbox:
         return job_deadline_exceeded(job.to_dict())
 
     def _clean_up_later(self, kind: type[Job] | type[Pod], name: str) -> None:
-        task = asyncio.create_task(self._delete(kind, name))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._cleanups.spawn(self._delete(kind, name))
 
     async def _delete(self, kind: type[Job] | type[Pod], name: str) -> None:
         try:
@@ -271,8 +270,7 @@ class KubernetesSandbox:
         await self._events.aclose()
         if self._warm is not None:
             await self._warm.aclose()
-        if self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._cleanups.wait()
         if self._started:
             with contextlib.suppress(ApiError, httpx2.HTTPError):
                 await self.sweep()

@@ -36,11 +36,13 @@ from typing import IO, Any
 MESSAGE_LIMIT = 4096
 LOG_MARKER = "agentkube-result "  # starts the log line holding a result too large for the message
 POLL_S = 0.005
+REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
+REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
 
 
 def _request() -> dict[str, Any]:
-    text = os.environ.get("AGENTKUBE_SANDBOX_REQUEST")
-    path = os.environ.get("AGENTKUBE_SANDBOX_REQUEST_FILE")
+    text = os.environ.get(REQUEST_ENV)
+    path = os.environ.get(REQUEST_FILE_ENV)
     while not text and path:
         try:
             with open(path, encoding="utf-8") as f:

@@ -19,8 +19,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from agentkube.api.pod_contract import (
+    GATEWAY_FIELD_MANAGER,
+    restricted_container_security,
+    restricted_pod_security,
+)
+from agentkube.api.quantity import format_cpu, format_mebibytes
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, KiB, Limits
-from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER
+from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER, REQUEST_ENV, REQUEST_FILE_ENV
 
 JSON = dict[str, Any]
 PREFIX = "agentkube.openvn/"
@@ -48,7 +54,7 @@ class PodSettings:
     """Where and how sandbox pods run; the gateway's configuration, not the agent's."""
 
     namespace: str = "agentkube-sandbox"
-    gateway: str = "agentkube-sandbox-gateway"
+    gateway: str = GATEWAY_FIELD_MANAGER  # the gateway's name, on everything it creates
     image: str = "python:3.12-slim"
     image_pull_policy: str = "IfNotPresent"
     runtime_class_name: str | None = None
@@ -86,14 +92,6 @@ def payload(request: ExecutionRequest) -> str:
     )
 
 
-def cpu_quantity(cores: float) -> str:
-    return f"{max(1, math.ceil(cores * 1000))}m"
-
-
-def _mebibytes(size: int) -> str:
-    return f"{max(1, math.ceil(size / (1024 * 1024)))}Mi"
-
-
 def _labels(settings: PodSettings, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/part-of": "agentkube",
@@ -104,7 +102,7 @@ def _labels(settings: PodSettings, name: str) -> dict[str, str]:
 
 
 def _container(limits: Limits, settings: PodSettings, env: list[JSON], mounts: list[JSON]) -> JSON:
-    resources_ = {"cpu": cpu_quantity(limits.cpu), "memory": _mebibytes(limits.memory_bytes)}
+    resources_ = {"cpu": format_cpu(limits.cpu), "memory": format_mebibytes(limits.memory_bytes)}
     return {
         "name": CONTAINER,
         "image": settings.image,
@@ -113,15 +111,7 @@ def _container(limits: Limits, settings: PodSettings, env: list[JSON], mounts: l
         "workingDir": SCRATCH_PATH,
         "env": env,
         "resources": {"requests": resources_, "limits": resources_},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.user_id,
-            "runAsGroup": settings.user_id,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(settings.user_id),
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH}, *mounts],
@@ -137,25 +127,23 @@ def pod_spec(
     mounts: list[JSON] | None = None,
 ) -> JSON:
     """The locked-down spec every sandbox pod shares."""
+    scratch = format_mebibytes(limits.scratch_bytes)
     spec: JSON = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 0,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.user_id,
-            "runAsGroup": settings.user_id,
-            "fsGroup": settings.user_id,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(settings.user_id),
         "nodeSelector": dict(settings.node_selector),
         "tolerations": [dict(t) for t in settings.tolerations],
         "containers": [_container(limits, settings, env, list(mounts or []))],
         "volumes": [
             {
                 "name": "scratch",
-                "emptyDir": {"medium": "Memory", "sizeLimit": _mebibytes(limits.scratch_bytes)},
+                "emptyDir": {
+                    "medium": "Memory",
+                    "sizeLimit": scratch,
+                },
             },
             *(volumes or []),
         ],
@@ -168,7 +156,7 @@ def pod_spec(
 def render_job(name: str, request: ExecutionRequest, settings: PodSettings) -> JSON:
     """The Job of one cold execution; the request travels in the pod's environment."""
     labels = _labels(settings, name)
-    env = [{"name": "AGENTKUBE_SANDBOX_REQUEST", "value": payload(request)}]
+    env = [{"name": REQUEST_ENV, "value": payload(request)}]
     deadline = math.ceil(request.limits.timeout_s) + settings.startup_grace_s
     return {
         "apiVersion": "batch/v1",
@@ -189,7 +177,7 @@ def render_job(name: str, request: ExecutionRequest, settings: PodSettings) -> J
 def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
     """A single-use pod that waits for its request annotation (downward API volume)."""
     labels = {**_labels(settings, name), WARM_LABEL: "ready"}
-    env = [{"name": "AGENTKUBE_SANDBOX_REQUEST_FILE", "value": f"{REQUEST_DIR}/request"}]
+    env = [{"name": REQUEST_FILE_ENV, "value": f"{REQUEST_DIR}/request"}]
     volume = {
         "name": "request",
         "downwardAPI": {

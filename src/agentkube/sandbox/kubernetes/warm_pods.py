@@ -27,6 +27,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
+from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.sandbox.contract import ExecutionRequest, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.rendering import (
@@ -39,7 +40,6 @@ from agentkube.sandbox.kubernetes.rendering import (
 )
 
 log = logging.getLogger(__name__)
-FIELD_MANAGER = "agentkube-sandbox-gateway"
 CLAIM_GRACE_S = 10
 
 
@@ -128,7 +128,7 @@ class WarmPodPool:
                     body,
                     namespace=self._settings.namespace,
                     patch_type=PatchType.MERGE,
-                    field_manager=FIELD_MANAGER,
+                    field_manager=GATEWAY_FIELD_MANAGER,
                 )
             except (ApiError, httpx2.HTTPError) as e:
                 self._events.forget(name)
@@ -176,7 +176,7 @@ class WarmPodPool:
         self._pending.add(name)
         pod: Any = Pod.from_dict(render_warm_pod(name, self.limits, self._settings))
         try:
-            await self._client.create(pod, field_manager=FIELD_MANAGER)
+            await self._client.create(pod, field_manager=GATEWAY_FIELD_MANAGER)
         except (ApiError, httpx2.HTTPError) as e:
             self._pending.discard(name)
             log.error("warm pool: cannot create sandbox pod %s: %s", name, e)

@@ -9,7 +9,6 @@ namespaces disabled): there is no unisolated fallback.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -20,6 +19,7 @@ import subprocess
 from functools import cache
 from types import TracebackType
 
+from agentkube.background import BackgroundTasks
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxUnavailable
 from agentkube.sandbox.local import cgroups, seccomp
@@ -126,7 +126,7 @@ class LocalSandbox:
         self._pool_limits = pool_limits or Limits()
         self._pool = LocalWarmPool(pool_size, self._spawn_warm) if pool_size else None
         self._closed = False
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = BackgroundTasks()
         self._remove_stale_cgroups()
 
     @property
@@ -164,15 +164,12 @@ class LocalSandbox:
                 self._pool.fill()
         # Every process of the sandbox has been sent SIGKILL; reaping them and removing the
         # cgroup need not delay the result.
-        task = asyncio.create_task(_destroy_logging_errors(sandbox))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._cleanups.spawn(_destroy_logging_errors(sandbox))
         return result
 
     async def settle(self) -> None:
         """Wait until every finished execution's sandbox is reaped and its cgroup removed."""
-        while self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._cleanups.wait()
 
     async def aclose(self) -> None:
         self._closed = True

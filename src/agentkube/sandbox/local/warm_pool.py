@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from agentkube.background import BackgroundTasks
 from agentkube.sandbox.local.spawning import SandboxProcess
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class LocalWarmPool:
         self._start = start
         self._ready: deque[SandboxProcess] = deque()
         self._starting: set[asyncio.Task[None]] = set()
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = BackgroundTasks()
         self._closed = False
         self._changed = asyncio.Event()
 
@@ -98,9 +99,7 @@ class LocalWarmPool:
         return None
 
     def _destroy_later(self, sandbox: SandboxProcess) -> None:
-        task = asyncio.create_task(_destroy_quietly(sandbox))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._cleanups.spawn(_destroy_quietly(sandbox))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -110,4 +109,4 @@ class LocalWarmPool:
             await asyncio.gather(*self._starting, return_exceptions=True)
         while self._ready:
             await self._ready.popleft().destroy()
-        await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._cleanups.wait()

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
 
-.PHONY: setup setup-dev demo test lint fmt crds
+.PHONY: setup setup-dev demo test test-fast lint fmt crds
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,10 @@ testcluster:
 
 test: setup-dev testcluster
 	$(VENV)/pytest
+
+# The inner loop: everything but the cluster tests (no control plane, no Go build).
+test-fast: setup-dev
+	$(VENV)/pytest -m "not cluster"
 
 crds: setup
 	$(VENV)/agentkube crds --output-dir deploy/crds

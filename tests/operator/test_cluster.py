@@ -7,6 +7,7 @@ profile would never be created and these tests would time out.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -164,7 +165,7 @@ def test_seed_agent_gets_every_child_runs_on_spot_and_its_model_on_the_gpu_node(
     owner = cluster.kubectl_json("get", "agent", "research-agent", "-n", ns)["metadata"]["uid"]
     for kind in (*CHILD_KINDS, "persistentvolumeclaim"):
         child = cluster.wait_until(
-            lambda kind=kind: get(cluster, kind, "research-agent", ns), f"{kind} research-agent"
+            functools.partial(get, cluster, kind, "research-agent", ns), f"{kind} research-agent"
         )
         assert child["metadata"]["ownerReferences"][0]["uid"] == owner
     bind_volume(cluster, ns, "research-agent")

@@ -4,7 +4,7 @@ from typing import Any
 
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.networking import render_network_policy
-from agentkube.operator.serving import resolve_model
+from agentkube.operator.serving import endpoint_for_model
 from tests.operator.conftest import agent, model
 
 CONFIG = OperatorConfig()
@@ -44,7 +44,7 @@ def test_web_access_excludes_private_ranges() -> None:
 
 
 def test_a_served_model_is_reached_on_its_serving_pods_only() -> None:
-    resolved = resolve_model("llama-3-70b", "ns", {"llama-3-70b": model()}, CONFIG)
+    resolved = endpoint_for_model("llama-3-70b", "ns", {"llama-3-70b": model()}, CONFIG)
     rules = policy(agent(tools=[], memory="none"), resolved)["egress"]
     assert rules[1] == {
         "to": [

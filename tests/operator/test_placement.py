@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentkube.api.models import Placement
-from agentkube.operator.config import OperatorConfig, PoolProfile, Toleration
-from agentkube.operator.placement import UnknownPoolError, scheduling
+from agentkube.api.models import Placement, Toleration
+from agentkube.operator.config import OperatorConfig, PoolProfile
+from agentkube.operator.placement import UnknownPoolError, pool_scheduling
 from agentkube.operator.rendering import render_agent
 from tests.operator.conftest import agent
 
@@ -12,7 +12,7 @@ CONFIG = OperatorConfig()
 
 
 def test_logic_agents_prefer_spot_nodes_and_tolerate_spot_taints_by_default() -> None:
-    fields = scheduling(CONFIG, CONFIG.agent_pool, None)
+    fields = pool_scheduling(CONFIG, CONFIG.agent_pool, None)
     preferred = fields["affinity"]["nodeAffinity"][
         "preferredDuringSchedulingIgnoredDuringExecution"
     ]
@@ -24,7 +24,7 @@ def test_logic_agents_prefer_spot_nodes_and_tolerate_spot_taints_by_default() ->
 
 
 def test_the_gpu_pool_selects_nvidia_tesla_nodes_and_tolerates_the_gpu_taint() -> None:
-    fields = scheduling(CONFIG, CONFIG.model_pool, None)
+    fields = pool_scheduling(CONFIG, CONFIG.model_pool, None)
     assert fields["nodeSelector"] == {"accelerator": "nvidia-tesla"}
     assert fields["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -56,18 +56,18 @@ def test_an_agents_placement_picks_a_pool_and_refines_it() -> None:
             "tolerations": [{"key": "x", "operator": "Exists"}],
         }
     )
-    fields = scheduling(CONFIG, CONFIG.agent_pool, placement)
+    fields = pool_scheduling(CONFIG, CONFIG.agent_pool, placement)
     assert fields["nodeSelector"] == {"accelerator": "nvidia-tesla", "zone": "a"}
     assert fields["tolerations"][-1] == {"key": "x", "operator": "Exists"}
 
 
 def test_an_unknown_pool_names_the_field_and_the_known_pools() -> None:
     with pytest.raises(UnknownPoolError, match=r"spec.placement.pool 'nope'.*gpu, sandbox, spot"):
-        scheduling(CONFIG, CONFIG.agent_pool, Placement(pool="nope"))
+        pool_scheduling(CONFIG, CONFIG.agent_pool, Placement(pool="nope"))
 
 
 def test_a_runtime_class_in_a_profile_reaches_the_pod() -> None:
     config = OperatorConfig(
         pools={**CONFIG.pools, "spot": PoolProfile(runtime_class_name="gvisor")}
     )
-    assert scheduling(config, "spot", None) == {"runtimeClassName": "gvisor"}
+    assert pool_scheduling(config, "spot", None) == {"runtimeClassName": "gvisor"}

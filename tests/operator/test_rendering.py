@@ -8,7 +8,7 @@ from agentkube.api.loading import parse_documents
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import CONFIG_HASH_ANNOTATION, HASH_ANNOTATION
 from agentkube.operator.rendering import render_agent
-from agentkube.operator.serving import resolve_model
+from agentkube.operator.serving import endpoint_for_model
 from tests.operator.conftest import agent, model
 
 CONFIG = OperatorConfig()
@@ -125,7 +125,7 @@ def test_storage_size_and_class_come_from_the_configuration() -> None:
 
 
 def test_a_served_model_gives_its_in_cluster_url_and_id() -> None:
-    resolved = resolve_model("llama-3-70b", "ns", {"llama-3-70b": model()}, CONFIG)
+    resolved = endpoint_for_model("llama-3-70b", "ns", {"llama-3-70b": model()}, CONFIG)
     values = env(render_agent(agent(), "ns", resolved, CONFIG))
     assert values["AGENTKUBE_MODEL_BASE_URL"] == "http://llama-3-70b-model.ns.svc:8000/v1"
     assert values["AGENTKUBE_MODEL_ID"] == "meta-llama/Meta-Llama-3-70B-Instruct"
@@ -140,7 +140,7 @@ def test_an_endpoint_models_api_key_comes_from_its_secret() -> None:
             "apiKeySecretRef": {"name": "openai", "key": "token"},
         }
     )
-    resolved = resolve_model("llama-3-70b", "ns", {"llama-3-70b": external}, CONFIG)
+    resolved = endpoint_for_model("llama-3-70b", "ns", {"llama-3-70b": external}, CONFIG)
     values = env(render_agent(agent(), "ns", resolved, CONFIG))
     assert values["AGENTKUBE_MODEL_BASE_URL"] == "https://api.example.com/v1"
     assert values["AGENTKUBE_MODEL_ID"] == "gpt-4o"

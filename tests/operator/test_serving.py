@@ -4,7 +4,7 @@ from typing import Any
 
 from agentkube.operator.config import DefaultEndpoint, OperatorConfig
 from agentkube.operator.naming import MAX_NAME, bounded_name
-from agentkube.operator.serving import render_model, resolve_model
+from agentkube.operator.serving import endpoint_for_model, render_model
 from tests.operator.conftest import model
 
 CONFIG = OperatorConfig()
@@ -79,12 +79,12 @@ def test_the_serving_image_and_args_can_be_overridden() -> None:
 
 
 def test_a_model_name_unknown_to_the_namespace_resolves_to_nothing_without_a_default() -> None:
-    assert resolve_model("llama-3-70b", "ns", {}, CONFIG) is None
+    assert endpoint_for_model("llama-3-70b", "ns", {}, CONFIG) is None
 
 
 def test_the_default_endpoint_serves_model_ids_that_name_no_model() -> None:
     config = OperatorConfig(default_endpoint=DefaultEndpoint(url="http://llm.example:8000/v1"))
-    resolved = resolve_model("llama-3-70b", "ns", {}, config)
+    resolved = endpoint_for_model("llama-3-70b", "ns", {}, config)
     assert resolved is not None
     assert (resolved.base_url, resolved.model_id, resolved.source) == (
         "http://llm.example:8000/v1",

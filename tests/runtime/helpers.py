@@ -9,7 +9,7 @@ from pydantic_ai.models import Model as PydanticAIModel
 from agentkube.api.loading import parse_documents
 from agentkube.api.models import Agent
 from agentkube.memory.history import HistoryStore
-from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.building import history_for
 from agentkube.runtime.model_resolution import ModelChoice
 from agentkube.runtime.tools import ToolEnvironment
@@ -29,9 +29,15 @@ def runtime_for(
     tools: ToolEnvironment | None = None,
     data_dir: Path | None = None,
     history: HistoryStore | None = None,
+    budget: TaskBudget | None = None,
 ) -> AgentRuntime:
     choice = ModelChoice(requested=agent.spec.model, kind="offline", model_id="scripted")
     store = history if history is not None else (history_for(agent, data_dir) if data_dir else None)
     return AgentRuntime(
-        agent, choice=choice, model=model, tools=tools or ToolEnvironment(), history=store
+        agent,
+        choice=choice,
+        model=model,
+        tools=tools or ToolEnvironment(),
+        history=store,
+        budget=budget,
     )

@@ -7,12 +7,14 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from agentkube.memory.history import InMemoryHistory
 from agentkube.runtime.agent import AgentRuntime
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.server import create_app
@@ -41,12 +43,12 @@ def api() -> Iterator[httpx.Client]:
         yield client
 
 
-def _wait_done(api: httpx.Client, task_id: str) -> dict[str, object]:
+def _wait_done(api: httpx.Client, task_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         view = api.get(f"/v1/tasks/{task_id}").json()
         if view["status"] in ("succeeded", "failed"):
-            return view  # type: ignore[no-any-return]
+            return view
         time.sleep(0.05)
     raise AssertionError(f"task {task_id} did not finish")
 
@@ -58,8 +60,8 @@ def test_submitted_task_runs_and_its_result_can_be_read(api: httpx.Client) -> No
     assert view["status"] in ("queued", "running")
     done = _wait_done(api, view["id"])
     assert done["status"] == "succeeded"
-    assert done["result"]["output"] == "done thinking"  # type: ignore[index]
-    assert done["result"]["model"] == "scripted"  # type: ignore[index]
+    assert done["result"]["output"] == "done thinking"
+    assert done["result"]["model"] == "scripted"
 
 
 def test_events_stream_as_server_sent_events_until_the_task_ends(api: httpx.Client) -> None:
@@ -114,3 +116,29 @@ def test_a_failing_run_is_reported_as_failed_with_its_reason() -> None:
         assert view["status"] == "failed"
         assert "127.0.0.1:9/v1 is unreachable" in str(view["error"])
         assert 'agentkube_tasks_total{outcome="failed"} 1.0' in api.get("/metrics").text
+
+
+def echo_prompts(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    prompts = [
+        str(p.content)
+        for m in messages
+        for p in getattr(m, "parts", [])
+        if p.part_kind == "user-prompt"
+    ]
+    return ModelResponse(parts=[TextPart(" | ".join(prompts))])
+
+
+def test_each_client_gets_its_own_conversation_unless_it_names_one() -> None:
+    agent = agent_from("{model: m, memory: ephemeral}")
+    runtime = runtime_for(agent, FunctionModel(echo_prompts), history=InMemoryHistory())
+    with serve(create_app(_factory(runtime))) as url, httpx.Client(base_url=url) as api:
+        first = api.post("/v1/tasks", json={"task": "I am Ada"}).json()
+        assert first["conversation"] == first["id"]  # a new conversation, named in the answer
+        _wait_done(api, first["id"])
+        other = _wait_done(api, api.post("/v1/tasks", json={"task": "who?"}).json()["id"])
+        assert other["result"]["output"] == "who?"  # another client: nothing shared
+        again = api.post("/v1/tasks", json={"task": "who?", "conversation": first["id"]})
+        done = _wait_done(api, again.json()["id"])
+        assert done["result"]["output"] == "I am Ada | who?"
+        bad = api.post("/v1/tasks", json={"task": "x", "conversation": "../etc"})
+        assert bad.status_code == 422

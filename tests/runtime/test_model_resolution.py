@@ -7,7 +7,7 @@ import pytest
 from agentkube.api.loading import parse_documents
 from agentkube.api.models import Model
 from agentkube.runtime.errors import ModelConfigError
-from agentkube.runtime.model_resolution import resolve_model
+from agentkube.runtime.model_resolution import choose_model
 from tests.runtime.helpers import agent_from
 
 MODEL = (
@@ -23,14 +23,14 @@ def _model() -> Model:
 
 
 def test_no_endpoint_anywhere_falls_back_to_offline_and_says_why() -> None:
-    choice = resolve_model(agent_from("{model: llama-3-70b}"), [], environ={})
+    choice = choose_model(agent_from("{model: llama-3-70b}"), [], environ={})
     assert choice.kind == "offline"
     assert choice.label == "offline"
     assert choice.note is not None and "'llama-3-70b'" in choice.note
 
 
 def test_a_declared_model_gives_its_url_and_model_id() -> None:
-    choice = resolve_model(agent_from("{model: brain}"), [_model()], environ={})
+    choice = choose_model(agent_from("{model: brain}"), [_model()], environ={})
     assert (choice.kind, choice.base_url, choice.model_id) == (
         "openai",
         "http://models.internal:8000/v1",
@@ -40,13 +40,13 @@ def test_a_declared_model_gives_its_url_and_model_id() -> None:
 
 def test_environment_base_url_and_model_id_are_used() -> None:
     environ = {"AGENTKUBE_MODEL_BASE_URL": "http://x:1/v1", "AGENTKUBE_MODEL_ID": "served"}
-    choice = resolve_model(agent_from("{model: m}"), [], environ=environ)
+    choice = choose_model(agent_from("{model: m}"), [], environ=environ)
     assert (choice.base_url, choice.model_id, choice.api_key) == ("http://x:1/v1", "served", None)
 
 
 def test_flags_win_over_the_environment_and_the_manifest() -> None:
     environ = {"AGENTKUBE_MODEL_BASE_URL": "http://env:1/v1", "OPENAI_API_KEY": "env-key"}
-    choice = resolve_model(
+    choice = choose_model(
         agent_from("{model: brain}"),
         [_model()],
         base_url="http://flag:2/v1",
@@ -58,7 +58,7 @@ def test_flags_win_over_the_environment_and_the_manifest() -> None:
 
 def test_model_offline_overrides_a_configured_endpoint() -> None:
     environ = {"AGENTKUBE_MODEL_BASE_URL": "http://env:1/v1"}
-    choice = resolve_model(
+    choice = choose_model(
         agent_from("{model: brain}"), [_model()], override="offline", environ=environ
     )
     assert choice.kind == "offline"
@@ -67,4 +67,4 @@ def test_model_offline_overrides_a_configured_endpoint() -> None:
 
 def test_a_base_url_without_a_scheme_is_a_user_error() -> None:
     with pytest.raises(ModelConfigError, match="must start with http"):
-        resolve_model(agent_from("{model: m}"), [], base_url="localhost:8000", environ={})
+        choose_model(agent_from("{model: m}"), [], base_url="localhost:8000", environ={})

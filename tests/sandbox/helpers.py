@@ -20,9 +20,9 @@ async def run(
     backend: LocalSandbox, code: str, *, language: str = "python", **limits: float
 ) -> ExecutionResult:
     request = ExecutionRequest(
-        language=language,  # type: ignore[arg-type]
+        language=language,  # type: ignore[arg-type,unused-ignore]
         code=code,
-        limits=Limits(**limits),  # type: ignore[arg-type]
+        limits=Limits(**limits),  # type: ignore[arg-type,unused-ignore]
     )
     result = await backend.execute(request)
     await backend.settle()

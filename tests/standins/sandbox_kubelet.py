@@ -1,7 +1,7 @@
 """A stand-in kubelet for sandbox pods: kwok does not run containers, this does (test helper).
 
 It registers its own Node (kwok leaves nodes without kwok's annotation alone), keeps the node's
-Lease fresh as a kubelet does, and for every pod the scheduler binds to it:
+Lease fresh as a kubelet does, and for every pod the reconcile queue binds to it:
 
 * marks the pod Running, as a kubelet does once its containers started;
 * runs the container's command (``command + args``, with the container's environment) in the

@@ -13,8 +13,9 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from agentkube.api.capabilities import unsupported_message
 from agentkube.api.errors import ManifestError
-from agentkube.api.models import API_VERSION, KINDS, Agent, Resource
+from agentkube.api.models import API_VERSION, KINDS, Agent, Model, Resource
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 
@@ -91,6 +92,17 @@ def single_agent(resources: list[Resource], source: str) -> Agent:
     return agents[0]
 
 
+def load_agent(path: Path) -> tuple[Agent, list[Model]]:
+    """The one Agent of a manifest file and its Models, refused (one line) if this release
+    cannot run it. Needs no model framework, so a bad file is refused before any loads."""
+    resources = load_file(path)
+    agent = single_agent(resources, str(path))
+    unsupported = unsupported_message(agent)
+    if unsupported is not None:
+        raise ManifestError(f"{path}: Agent {agent.metadata.name}: {unsupported}")
+    return agent, [r for r in resources if isinstance(r, Model)]
+
+
 def describe(error: ValidationError) -> str:
     """One sentence for the first validation error, naming the field and the fix."""
     errors = error.errors(include_url=False)
@@ -110,11 +122,17 @@ def _sentence(err: ErrorDetails) -> str:
         return f"{field}: unknown field; remove it or check its spelling"
     got = err.get("input")
     shown = (
-        f" (got {got!r})"
+        f" (got {_short(got)})"
         if isinstance(got, (str, int, float, bool)) and kind != "value_error"
         else ""
     )
     return f"{field}: {msg}{shown}"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut: an error message never echoes a large input back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

@@ -91,10 +91,13 @@ class Resources(_Wire):
 
 
 class Toleration(_Wire):
+    """A Kubernetes toleration (the operator's pool profiles use the same model)."""
+
     key: str | None = None
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
 
 
 class Placement(_Wire):

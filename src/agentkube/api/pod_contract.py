@@ -13,8 +13,6 @@ from typing import Any, Final
 JSON = dict[str, Any]
 
 # Environment of an agent pod (and of `agentkube agent serve` / `run` on one machine).
-ENV_AGENT_NAME: Final = "AGENTKUBE_AGENT_NAME"
-ENV_NAMESPACE: Final = "AGENTKUBE_NAMESPACE"
 ENV_MODEL_BASE_URL: Final = "AGENTKUBE_MODEL_BASE_URL"
 ENV_MODEL_ID: Final = "AGENTKUBE_MODEL_ID"
 ENV_MODEL_API_KEY: Final = "AGENTKUBE_MODEL_API_KEY"

@@ -38,19 +38,20 @@ _SUFFIXES: dict[str, Decimal] = {
     "Ei": Decimal(2) ** 60,
 }
 MiB = 2**20
+_EXAMPLES = "500m, 0.5, 128Mi, 1Gi or 1048576"
 
 
 def parse_quantity(value: int | float | str) -> Decimal:
     """The value of a quantity; raises ``ValueError`` naming the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 0.5, 128Mi or 1Gi")
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as {_EXAMPLES}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"{value!r} is not a finite quantity")
         return Decimal(str(value))
     match = _PARTS.match(value)
     if match is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 0.5, 128Mi, 1Gi or 1048576")
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as {_EXAMPLES}")
     try:
         number = Decimal(match["number"])
         if match["exponent"] is not None:

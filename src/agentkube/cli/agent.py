@@ -28,16 +28,30 @@ def serve(
     sandbox_pool: Annotated[
         int, typer.Option(min=0, max=64, help="pre-started sandboxes kept warm")
     ] = 2,
+    max_requests: Annotated[
+        int, typer.Option(min=1, max=1000, help="model requests one task may make")
+    ] = 25,
+    task_timeout: Annotated[
+        float, typer.Option(min=1, max=86400, help="seconds before a task is cancelled")
+    ] = 600,
 ) -> None:
     """Serve the agent of FILE over HTTP: tasks, events (SSE), health, metrics."""
+    from agentkube.api.loading import load_agent
+
+    agent, models = load_agent(file)  # fail fast, exit 2, before anything heavy loads
+
     import uvicorn
 
-    from agentkube.runtime.building import RuntimeSettings, load_agent, open_runtime
+    from agentkube.runtime.agent import TaskBudget
+    from agentkube.runtime.building import RuntimeSettings, open_runtime
     from agentkube.runtime.server import create_app
 
-    agent, models = load_agent(file)  # fail fast, exit 2, before the server starts
     settings = RuntimeSettings(
-        model=model, base_url=base_url, data_dir=data_dir, sandbox_pool=sandbox_pool
+        model=model,
+        base_url=base_url,
+        data_dir=data_dir,
+        sandbox_pool=sandbox_pool,
+        budget=TaskBudget(max_model_requests=max_requests, timeout_s=task_timeout),
     )
 
     @asynccontextmanager

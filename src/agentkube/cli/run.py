@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,7 @@ from rich.markup import escape
 from agentkube.errors import UserError
 
 if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run starts
+    from agentkube.api.models import Agent, Model
     from agentkube.runtime.agent import RunOutcome
     from agentkube.runtime.building import RuntimeSettings
     from agentkube.runtime.events import RunEvent
@@ -44,6 +46,17 @@ class Progress:
             self.console.print(f"{mark} {data['name']} [dim]{data['duration_ms']:.0f} ms[/]")
 
 
+CONVERSATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_conversation(conversation: str) -> None:
+    if not CONVERSATION.match(conversation):
+        raise UserError(
+            f"--conversation {conversation[:40]!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
 def read_task(task: str) -> str:
     text = sys.stdin.read() if task == "-" else task
     if not text.strip():
@@ -54,16 +67,20 @@ def read_task(task: str) -> str:
 
 
 async def _run(
-    file: Path, task: str, settings: RuntimeSettings, progress: Progress | None
+    loaded: tuple[Agent, list[Model]],
+    task: str,
+    conversation: str,
+    settings: RuntimeSettings,
+    progress: Progress | None,
 ) -> RunOutcome:
-    from agentkube.runtime.building import load_agent, open_runtime
+    agent, models = loaded
+    from agentkube.runtime.building import open_runtime
 
-    agent, models = load_agent(file)
     async with open_runtime(agent, models, settings) as runtime:
         if progress is None:
-            return await runtime.run(task)
+            return await runtime.run(task, conversation=conversation)
         with progress.status:
-            return await runtime.run(task, emit=progress)
+            return await runtime.run(task, emit=progress, conversation=conversation)
 
 
 def run(
@@ -83,16 +100,39 @@ def run(
         Path | None,
         typer.Option(help="where persistent memory lives (default ~/.local/share/agentkube)"),
     ] = None,
+    conversation: Annotated[
+        str,
+        typer.Option(help="conversation to continue (its history, with memory persistent)"),
+    ] = "default",
+    max_requests: Annotated[
+        int, typer.Option(min=1, max=1000, help="model requests the task may make")
+    ] = 25,
+    task_timeout: Annotated[
+        float, typer.Option(min=1, max=86400, help="seconds before the task is cancelled")
+    ] = 600,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run one task with the agent of FILE and print the answer."""
+    from agentkube.api.loading import load_agent
+
+    loaded = load_agent(file)  # refuses a bad file before the model framework loads
+    text = read_task(task)
+    check_conversation(conversation)
+
+    from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings
     from agentkube.runtime.offline import DISCLAIMER
 
-    text = read_task(task)
-    settings = RuntimeSettings(model=model, base_url=base_url, api_key=api_key, data_dir=data_dir)
+    settings = RuntimeSettings(
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        data_dir=data_dir,
+        budget=TaskBudget(max_model_requests=max_requests, timeout_s=task_timeout),
+    )
     err = Console(stderr=True)
-    outcome = asyncio.run(_run(file, text, settings, None if json_output else Progress(err)))
+    progress = None if json_output else Progress(err)
+    outcome = asyncio.run(_run(loaded, text, conversation, settings, progress))
     if json_output:
         typer.echo(json.dumps(outcome.model_dump(mode="json"), ensure_ascii=False))
         return

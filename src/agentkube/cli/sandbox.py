@@ -18,6 +18,7 @@ from typing import get_args
 import typer
 from pydantic import ValidationError
 
+from agentkube.api.loading import describe
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Language, Limits
 from agentkube.sandbox.errors import SandboxRequestError
@@ -83,12 +84,6 @@ def _read_code(source: str) -> str:
     return code
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
-
-
 def build_request(
     source: str, language: str, timeout: str | None, memory: str | None, cpu: str | None
 ) -> ExecutionRequest:
@@ -97,12 +92,12 @@ def build_request(
     try:
         limits = Limits(timeout_s=_timeout(timeout), memory_bytes=_memory(memory), cpu=_cpu(cpu))
     except ValidationError as e:
-        raise SandboxRequestError(f"bad limit {_one_line(e)}") from e
+        raise SandboxRequestError(f"bad limit {describe(e)}") from e
     code = _read_code(source)
     try:
         return ExecutionRequest(language=lang, code=code, limits=limits)
     except ValidationError as e:
-        raise SandboxRequestError(f"bad request {_one_line(e)}") from e
+        raise SandboxRequestError(f"bad request {describe(e)}") from e
 
 
 async def _execute(request: ExecutionRequest) -> ExecutionResult:

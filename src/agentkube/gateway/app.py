@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from agentkube.api.loading import describe
 from agentkube.gateway.auth import Authenticator, Identity
 from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
@@ -52,12 +53,6 @@ class GatewaySettings:
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 async def _caller(request: Request, authenticator: Authenticator) -> Identity | None:
@@ -152,7 +147,7 @@ def create_app(
         try:
             parsed = ExecutionRequest.model_validate_json(body)
         except ValidationError as e:
-            return _error(422, f"invalid execution request: {_one_line(e)}")
+            return _error(422, f"invalid execution request: {describe(e)}")
         return await _run(request, parsed, identity)
 
     async def _run(request: Request, parsed: ExecutionRequest, identity: Identity) -> Response:

@@ -30,7 +30,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from agentkube.api.models import GROUP, VERSION
-from agentkube.operator.errors import NamespaceTerminating, PermanentError, TemporaryError
+from agentkube.operator.errors import NamespaceTerminating, RejectedByApi, TransientApiError
 from agentkube.operator.status import timestamp
 
 JSON = dict[str, Any]
@@ -89,7 +89,7 @@ class Applier:
         try:
             async with _translated(f"delete {kind} {namespace}/{name}"):
                 await self.client.delete(resource, name, namespace=namespace)
-        except PermanentError as e:
+        except RejectedByApi as e:
             if isinstance(e.__cause__, ApiError) and e.__cause__.status.code == 404:
                 return
             raise
@@ -145,7 +145,7 @@ class Applier:
 
 
 class _translated:
-    """Turn client failures into :class:`TemporaryError` or :class:`PermanentError`."""
+    """Turn client failures into :class:`TransientApiError` or :class:`RejectedByApi`."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -160,10 +160,10 @@ class _translated:
             if _namespace_terminating(exc):
                 raise NamespaceTerminating(message) from exc
             if code >= 500 or code in _TEMPORARY_STATUS:
-                raise TemporaryError(message) from exc
-            raise PermanentError(message) from exc
+                raise TransientApiError(message) from exc
+            raise RejectedByApi(message) from exc
         if isinstance(exc, (httpx.TransportError, OSError)):
-            raise TemporaryError(f"{self.what}: API server unreachable ({exc!r})") from exc
+            raise TransientApiError(f"{self.what}: API server unreachable ({exc!r})") from exc
 
 
 def _namespace_terminating(error: ApiError) -> bool:

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from agentkube import __version__
 from agentkube.api.loading import describe
+from agentkube.api.models import Toleration
 from agentkube.api.pod_contract import OPERATOR_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
 from agentkube.operator.errors import OperatorConfigError
 
@@ -30,14 +31,6 @@ class _Config(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
-
-
-class Toleration(_Config):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
 
 
 class PoolProfile(_Config):

@@ -4,8 +4,9 @@ UserError
 └── OperatorConfigError    the operator configuration file is wrong: names file, field, fix
 RuntimeFailure
 └── ReconcileError         a reconcile failed
-    ├── TemporaryError     the API server is unreachable or overloaded: retry with back-off
-    └── PermanentError     the API server rejected an object: retrying the same input is useless
+    ├── TransientApiError  the API server is unreachable or overloaded: retry with back-off
+    └── RejectedByApi      the API server rejected an object: retrying the same input is useless
+        └── NamespaceTerminating   the namespace is being deleted: do not fight it
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ class ReconcileError(RuntimeFailure):
     """A reconcile of one object failed."""
 
 
-class TemporaryError(ReconcileError):
+class TransientApiError(ReconcileError):
     """Worth retrying: the failure came from the environment, not from the object."""
 
 
-class PermanentError(ReconcileError):
+class RejectedByApi(ReconcileError):
     """Not worth retrying until the object (or the configuration) changes."""
 
 
-class NamespaceTerminating(PermanentError):
+class NamespaceTerminating(RejectedByApi):
     """The object's namespace is being deleted; the operator must not fight the deletion."""

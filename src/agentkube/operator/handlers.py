@@ -5,7 +5,7 @@ progress annotations, no finalizers): the operator's writes are exactly the reco
 watch (Agents, Models, and the children, filtered server-side by the ``managed-by`` label):
 
 - updates the :class:`~agentkube.operator.cache.Cache`;
-- asks the :class:`~agentkube.operator.scheduling.Scheduler` to reconcile the owner — so a
+- asks the :class:`~agentkube.operator.queueing.ReconcileQueue` to reconcile the owner — so a
   deleted or hand-edited child is repaired, and a Deployment becoming available updates the
   Agent's status;
 - a Model's event also reconciles the Agents of its namespace that name it.
@@ -27,7 +27,7 @@ import kopf
 from agentkube.api.models import GROUP, VERSION
 from agentkube.operator.cache import Cache
 from agentkube.operator.naming import AGENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
-from agentkube.operator.scheduling import Ref, Scheduler
+from agentkube.operator.queueing import ReconcileQueue, Ref
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -46,11 +46,11 @@ MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
 class Controller:
-    """Routes watch events to the cache and the scheduler."""
+    """Routes watch events to the cache and the reconcile queue."""
 
-    def __init__(self, cache: Cache, scheduler: Scheduler, *, resync_seconds: float) -> None:
+    def __init__(self, cache: Cache, queue: ReconcileQueue, *, resync_seconds: float) -> None:
         self.cache = cache
-        self.scheduler = scheduler
+        self.queue = queue
         self.resync_seconds = resync_seconds
         self._resync: asyncio.Task[None] | None = None
 
@@ -69,12 +69,12 @@ class Controller:
         namespace, name, gone = self._record(kind, event)
         ref: Ref = (kind, namespace, name)
         if gone:
-            self.scheduler.forget(ref)
+            self.queue.forget(ref)
         else:
-            await self.scheduler.run(ref)
+            await self.queue.run(ref)
         if kind == "Model":
             for agent in self._agents_using(namespace, name):
-                self.scheduler.submit(("Agent", namespace, agent))
+                self.queue.submit(("Agent", namespace, agent))
 
     async def on_child(self, kind: str, event: JSON) -> None:
         namespace, _, _ = self._record(kind, event)
@@ -82,7 +82,7 @@ class Controller:
         for owner_kind, label in (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL)):
             owner = labels.get(label)
             if owner and self.cache.get(owner_kind, namespace, owner) is not None:
-                await self.scheduler.run((owner_kind, namespace, owner))
+                await self.queue.run((owner_kind, namespace, owner))
 
     def _agents_using(self, namespace: str, model: str) -> list[str]:
         return [
@@ -96,7 +96,7 @@ class Controller:
             await asyncio.sleep(self.resync_seconds)
             for kind in OWNERS:
                 for namespace, name in self.cache.keys(kind):
-                    self.scheduler.submit((kind, namespace, name))
+                    self.queue.submit((kind, namespace, name))
 
     async def start(self) -> None:
         self._resync = asyncio.get_running_loop().create_task(self.resync_forever())
@@ -106,7 +106,7 @@ class Controller:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync
-        await self.scheduler.close()
+        await self.queue.close()
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

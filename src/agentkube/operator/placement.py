@@ -30,7 +30,7 @@ def pool_profile(config: OperatorConfig, default: str, placement: Placement | No
         ) from None
 
 
-def scheduling(config: OperatorConfig, default: str, placement: Placement | None) -> JSON:
+def pool_scheduling(config: OperatorConfig, default: str, placement: Placement | None) -> JSON:
     """The pod-spec fields (nodeSelector, tolerations, affinity, runtimeClassName) to merge."""
     profile = pool_profile(config, default, placement)
     node_selector = dict(profile.node_selector)

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentkube.api.capabilities import unsupported_message
+from agentkube.api.loading import describe
 from agentkube.api.models import Agent, Model
 from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
@@ -24,14 +26,19 @@ from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import drifted
 from agentkube.operator.errors import (
     NamespaceTerminating,
-    PermanentError,
     ReconcileError,
-    TemporaryError,
+    RejectedByApi,
+    TransientApiError,
 )
 from agentkube.operator.naming import model_child_name
 from agentkube.operator.placement import UnknownPoolError
 from agentkube.operator.rendering import endpoint, render_agent
-from agentkube.operator.serving import ResolvedModel, model_base_url, render_model, resolve_model
+from agentkube.operator.serving import (
+    ResolvedModel,
+    endpoint_for_model,
+    model_base_url,
+    render_model,
+)
 from agentkube.operator.status import (
     Check,
     conditions,
@@ -79,10 +86,17 @@ class Reconciler:
                 {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
             )
         except ValidationError as e:
-            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=str(e))
+            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=describe(e))
             return await self._finish(body, [check], {}) or False
         model = self._model_for(agent, namespace)
         checks = [self._model_check(agent, model, namespace)]
+        unsupported = unsupported_message(agent)
+        if unsupported is not None:
+            # No pod: it would only crash-loop on the same refusal (the runtime's exit 2).
+            checks.append(
+                Check(type="Reconciled", ok=False, reason="Unsupported", message=unsupported)
+            )
+            return await self._finish(body, checks, {}) or False
         try:
             children = render_agent(agent, namespace, model, self.config)
         except UnknownPoolError as e:
@@ -106,7 +120,7 @@ class Reconciler:
                 log.warning(
                     "Model %s/%s does not validate; ignoring it", namespace, agent.spec.model
                 )
-        return resolve_model(agent.spec.model, namespace, models, self.config)
+        return endpoint_for_model(agent.spec.model, namespace, models, self.config)
 
     @staticmethod
     def _model_check(agent: Agent, model: ResolvedModel | None, namespace: str) -> Check:
@@ -131,7 +145,7 @@ class Reconciler:
         try:
             model = _parse_model(body)
         except ValidationError as e:
-            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=str(e))
+            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=describe(e))
             return await self._finish(body, [check], {}) or False
         try:
             children = render_model(model, namespace, self.config)
@@ -161,7 +175,7 @@ class Reconciler:
             except ReconcileError as e:
                 log.warning("%s", e)
                 check = Check(type="Reconciled", ok=False, reason="PruneFailed", message=str(e))
-                return Applied(check=check, retry=isinstance(e, TemporaryError))
+                return Applied(check=check, retry=isinstance(e, TransientApiError))
             self.cache.remove(kind, namespace, name)
         check = Check(
             type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
@@ -196,7 +210,7 @@ class Reconciler:
         except ReconcileError as e:
             log.warning("%s", e)
             check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
-            return Applied(check=check, retry=isinstance(e, TemporaryError))
+            return Applied(check=check, retry=isinstance(e, TransientApiError))
         return None
 
     async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
@@ -218,7 +232,7 @@ class Reconciler:
             return False
         try:
             await self.applier.patch_status(body["kind"], meta["namespace"], meta["name"], patch)
-        except PermanentError as e:
+        except RejectedByApi as e:
             log.info("%s", e)  # typically deleted meanwhile: its watch event follows
             return False
         except ReconcileError as e:

@@ -27,7 +27,7 @@ from agentkube.operator.naming import (
     stamp,
 )
 from agentkube.operator.networking import render_network_policy
-from agentkube.operator.placement import scheduling
+from agentkube.operator.placement import pool_scheduling
 from agentkube.operator.serving import ResolvedModel
 
 JSON = dict[str, Any]
@@ -73,14 +73,8 @@ def model_env(model: ResolvedModel | None) -> list[JSON]:
 
 
 def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> list[JSON]:
-    env: list[JSON] = [
-        {"name": pc.ENV_AGENT_NAME, "value": agent.metadata.name},
-        {
-            "name": pc.ENV_NAMESPACE,
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-        },
-        *model_env(model),
-    ]
+    # The agent's name and namespace reach the runtime in agent.yaml's metadata.
+    env: list[JSON] = model_env(model)
     if agent.spec.memory == "persistent":
         env.append({"name": pc.ENV_DATA_DIR, "value": pc.DATA_DIR})
     if config.sandbox_url:
@@ -173,7 +167,7 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
         "securityContext": restricted_pod_security(uid),
         "containers": [runtime_container(agent, model, config)],
         "volumes": volumes,
-        **scheduling(config, config.agent_pool, agent.spec.placement),
+        **pool_scheduling(config, config.agent_pool, agent.spec.placement),
     }
 
 

@@ -23,8 +23,8 @@ from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
-from agentkube.operator.scheduling import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,20 @@ class Operator:
     cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     reconciler: Reconciler = field(init=False)
-    scheduler: Scheduler = field(init=False)
+    queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         self.reconciler = Reconciler(cache=self.cache, applier=self.applier, config=config)
-        self.scheduler = Scheduler(
+        self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
             concurrency=config.max_concurrent_reconciles,
             retry_seconds=config.retry_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
-        self.controller = Controller(
-            self.cache, self.scheduler, resync_seconds=config.resync_seconds
-        )
+        self.controller = Controller(self.cache, self.queue, resync_seconds=config.resync_seconds)
 
     async def run(
         self,
@@ -106,7 +104,7 @@ class OperatorMetrics(Collector):
         yield CounterMetricFamily(
             "agentkube_operator_reconciles",
             "reconciles run",
-            value=self.operator.scheduler.completed,
+            value=self.operator.queue.completed,
         )
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]

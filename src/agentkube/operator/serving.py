@@ -4,9 +4,9 @@ A Model with ``endpoint`` is only a reference (no children). A Model with ``serv
 Deployment of an OpenAI-compatible server (vLLM by default, llama.cpp selectable) on the GPU
 pool, and a Service; agents reach it at ``http://<model>-model.<ns>.svc:<port>/v1``.
 
-:func:`resolve_model` decides which endpoint an Agent's ``spec.model`` means: a Model of that name
-in the Agent's namespace, else the operator's default endpoint serving that model id, else nothing
-(the Agent reports ``ModelResolved=False`` and recovers when the Model appears).
+:func:`endpoint_for_model` decides which endpoint an Agent's ``spec.model`` means: a Model of
+that name in the Agent's namespace, else the operator's default endpoint serving that model id,
+else nothing (the Agent reports ``ModelResolved=False`` and recovers when the Model appears).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from agentkube.operator.naming import (
     owner_reference,
     stamp,
 )
-from agentkube.operator.placement import scheduling
+from agentkube.operator.placement import pool_scheduling
 
 JSON = dict[str, Any]
 CACHE_DIR = "/cache"
@@ -58,7 +58,7 @@ def _url_port(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def resolve_model(
+def endpoint_for_model(
     wanted: str, namespace: str, models: Mapping[str, Model], config: OperatorConfig
 ) -> ResolvedModel | None:
     """The endpoint an Agent's ``spec.model`` refers to, or None when nothing serves it."""
@@ -173,7 +173,7 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": restricted_pod_security(config.serving_user_id),
-        **scheduling(config, config.model_pool, serve.placement),
+        **pool_scheduling(config, config.model_pool, serve.placement),
     }
     deployment = {
         "apiVersion": "apps/v1",

@@ -3,15 +3,29 @@
 :class:`AgentRuntime` is shared by ``agentkube run`` (one task, then exit) and ``agentkube agent
 serve`` (many tasks over HTTP). A run emits :class:`RunEvent` s as it goes and returns a
 :class:`RunOutcome` with the answer, the model that gave it and every tool call.
+
+History is per conversation: ``namespace/agent/conversation``. Runs of one conversation take
+turns (a lock per conversation), so two clients never interleave appends to one history; runs
+of different conversations go on side by side. Every run is bounded by a :class:`TaskBudget`:
+pydantic-ai's ``UsageLimits`` for model requests, and a wall-clock timeout that cancels the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
-from pydantic_ai.exceptions import ModelAPIError, ModelConnectionError, ModelHTTPError
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelHTTPError,
+    UsageLimitExceeded,
+)
 from pydantic_ai.messages import (
     ModelMessage,
     PartDeltaEvent,
@@ -20,10 +34,11 @@ from pydantic_ai.messages import (
     TextPartDelta,
 )
 from pydantic_ai.models import Model as PydanticAIModel
+from pydantic_ai.usage import UsageLimits
 
 from agentkube.api.models import Agent
 from agentkube.memory.history import HistoryStore
-from agentkube.runtime.errors import ModelRequestFailed, ModelUnreachable
+from agentkube.runtime.errors import ModelRequestFailed, ModelUnreachable, TaskLimitReached
 from agentkube.runtime.events import EventSink, RunEvent, discard
 from agentkube.runtime.model_resolution import ModelChoice
 from agentkube.runtime.recording import ToolCallRecord, ToolRecorder
@@ -35,8 +50,28 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+DEFAULT_CONVERSATION = "default"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskBudget:
+    """What one task may spend before it is stopped."""
+
+    max_model_requests: int = 25
+    timeout_s: float = 600.0
+
+
+@dataclass
+class _Turn:
+    """Runs of one conversation take turns; ``users`` counts the running and the waiting."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class RunOutcome(BaseModel):
     agent: str
+    conversation: str = DEFAULT_CONVERSATION
     output: str
     model: str
     model_note: str | None = None
@@ -56,12 +91,15 @@ class AgentRuntime:
         tools: ToolEnvironment,
         history: HistoryStore | None = None,
         stream_text: bool = False,
+        budget: TaskBudget | None = None,
     ) -> None:
         self.agent = agent
         self.stream_text = stream_text
         self.choice = choice
         self.history = history
+        self.budget = budget or TaskBudget()
         self.key = f"{agent.metadata.namespace or 'default'}/{agent.metadata.name}"
+        self._turns: dict[str, _Turn] = {}
         prompt = agent.spec.system_prompt or DEFAULT_SYSTEM_PROMPT.format(name=agent.metadata.name)
         self._agent: PydanticAgent[RunDeps, str] = PydanticAgent(
             model,
@@ -71,13 +109,63 @@ class AgentRuntime:
             name=agent.metadata.name,
         )
 
-    async def run(self, task: str, emit: EventSink = discard) -> RunOutcome:
+    def history_key(self, conversation: str) -> str:
+        """Where a conversation's history is kept: ``namespace/agent`` for the default one (so
+        histories written before conversations existed stay readable), else
+        ``namespace/agent/conversation``."""
+        if conversation == DEFAULT_CONVERSATION:
+            return self.key
+        return f"{self.key}/{conversation}"
+
+    async def run(
+        self, task: str, emit: EventSink = discard, *, conversation: str = DEFAULT_CONVERSATION
+    ) -> RunOutcome:
+        turn = self._turns.setdefault(conversation, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                return await self._run(task, emit, conversation)
+        finally:
+            turn.users -= 1
+            if not turn.users:  # the last one out forgets the conversation's lock
+                del self._turns[conversation]
+
+    async def _run(self, task: str, emit: EventSink, conversation: str) -> RunOutcome:
         started = time.perf_counter()
         recorder = ToolRecorder(emit=emit)
         emit(RunEvent(kind="run.started", data={"task": task, "model": self.choice.label}))
-        history = await self.history.load(self.key) if self.history else []
+        key = self.history_key(conversation)
+        history = await self.history.load(key) if self.history else []
         try:
-            output, new_messages = await self._loop(task, history, recorder, emit)
+            with self._translate_model_errors():
+                async with asyncio.timeout(self.budget.timeout_s):
+                    output, new_messages = await self._loop(task, history, recorder, emit)
+        except TimeoutError as e:
+            raise TaskLimitReached(
+                f"the task ran past its {self.budget.timeout_s:g} s timeout and was cancelled; "
+                "raise --task-timeout or split the task"
+            ) from e
+        if self.history is not None:
+            await self.history.append(key, new_messages)
+        return RunOutcome(
+            agent=self.agent.metadata.name,
+            conversation=conversation,
+            output=output,
+            model=self.choice.label,
+            model_note=self.choice.note,
+            tool_calls=recorder.calls,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    @contextmanager
+    def _translate_model_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except UsageLimitExceeded as e:
+            raise TaskLimitReached(
+                f"the task reached its limit of {self.budget.max_model_requests} model requests "
+                f"({e}); raise --max-requests or simplify the task"
+            ) from e
         except ModelConnectionError as e:
             raise ModelUnreachable(
                 f"model endpoint {self.choice.base_url} is unreachable ({e.message}); check the "
@@ -90,16 +178,6 @@ class AgentRuntime:
             ) from e
         except ModelAPIError as e:
             raise ModelRequestFailed(f"model request failed: {e.message}") from e
-        if self.history is not None:
-            await self.history.append(self.key, new_messages)
-        return RunOutcome(
-            agent=self.agent.metadata.name,
-            output=output,
-            model=self.choice.label,
-            model_note=self.choice.note,
-            tool_calls=recorder.calls,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
 
     async def _loop(
         self,
@@ -109,7 +187,10 @@ class AgentRuntime:
         emit: EventSink,
     ) -> tuple[str, list[ModelMessage]]:
         deps = RunDeps(recorder=recorder)
-        async with self._agent.iter(task, message_history=history or None, deps=deps) as run:
+        limits = UsageLimits(request_limit=self.budget.max_model_requests)
+        async with self._agent.iter(
+            task, message_history=history or None, deps=deps, usage_limits=limits
+        ) as run:
             async for node in run:
                 if PydanticAgent.is_model_request_node(node):
                     emit(RunEvent(kind="model.request", data={"model": self.choice.label}))

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentkube.api import pod_contract as pc
-from agentkube.api.loading import load_file, single_agent
 from agentkube.api.models import Agent, Model, SandboxLimits
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
-from agentkube.runtime.agent import AgentRuntime
-from agentkube.runtime.model_resolution import open_model, resolve_model
+from agentkube.runtime.agent import AgentRuntime, TaskBudget
+from agentkube.runtime.model_resolution import choose_model, open_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
 from agentkube.sandbox.contract import Limits, Sandbox
 
@@ -44,6 +43,7 @@ class RuntimeSettings:
     data_dir: Path | None = None
     sandbox_pool: int = 0
     web: WebSettings | None = None
+    budget: TaskBudget = field(default_factory=TaskBudget)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir(self.environ)
@@ -100,7 +100,7 @@ async def open_runtime(
     agent: Agent, models: list[Model], settings: RuntimeSettings
 ) -> AsyncIterator[AgentRuntime]:
     """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit."""
-    choice = resolve_model(
+    choice = choose_model(
         agent,
         models,
         override=settings.model,
@@ -120,12 +120,8 @@ async def open_runtime(
                 tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
                 history=history,
                 stream_text=choice.kind == "openai",
+                budget=settings.budget,
             )
     finally:
         if sandbox is not None:
             await sandbox.aclose()
-
-
-def load_agent(path: Path) -> tuple[Agent, list[Model]]:
-    resources = load_file(path)
-    return single_agent(resources, str(path)), [r for r in resources if isinstance(r, Model)]

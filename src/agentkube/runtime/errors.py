@@ -5,7 +5,8 @@ UserError
 └── ToolConfigError        a tool in spec.tools cannot run here
 RuntimeFailure
 ├── ModelUnreachable       the model endpoint did not answer (connection, timeout)
-└── ModelRequestFailed     the model endpoint answered with an error
+├── ModelRequestFailed     the model endpoint answered with an error
+└── TaskLimitReached       the task used up its budget (model requests, wall time)
 """
 
 from __future__ import annotations
@@ -27,3 +28,7 @@ class ModelUnreachable(RuntimeFailure):
 
 class ModelRequestFailed(RuntimeFailure):
     """The model endpoint returned an error."""
+
+
+class TaskLimitReached(RuntimeFailure):
+    """The task was stopped at its budget: too many model requests, or past its timeout."""

@@ -48,7 +48,7 @@ def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return next((environ[n] for n in names if environ.get(n)), None)
 
 
-def resolve_model(
+def choose_model(
     agent: Agent,
     models: list[Model],
     *,

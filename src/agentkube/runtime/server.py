@@ -48,14 +48,24 @@ TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 RuntimeFactory = Callable[[], AbstractAsyncContextManager[AgentRuntime]]
 
 
+CONVERSATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
 class TaskRequest(BaseModel):
     task: str = Field(..., min_length=1, max_length=100_000, description="what the agent should do")
+    conversation: str | None = Field(
+        None,
+        pattern=CONVERSATION_PATTERN,
+        description="continue this conversation (its history); omitted: a new conversation, "
+        "named in the answer",
+    )
 
 
 class TaskView(BaseModel):
     id: str
     status: TaskStatus
     task: str
+    conversation: str
     created_at: float
     finished_at: float | None = None
     result: RunOutcome | None = None
@@ -120,13 +130,19 @@ class TaskManager:
         self._max_queued, self._max_kept = max_queued, max_kept
         self._running = BackgroundTasks()
 
-    def submit(self, text: str) -> TaskRecord:
+    def submit(self, text: str, conversation: str | None = None) -> TaskRecord:
         waiting = sum(1 for r in self.tasks.values() if r.view.status == "queued")
         if waiting >= self._max_queued:
             raise HTTPException(429, f"{waiting} tasks are already queued; retry later")
-        record = TaskRecord(
-            TaskView(id=uuid.uuid4().hex, status="queued", task=text, created_at=time.time())
+        task_id = uuid.uuid4().hex
+        view = TaskView(
+            id=task_id,
+            status="queued",
+            task=text,
+            conversation=conversation or task_id,
+            created_at=time.time(),
         )
+        record = TaskRecord(view)
         self.tasks[record.view.id] = record
         self._evict()
         self._running.spawn(self._run(record), name=f"task-{record.view.id}")
@@ -138,7 +154,9 @@ class TaskManager:
             self.metrics.in_flight.inc()
             started = time.perf_counter()
             try:
-                outcome = await self.runtime.run(record.view.task, emit=record.add)
+                outcome = await self.runtime.run(
+                    record.view.task, emit=record.add, conversation=record.view.conversation
+                )
             except AgentkubeError as e:
                 self._finish(record, "failed", error=str(e))
             except Exception as e:
@@ -238,7 +256,7 @@ def create_app(
 
     @app.post("/v1/tasks", status_code=202, response_model=TaskView)
     async def submit(request: TaskRequest) -> TaskView:
-        return manager().submit(request.task).view
+        return manager().submit(request.task, request.conversation).view
 
     @app.get("/v1/tasks", response_model=list[TaskView])
     async def list_tasks() -> list[TaskView]:

@@ -4,21 +4,33 @@
 the sandbox gateway in a cluster); ``web-browser`` is pydantic-ai's SSRF-protected fetcher, which
 refuses loopback/private addresses unless configured, pins the resolved IP, and caps size and
 time. Every call goes through the run's :class:`ToolRecorder`.
+
+A sandbox that cannot run the code right now is the tool's failure, not the run's: a busy
+sandbox (the agent's quota is used up) is waited for as long as it asks (``retry_after_s``, a few
+times), and what still fails reaches the model as a tool result with an ``error`` it can react
+to; an invalid request (code too large) is a ``ModelRetry``, the model's to fix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_ai import RunContext, Tool
+from pydantic_ai import ModelRetry, RunContext, Tool
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.messages import BinaryContent
 
 from agentkube.runtime.errors import ToolConfigError
 from agentkube.runtime.recording import ToolRecorder
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits, Sandbox
+from agentkube.sandbox.errors import (
+    SandboxBusy,
+    SandboxFailure,
+    SandboxRequestError,
+    SandboxUnavailable,
+)
 
 PYTHON_INTERPRETER = "python-interpreter"
 WEB_BROWSER = "web-browser"
@@ -74,25 +86,61 @@ def execution_summary(result: ExecutionResult) -> dict[str, Any]:
     }
 
 
+BUSY_RETRIES = 3
+MAX_BUSY_WAIT_S = 10.0
+
+
+def python_interpreter_description(limits: Limits) -> str:
+    """The tool's description, from the limits it really runs with."""
+    return (
+        "Run Python 3 code in an isolated sandbox and return its exit code, stdout and stderr. "
+        f"The sandbox has no network, {limits.cpu:g} CPU, {limits.memory_bytes // 2**20} MiB "
+        f"of memory and a {limits.timeout_s:g} s timeout; only the standard library is "
+        "available. Print whatever you want to see."
+    )
+
+
+async def execute_when_free(sandbox: Sandbox, request: ExecutionRequest) -> ExecutionResult:
+    """``sandbox.execute``, waiting out a busy sandbox as long as it asks, a few times."""
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return await sandbox.execute(request)
+        except SandboxBusy as e:
+            if attempt == BUSY_RETRIES:
+                raise
+            await asyncio.sleep(min(max(e.retry_after_s, 0.1), MAX_BUSY_WAIT_S))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def python_interpreter_tool(sandbox: Sandbox, limits: Limits) -> Tool[RunDeps]:
     async def python_interpreter(ctx: RunContext[RunDeps], code: str) -> dict[str, Any]:
-        """Run Python 3 code in an isolated sandbox and return its exit code, stdout and stderr.
-
-        The sandbox has no network, a 0.5 CPU / 128 MiB budget and a short timeout; only the
-        standard library is available. Print whatever you want to see.
+        """Run Python 3 code.
 
         Args:
             code: a complete Python 3 program.
         """
         async with ctx.deps.recorder.call(PYTHON_INTERPRETER, {"code": code}) as call:
-            result = await sandbox.execute(
-                ExecutionRequest(language="python", code=code, limits=limits)
-            )
+            request = ExecutionRequest(language="python", code=code, limits=limits)
+            try:
+                result = await execute_when_free(sandbox, request)
+            except SandboxRequestError as e:
+                raise ModelRetry(f"the sandbox refused the code: {e}") from e
+            except (SandboxFailure, SandboxUnavailable) as e:
+                failure: dict[str, Any] = {"error": f"the sandbox could not run the code: {e}"}
+                if isinstance(e, SandboxBusy):
+                    failure["retry_after_s"] = e.retry_after_s
+                call.result, call.ok = json.dumps(failure), False
+                return failure
             summary = execution_summary(result)
             call.result, call.ok = json.dumps(summary), result.ok
             return summary
 
-    return Tool(python_interpreter, name=PYTHON_INTERPRETER, max_retries=3)
+    return Tool(
+        python_interpreter,
+        name=PYTHON_INTERPRETER,
+        description=python_interpreter_description(limits),
+        max_retries=3,
+    )
 
 
 def web_browser_tool(settings: WebSettings) -> Tool[RunDeps]:

@@ -1,4 +1,4 @@
-"""When reconciles run: one at a time per object, coalesced, bounded, retried with back-off.
+"""The reconcile queue: one run at a time per object, coalesced, bounded, retried with back-off.
 
 Reconciles are level-triggered: any event about an object or one of its children asks for a
 reconcile of the object, which then looks at the latest cached state. So a burst of events needs
@@ -19,7 +19,7 @@ Ref = tuple[str, str, str]  # kind, namespace, name
 Work = Callable[[Ref], Awaitable[bool]]  # returns whether to retry later
 
 
-class Scheduler:
+class ReconcileQueue:
     def __init__(
         self, work: Work, *, concurrency: int, retry_seconds: float, max_retry_seconds: float
     ) -> None:

@@ -32,3 +32,20 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
+
+# What `make test` needs beyond the venv: the test control plane's tools. Checked, with a hint;
+# Go is only needed while the control plane is not yet built and cached.
+if [ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ]; then
+  command -v openssl >/dev/null 2>&1 || {
+    echo "setup: installing openssl (the test cluster makes its certificates with it)" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssl >/dev/null
+  }
+  command -v kubectl >/dev/null 2>&1 \
+    || echo "setup: warning: kubectl is not on PATH; the cluster tests need it (https://kubernetes.io/docs/tasks/tools/)" >&2
+  if ! hack/testcluster/build.sh --locate >/dev/null 2>&1 || [ ! -f "$(hack/testcluster/build.sh --locate)/.complete" ]; then
+    command -v go >/dev/null 2>&1 \
+      || echo "setup: warning: Go >= 1.26 is not on PATH and the test control plane is not built yet; install it from https://go.dev/dl" >&2
+  fi
+fi

@@ -92,7 +92,7 @@ async def _start(backend: Sandbox) -> None:
         await start()
 
 
-def create_app(
+def create_app(  # noqa: C901 - one small closure per route
     backend: Sandbox,
     authenticator: Authenticator,
     settings: GatewaySettings | None = None,

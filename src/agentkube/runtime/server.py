@@ -221,7 +221,7 @@ async def event_stream(record: TaskRecord) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
 
 
-def create_app(
+def create_app(  # noqa: C901 - one small closure per route
     open_runtime: RuntimeFactory,
     *,
     max_concurrent: int = 4,

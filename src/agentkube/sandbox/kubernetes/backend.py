@@ -290,7 +290,7 @@ async def _translated(action: str) -> Any:
                 f"{action}: the gateway's ServiceAccount lacks the rights "
                 f"(deploy/gateway/rbac.yaml): {e.status.message}"
             ) from e
-        if e.status.code == 422 or e.status.code == 400:
+        if e.status.code in (400, 422):
             raise SandboxFailure(f"{action}: the API server rejected it: {e.status.message}") from e
         raise SandboxFailure(f"{action}: {e.status.code} {e.status.message}") from e
     except httpx2.HTTPError as e:

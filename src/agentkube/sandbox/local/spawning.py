@@ -170,7 +170,16 @@ async def spawn(settings: SpawnSettings, name: str, limits: Limits) -> SandboxPr
         argv = isolation.bwrap_argv(
             settings.isolation, scratch_bytes=limits.scratch_bytes, fds=fds, command=command
         )
-        popen = _popen(argv, settings, cgroup, stdin_r, stdout_w, stderr_w, result_w, fds)
+        popen = _popen(
+            argv,
+            settings,
+            cgroup,
+            stdin=stdin_r,
+            stdout=stdout_w,
+            stderr=stderr_w,
+            result=result_w,
+            fds=fds,
+        )
     except BaseException:
         for fd in opened:
             with contextlib.suppress(OSError):
@@ -206,6 +215,7 @@ def _popen(
     argv: list[str],
     settings: SpawnSettings,
     cgroup: ExecutionCgroup,
+    *,
     stdin: int,
     stdout: int,
     stderr: int,

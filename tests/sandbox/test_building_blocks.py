@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from agentkube.sandbox import ExecutionRequest, Limits, SandboxUnavailable
-from agentkube.sandbox.local import LocalSandbox, cgroups, isolation, seccomp
+from agentkube.sandbox.local import LocalSandbox, cgroup_detection, cgroups, isolation, seccomp
 from agentkube.sandbox.local.execution import _parse_report, _report_length
 from agentkube.sandbox.local.spawning import launcher_argv
 
@@ -99,7 +99,7 @@ def test_a_hybrid_machine_with_an_empty_cgroup2_uses_v1(tmp_path: Path) -> None:
     for controller in ("cpu", "memory", "pids", "unified"):
         (tmp_path / controller).mkdir()
     (tmp_path / "unified" / "cgroup.controllers").write_text("hugetlb\n")
-    hierarchy = cgroups.detect(mountinfo=text)
+    hierarchy = cgroup_detection.detect(mountinfo=text)
     assert hierarchy.version == 1
     assert (tmp_path / "memory" / "agentkube").is_dir()
 
@@ -111,7 +111,7 @@ def test_cgroup_v2_gets_its_limits_as_v2_files(tmp_path: Path) -> None:
     (tmp_path / "agentkube").mkdir()
     (tmp_path / "agentkube" / "cgroup.subtree_control").write_text("")
     text = f"40 1 0:40 / {tmp_path} rw - cgroup2 cgroup2 rw\n"
-    hierarchy = cgroups.detect(mountinfo=text)
+    hierarchy = cgroup_detection.detect(mountinfo=text)
     assert hierarchy.version == 2
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     cgroup = hierarchy.create("sbx-1", Limits(cpu=0.5, memory_bytes=96 * MiB, pids=32))
@@ -127,7 +127,7 @@ def test_cgroup_v2_gets_its_limits_as_v2_files(tmp_path: Path) -> None:
 
 def test_no_usable_controllers_means_the_sandbox_is_unavailable() -> None:
     with pytest.raises(SandboxUnavailable, match="cpu, memory and pids"):
-        cgroups.detect(mountinfo="30 25 0:26 / /sys rw - sysfs sysfs rw\n")
+        cgroup_detection.detect(mountinfo="30 25 0:26 / /sys rw - sysfs sysfs rw\n")
 
 
 def test_the_helper_report_is_parsed_and_garbage_is_harmless() -> None:

@@ -22,7 +22,7 @@ from types import TracebackType
 from agentkube.background import BackgroundTasks
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxUnavailable
-from agentkube.sandbox.local import cgroups, seccomp
+from agentkube.sandbox.local import cgroup_detection, cgroups, seccomp
 from agentkube.sandbox.local.execution import run_request
 from agentkube.sandbox.local.isolation import IsolationConfig
 from agentkube.sandbox.local.spawning import SandboxProcess, SpawnSettings, spawn
@@ -102,7 +102,7 @@ class LocalSandbox:
             raise ValueError("pool_size must be >= 0")
         config = IsolationConfig(bwrap=_find_bwrap(bwrap), python=python, bash=bash)
         _check_interpreter(config)
-        hierarchy = cgroups.detect(
+        hierarchy = cgroup_detection.detect(
             parent=cgroup_parent or os.environ.get("AGENTKUBE_SANDBOX_CGROUP")
         )
         program = seccomp.build_filter() if use_seccomp else None

@@ -63,6 +63,17 @@ def _info(name: str, metadata: Any, count: int) -> CollectionInfo:
     return CollectionInfo(name=name, embedder=embedder, dimension=dimension, chunks=count)
 
 
+def _check_dimension(name: str, collection: Any, vectors: Vectors) -> None:
+    """Chroma fixes a collection's dimension only at its first write; ours is fixed at creation."""
+    info = _info(name, collection.metadata, 0)
+    if vectors.ndim != 2 or vectors.shape[1] != info.dimension:
+        got = vectors.shape[-1] if vectors.ndim else 0
+        raise CollectionRefused(
+            f"collection {name!r} holds {info.dimension}-d vectors of {info.embedder}; "
+            f"refusing {got}-d vectors"
+        )
+
+
 def _positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -218,6 +229,7 @@ class ChromaStore:
         self, client: Any, name: str, ids: list[str], vectors: Vectors, texts: list[str], metas: Any
     ) -> None:
         collection = self._collection(client, name)
+        _check_dimension(name, collection, vectors)
         try:
             collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
         except Exception as e:
@@ -263,6 +275,7 @@ class ChromaStore:
 
     def _query(self, client: Any, name: str, vector: Vectors, k: int) -> list[Hit]:
         collection = self._collection(client, name)
+        _check_dimension(name, collection, vector)
         result = collection.query(
             query_embeddings=vector, n_results=k, include=["documents", "metadatas", "distances"]
         )

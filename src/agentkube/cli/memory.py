@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from agentkube.errors import UserError
 
@@ -128,7 +127,7 @@ def ingest(
     check_collection_name(collection)
     settings = _settings(data_dir, vector_url)
     console = Console(stderr=True)
-    documents = read_documents(paths, lambda msg: console.print(f"warning: {escape(msg)}"))
+    documents = read_documents(paths, lambda msg: typer.echo(f"warning: {msg}", err=True))
     progress = _IngestProgress(console)
     try:
         report = _with_store(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,31 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path: Path) -> None:
     no_path = memory("ingest", "--collection", "guide", "--data-dir", data, absent)
     assert no_path.returncode == 2
     assert no_path.stderr.startswith(f"error: {absent} does not exist (pass text or Markdown")
+
+
+def test_a_fresh_machine_ingests_and_searches_with_no_network_and_nothing_downloaded(
+    tmp_path: Path,
+) -> None:
+    """No network namespace at all, and an empty HOME: Chroma's default embedding model (which
+    it would download) and wordllama's hub download must never be reached."""
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "unshare (util-linux) is needed to run without a network"
+    docs, home = corpus(tmp_path), tmp_path / "home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTKUBE_", "XDG_"))}
+    offline = [unshare, "--net", "--map-root-user", sys.executable, "-m", "agentkube", "memory"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*offline, *args], capture_output=True, text=True, timeout=120, check=False,
+            env={**base, "HOME": str(home)},
+        )  # fmt: skip
+
+    assert as_json(run("ingest", "--collection", "guide", "--json", str(docs)))["added"] == 3
+    hits = as_json(run("search", "--collection", "guide", "--json", "virtualenv"))
+    assert "make setup" in hits[0]["text"]
+    created = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert [p for p in created if not p.startswith(".local/share/agentkube")] == [
+        ".local",
+        ".local/share",
+    ]

@@ -82,7 +82,8 @@ class RedisServer(ServerProcess):
 
     name = "redis"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.extra = list(extra)
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -107,6 +108,7 @@ class RedisServer(ServerProcess):
             "--appendfsync", "always",
             "--save", "",
             "--daemonize", "no",
+            *self.extra,
         ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +139,30 @@ async def test_updating_a_namespace_user_replaces_its_password(
         await old.aclose()
         await new.aclose()
         await delete_redis_user(admin, "team-erin")
+
+
+async def test_namespace_users_survive_a_restart_when_the_server_has_an_acl_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "users.acl").touch()
+    server = RedisServer(tmp_path, "--aclfile", str(tmp_path / "users.acl"))
+    server.start()
+    try:
+        admin = aioredis.from_url(server.url)
+        try:
+            user = await ensure_redis_user(admin, "team-frank", "frank-secret")
+        finally:
+            await admin.aclose()
+        server.stop()
+        server.start()
+        store = RedisState(user_url(server, user, "frank-secret"), "team-frank")
+        try:
+            await store.set("still", b"here")
+            assert await store.get("still") == b"here"
+        finally:
+            await store.aclose()
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("bad", ["Team", "a*", "a:b", "-a", "", "x" * 64, "a b"])

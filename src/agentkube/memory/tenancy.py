@@ -99,10 +99,26 @@ async def ensure_redis_user(admin: Redis, namespace: str, password: str) -> str:
     user = redis_username(namespace)
     rules = redis_acl_rules(namespace, password)
     await admin.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+    await _save_acl(admin)
     return user
+
+
+async def _save_acl(admin: Redis) -> None:
+    """Persist users to the server's ACL file (deploy/memory has one), so they survive restarts.
+
+    A server without an ACL file keeps users in memory only; that is not an error here.
+    """
+    from redis.exceptions import ResponseError
+
+    try:
+        await admin.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
+    except ResponseError as e:
+        if "not configured to use an ACL file" not in str(e):
+            raise
 
 
 async def delete_redis_user(admin: Redis, namespace: str) -> None:
     """Remove ``namespace``'s ACL user (its keys stay until deleted separately)."""
     user = redis_username(namespace)
     await admin.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
+    await _save_acl(admin)

@@ -143,3 +143,12 @@ async def test_metadata_updates_and_deletes_touch_only_the_named_records(
 async def test_unusable_collection_names_are_refused(vector_store: VectorStore, bad: str) -> None:
     with pytest.raises(InvalidName, match="collection name"):
         await vector_store.open_collection(bad, "test:3", 3)
+
+
+async def test_asking_for_more_records_than_there_are_returns_what_there_is(
+    vector_store: VectorStore,
+) -> None:
+    await vector_store.open_collection("kb-5", "test:3", 3)
+    assert await vector_store.query("kb-5", unit([1, 0, 0]), 10) == []
+    await vector_store.upsert("kb-5", ["a"], unit([1, 0, 0]), ["A"], [{"n": 1}])
+    assert [h.id for h in await vector_store.query("kb-5", unit([1, 0, 0]), 10)] == ["a"]

@@ -2,8 +2,9 @@
 
 Every chunk's id is derived from its document's path and its own text, so an unchanged chunk
 keeps its id and is neither re-embedded nor rewritten (at most its position is updated). Each
-chunk also records its document's hash and chunk count; a document whose chunks all carry the
-current hash and are all present is skipped without being chunked.
+chunk records ``source`` (the absolute path), ``chunk`` (its index) and ``doc`` (the document's
+hash and chunk count); a document whose chunks all carry the current ``doc`` and are all present
+is skipped without being chunked.
 
 Writes are ordered so that an interruption at any point loses nothing: new chunks are upserted
 first, then surviving chunks get the document's new hash, and only then are stale chunks
@@ -29,7 +30,7 @@ from agentkube.memory.chunking import (
 )
 from agentkube.memory.embeddings import Embedder
 from agentkube.memory.errors import CollectionRefused, InvalidName
-from agentkube.memory.vectors import CollectionInfo, Hit, Metadata, VectorStore
+from agentkube.memory.vectors import Hit, Metadata, VectorStore
 
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", *MARKDOWN_SUFFIXES})
 CHUNKER_VERSION = 1
@@ -129,8 +130,7 @@ def chunk_ids(source: str, chunks: Sequence[Chunk]) -> list[str]:
 def _plan_document(document: Document, existing: dict[str, Metadata], plan: _Plan) -> None:
     doc_hash = document_hash(document)
     complete = existing and all(
-        m.get("doc_hash") == doc_hash and m.get("doc_chunks") == len(existing)
-        for m in existing.values()
+        m.get("doc") == f"{doc_hash}:{len(existing)}" for m in existing.values()
     )
     if complete:
         plan.chunks += len(existing)
@@ -140,13 +140,12 @@ def _plan_document(document: Document, existing: dict[str, Metadata], plan: _Pla
     ids = chunk_ids(document.source, chunks)
     plan.chunks += len(chunks)
     for chunk_id, chunk in zip(ids, chunks, strict=True):
+        # Few keys on purpose: Chroma stores and indexes each key of each record as a row, and
+        # every key costs ingestion throughput. The chunk's own hash is in its id.
         meta: Metadata = {
             "source": document.source,
             "chunk": chunk.index,
-            "heading": chunk.heading,
-            "hash": chunk_id.split("-")[1],
-            "doc_hash": doc_hash,
-            "doc_chunks": len(chunks),
+            "doc": f"{doc_hash}:{len(chunks)}",
         }
         if chunk_id not in existing:
             plan.add_ids.append(chunk_id)
@@ -207,16 +206,15 @@ async def ingest(
     )
 
 
-async def checked_collection(store: VectorStore, embedder: Embedder, name: str) -> CollectionInfo:
-    """An existing collection, refused unless ``embedder`` is the one that filled it."""
-    info = await store.describe(name)
+async def check_embedder(store: VectorStore, embedder: Embedder, name: str) -> None:
+    """Refuse unless ``embedder`` is the one that filled the existing collection ``name``."""
+    info = await store.recorded_embedder(name)
     if (info.embedder, info.dimension) != (embedder.name, embedder.dimension):
         raise CollectionRefused(
             f"collection {name!r} was built with {info.embedder} ({info.dimension}-d) but the "
             f"query embedder is {embedder.name} ({embedder.dimension}-d); search it with the "
             "same embedder"
         )
-    return info
 
 
 async def search(
@@ -227,8 +225,6 @@ async def search(
         raise InvalidName("the search query is empty")
     if k < 1:
         raise InvalidName(f"top-k must be at least 1, not {k}")
-    info = await checked_collection(store, embedder, collection)
-    if info.chunks == 0:
-        return []
+    await check_embedder(store, embedder, collection)
     vector = await embedder.embed([query])
-    return await store.query(collection, vector, min(k, info.chunks))
+    return await store.query(collection, vector, k)

@@ -67,6 +67,10 @@ class VectorStore(Protocol):
         """An existing collection (:class:`CollectionNotFound` otherwise)."""
         ...
 
+    async def recorded_embedder(self, name: str) -> CollectionInfo:
+        """Like :meth:`describe` but without counting (``chunks`` is 0): cheap, for every query."""
+        ...
+
     async def list_collections(self) -> list[CollectionInfo]:
         """Every collection of ours in this tenant (foreign ones are left out)."""
         ...
@@ -95,7 +99,8 @@ class VectorStore(Protocol):
     async def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
     async def query(self, name: str, vector: Vectors, k: int) -> list[Hit]:
-        """The ``k`` nearest records to one ``(1, dimension)`` vector, best first."""
+        """The ``k`` nearest records to one ``(1, dimension)`` vector, best first (fewer if the
+        collection holds fewer)."""
         ...
 
     async def aclose(self) -> None: ...

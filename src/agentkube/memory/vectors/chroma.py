@@ -191,6 +191,15 @@ class ChromaStore:
         collection = self._collection(client, name)
         return _info(name, collection.metadata, collection.count())
 
+    async def recorded_embedder(self, name: str) -> CollectionInfo:
+        check_collection_name(name)
+        collection = self._collections.get(name)
+        if collection is not None:  # metadata fixed at creation: no round trip needed
+            return _info(name, collection.metadata, 0)
+        return await self._call(
+            lambda client: _info(name, self._collection(client, name).metadata, 0)
+        )
+
     async def list_collections(self) -> list[CollectionInfo]:
         return await self._call(self._list)
 

@@ -46,72 +46,13 @@ from agentkube.memory.state.sqlite import SqliteState  # noqa: E402
 from agentkube.memory.vectors import VectorStore  # noqa: E402
 from agentkube.memory.vectors.chroma import ChromaServer, EmbeddedChroma  # noqa: E402
 
-WORDS = [
-    *[
-        "agent",
-        "cluster",
-        "memory",
-        "vector",
-        "redis",
-        "session",
-        "pod",
-        "kubernetes",
-        "operator",
-        "sandbox",
-        "model",
-    ],
-    *[
-        "query",
-        "document",
-        "chunk",
-        "embedding",
-        "search",
-        "retrieval",
-        "tenant",
-        "namespace",
-        "policy",
-        "network",
-    ],
-    *[
-        "storage",
-        "volume",
-        "the",
-        "a",
-        "of",
-        "to",
-        "and",
-        "in",
-        "is",
-        "that",
-        "for",
-        "it",
-        "with",
-        "as",
-        "on",
-        "be",
-        "by",
-        "this",
-        "are",
-        "from",
-    ],
-    *[
-        "at",
-        "or",
-        "an",
-        "was",
-        "which",
-        "we",
-        "deploy",
-        "scale",
-        "replica",
-        "service",
-        "ingress",
-        "secret",
-        "config",
-        "token",
-    ],
-    *["latency", "throughput", "failure", "retry"],
-]
+VOCABULARY = """
+agent cluster memory vector redis session pod kubernetes operator sandbox model query document
+chunk embedding search retrieval tenant namespace policy network storage volume the a of to and
+in is that for it with as on be by this are from at or an was which we deploy scale replica
+service ingress secret config token latency throughput failure retry
+"""
+WORDS = VOCABULARY.split()
 
 
 def free_port() -> int:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything agentkube needs on a fresh Debian machine: system packages (bubblewrap for
-# the local sandbox) and a virtualenv in .venv with the package + extras.
+# the local sandbox; with AGENTKUBE_SETUP_DEV=1 also redis-server, which the memory tests start on
+# loopback) and a virtualenv in .venv with the package + extras.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 APT_PACKAGES=(bubblewrap)
+[ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ] && APT_PACKAGES+=(redis-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -4,6 +4,10 @@ Each run appends the messages it added as one row, in one transaction, so a cras
 at most that run and never corrupts earlier ones. Reads return the last ``max_runs`` runs in
 order. The embedded store is SQLite under the data directory (WAL mode, so the agent HTTP server
 and a CLI run can share it); in a cluster the same file lives on the agent's PVC.
+
+:class:`SessionHistory` is the same :class:`HistoryStore` over the shared state seam
+(:mod:`agentkube.memory.state`, SQLite or Redis) for one conversation id, with bounded retention;
+it is what the runtime moves to for ``--conversation``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Protocol
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 
 from agentkube.errors import RuntimeFailure
+from agentkube.memory.sessions import Sessions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -109,3 +114,25 @@ class SqliteHistory:
         with self._connect() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM runs WHERE agent = ?", (agent,)).fetchone()
         return int(count)
+
+
+class SessionHistory:
+    """One conversation of the shared state store, as a :class:`HistoryStore`.
+
+    The runtime keys history by ``namespace/name``; the namespace is already the store's, so only
+    the name is used.
+    """
+
+    def __init__(self, sessions: Sessions, conversation: str) -> None:
+        self.sessions = sessions
+        self.conversation = conversation
+
+    async def load(self, agent: str) -> list[ModelMessage]:
+        return await self.sessions.load(_name(agent), self.conversation)
+
+    async def append(self, agent: str, messages: list[ModelMessage]) -> None:
+        await self.sessions.append(_name(agent), self.conversation, messages)
+
+
+def _name(agent_key: str) -> str:
+    return agent_key.rsplit("/", 1)[-1]

@@ -1,0 +1,116 @@
+"""deploy/memory: restricted pods, credentials from Secrets, only agent pods let in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentkube.operator.naming import agent_labels
+from tests.plugins.testcluster import Cluster
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "memory"
+
+
+def rendered() -> list[dict[str, Any]]:
+    text = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True
+    ).stdout
+    return [o for o in yaml.safe_load_all(text) if o]
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [o for o in rendered() if o["kind"] == kind]
+
+
+def test_both_servers_are_statefulsets_with_persistent_volumes() -> None:
+    sets = {s["metadata"]["name"]: s for s in of_kind("StatefulSet")}
+    assert sorted(sets) == ["agentkube-chroma", "agentkube-redis"]
+    for workload in sets.values():
+        claim = workload["spec"]["volumeClaimTemplates"][0]
+        assert claim["metadata"]["name"] == "data"
+        assert claim["spec"]["resources"]["requests"]["storage"]
+
+
+def test_every_container_meets_pod_security_restricted_and_has_resources() -> None:
+    for workload in of_kind("StatefulSet"):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_redis_runs_with_aof_and_takes_its_password_from_a_secret() -> None:
+    config = of_kind("ConfigMap")[0]["data"]["redis.conf"]
+    assert "appendonly yes" in config and "appendfsync everysec" in config
+    assert "aclfile /data/users.acl" in config
+    redis = next(s for s in of_kind("StatefulSet") if s["metadata"]["name"] == "agentkube-redis")
+    env = redis["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    assert env == [
+        {
+            "name": "REDIS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "agentkube-redis", "key": "password"}},
+        }
+    ]
+    assert "password" not in json.dumps(of_kind("ConfigMap")).lower().replace("redis_password", "")
+
+
+def test_only_pods_the_operator_labels_as_agents_and_the_operator_get_in() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind("NetworkPolicy")}
+    assert policies["agentkube-memory-default-deny"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+    }
+    labels = agent_labels("any-agent")
+    for name in ("agentkube-redis-from-agents", "agentkube-chroma-from-agents"):
+        agents, operator = policies[name]["ingress"][0]["from"]
+        assert agents["namespaceSelector"] == {}
+        assert agents["podSelector"]["matchLabels"].items() <= labels.items()
+        assert operator["podSelector"] == {
+            "matchLabels": {"app.kubernetes.io/name": "agentkube-operator"}
+        }
+
+
+@pytest.mark.cluster
+def test_the_real_api_server_admits_the_memory_servers_under_restricted(
+    testcluster: Cluster,
+) -> None:
+    restricted = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    namespace = testcluster.create_namespace("memory", labels=restricted)
+    try:
+        objects = [o for o in rendered() if o["kind"] != "Namespace"]
+        for obj in objects:
+            obj["metadata"]["namespace"] = namespace
+        applied = testcluster.apply(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+        )
+        assert "PodSecurity" not in applied.stderr, applied.stderr
+        for workload in (o for o in objects if o["kind"] == "StatefulSet"):
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": workload["metadata"]["name"] + "-probe",
+                    "namespace": namespace,
+                },
+                "spec": workload["spec"]["template"]["spec"],
+            }
+            dry = testcluster.kubectl(
+                "create", "--dry-run=server", "-f", "-", input=json.dumps(pod)
+            )
+            assert dry.returncode == 0 and "PodSecurity" not in dry.stderr
+    finally:
+        testcluster.delete_namespace(namespace)

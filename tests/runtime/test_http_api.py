@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ from agentkube.runtime.agent import AgentRuntime
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.server import create_app
 from tests.runtime.helpers import agent_from, runtime_for
-from tests.standins.serving import serve
+from tests.standins.serving import raw_request, response_status, serve
 
 
 async def slow_answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -142,3 +143,18 @@ def test_each_client_gets_its_own_conversation_unless_it_names_one() -> None:
         assert done["result"]["output"] == "I am Ada | who?"
         bad = api.post("/v1/tasks", json={"task": "x", "conversation": "../etc"})
         assert bad.status_code == 422
+
+
+def test_an_oversized_task_body_is_refused_while_it_streams(api: httpx.Client) -> None:
+    sock = raw_request(
+        str(api.base_url).rstrip("/"),
+        b"POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"transfer-encoding: chunked\r\n\r\n",
+    )
+    chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b"x" * 1024 * 1024)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        for _ in range(64):  # 64 MiB offered; the agent API stops reading at 1 MiB
+            sock.sendall(chunk)
+    assert response_status(sock) == 413
+    sock.close()
+    assert api.get("/v1/tasks").json() == []  # nothing was queued

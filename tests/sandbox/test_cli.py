@@ -79,3 +79,19 @@ def test_bad_input_is_one_line_naming_the_problem_and_exit_2(
     assert len(lines) == 1, done.stderr
     assert names in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--memory", "1e30"], "limits.memory_bytes: asked for 10000"),
+        (["--cpu", "8"], "limits.cpu: asked for 8, the sandbox policy allows at most 2"),
+        (["--timeout", "3000"], "limits.timeout_s"),
+    ],
+)
+def test_limits_above_the_local_policy_are_one_line_exit_2(flags: list[str], named: str) -> None:
+    result = agentkube("sandbox", "exec", *flags, "-", stdin="print(1)")
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr

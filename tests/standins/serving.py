@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -43,3 +44,22 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def raw_request(url: str, head: bytes) -> socket.socket:
+    """A socket to the server at ``url`` that has sent ``head`` (bytes on the wire, as is)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def response_status(sock: socket.socket) -> int:
+    """The status code of the first response line the server sends on ``sock``."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])

@@ -13,6 +13,7 @@ from typing import Any, Final
 JSON = dict[str, Any]
 
 # Environment of an agent pod (and of `agentkube agent serve` / `run` on one machine).
+ENV_NAMESPACE: Final = "AGENTKUBE_NAMESPACE"  # the memory tenant
 ENV_MODEL_BASE_URL: Final = "AGENTKUBE_MODEL_BASE_URL"
 ENV_MODEL_ID: Final = "AGENTKUBE_MODEL_ID"
 ENV_MODEL_API_KEY: Final = "AGENTKUBE_MODEL_API_KEY"

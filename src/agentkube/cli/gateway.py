@@ -50,6 +50,16 @@ def gateway(
         list[str] | None, typer.Option("--toleration", help="key=value:Effect, repeatable")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="YAML file of max_* limits per execution (docs/security.md)"),
+    ] = None,
+    allow_caller: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-caller", help="namespace/serviceaccount pattern allowed to run, repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Serve the sandbox contract over HTTP (POST /v1/executions) until SIGTERM."""
     import uvicorn
@@ -59,6 +69,7 @@ def gateway(
         GatewayOptions,
         open_authenticator,
         open_backend,
+        open_policy,
         parse_pairs,
         parse_toleration,
     )
@@ -90,6 +101,7 @@ def gateway(
         pool_size=pool_size,
         pods=pods,
         kubeconfig=kubeconfig,
+        policy=open_policy(policy),
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -102,7 +114,11 @@ def gateway(
     app = create_app(
         open_backend(options, client),
         open_authenticator(options, client),
-        GatewaySettings(max_concurrent_per_agent=max_concurrent),
+        GatewaySettings(
+            max_concurrent_per_agent=max_concurrent,
+            policy=options.policy,
+            allowed_callers=tuple(allow_caller or ()),
+        ),
         kube_client=client,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")

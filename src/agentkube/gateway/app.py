@@ -2,9 +2,11 @@
 
     POST /v1/executions   Authorization: Bearer <token>, body: ExecutionRequest JSON
                           200 ExecutionResult JSON (whatever the code's own exit code)
-                          401 no or invalid token          413 body too large
-                          422 invalid request              429 the agent's quota is used up
+                          401 no or invalid token          403 caller not on the allow-list
+                          413 body too large               422 invalid, or above the policy
+                          429 the agent's quota is used up
                           503 the backend cannot run sandboxes here
+    GET  /v1/policy       the sandbox policy: the most one execution may ask for (no token)
     GET  /healthz         200 once the backend is started (no token needed)
 
 Every execution is logged with the caller's identity, its outcome and its duration. A caller that
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import secrets
 import time
@@ -30,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from agentkube.api.loading import describe
+from agentkube.bounded_bodies import BoundedBodies
 from agentkube.gateway.auth import Authenticator, Identity
 from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
@@ -39,6 +43,7 @@ from agentkube.sandbox.errors import (
     SandboxRequestError,
     SandboxUnavailable,
 )
+from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger("agentkube.gateway")
 EXECUTIONS_PATH = "/v1/executions"
@@ -49,6 +54,21 @@ DISCONNECT_POLL_S = 0.5  # how often a running execution checks that its caller 
 class GatewaySettings:
     max_concurrent_per_agent: int = 4
     max_body_bytes: int = 8 * 1024 * 1024
+    body_read_timeout_s: float = 30.0
+    policy: SandboxPolicy = DEFAULT_POLICY
+    # Callers allowed to execute: ``namespace/serviceaccount`` patterns (fnmatch, e.g.
+    # ``team-a/*``) matched against ``system:serviceaccount:<ns>:<name>``, or plain names of
+    # static-token callers. Empty: every authenticated caller.
+    allowed_callers: tuple[str, ...] = ()
+
+    def allows(self, identity: Identity) -> bool:
+        if not self.allowed_callers:
+            return True
+        name = identity.name
+        prefix = "system:serviceaccount:"
+        if name.startswith(prefix):
+            name = name.removeprefix(prefix).replace(":", "/", 1)
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allowed_callers)
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -92,6 +112,25 @@ async def _start(backend: Sandbox) -> None:
         await start()
 
 
+async def _admit(
+    request: Request, identity: Identity, settings: GatewaySettings
+) -> ExecutionRequest | Response:
+    """The caller's request if it may run: allowed caller, bounded body, valid, within policy."""
+    if not settings.allows(identity):
+        log.warning("execution refused: %s is not on the allow-list", identity.name)
+        return _error(403, f"{identity.name} may not run sandboxes on this gateway")
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        return _error(413, f"the request is over {settings.max_body_bytes} bytes")
+    try:
+        return settings.policy.check(ExecutionRequest.model_validate_json(body))
+    except ValidationError as e:
+        return _error(422, f"invalid execution request: {describe(e)}")
+    except SandboxRequestError as e:
+        log.info("execution by %s refused by the policy: %s", identity.name, e)
+        return _error(422, str(e))
+
+
 def create_app(  # noqa: C901 - one small closure per route
     backend: Sandbox,
     authenticator: Authenticator,
@@ -123,6 +162,11 @@ def create_app(  # noqa: C901 - one small closure per route
                 await kube_client.close()
 
     app = FastAPI(title="agentkube sandbox gateway", lifespan=lifespan)
+    app.add_middleware(
+        BoundedBodies,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
     app.state.quota = quota
 
     @app.get("/healthz")
@@ -130,6 +174,10 @@ def create_app(  # noqa: C901 - one small closure per route
         if not ready:
             return _error(503, "the sandbox backend is starting")
         return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/policy")
+    async def policy() -> JSONResponse:
+        return JSONResponse(settings.policy.model_dump())
 
     @app.post(EXECUTIONS_PATH, response_model=None)
     async def execute(request: Request) -> Response:
@@ -141,13 +189,9 @@ def create_app(  # noqa: C901 - one small closure per route
                 "token, see docs/gateway-auth.md)",
                 {"WWW-Authenticate": 'Bearer realm="agentkube-sandbox-gateway"'},
             )
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return _error(413, f"the request is over {settings.max_body_bytes} bytes")
-        try:
-            parsed = ExecutionRequest.model_validate_json(body)
-        except ValidationError as e:
-            return _error(422, f"invalid execution request: {describe(e)}")
+        parsed = await _admit(request, identity, settings)
+        if isinstance(parsed, Response):
+            return parsed
         return await _run(request, parsed, identity)
 
     async def _run(request: Request, parsed: ExecutionRequest, identity: Identity) -> Response:

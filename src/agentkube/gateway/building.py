@@ -22,7 +22,9 @@ from agentkube.gateway.auth import (
 )
 from agentkube.gateway.errors import GatewayConfigError
 from agentkube.sandbox.contract import Limits, Sandbox
+from agentkube.sandbox.errors import SandboxRequestError
 from agentkube.sandbox.kubernetes.rendering import JSON, PodSettings
+from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy, load_policy
 
 K8S_HINT = "the kubernetes backend needs lightkube: install agentkube[k8s]"
 
@@ -36,6 +38,7 @@ class GatewayOptions:
     pool_size: int = 0
     pods: PodSettings = field(default_factory=PodSettings)
     kubeconfig: Path | None = None
+    policy: SandboxPolicy = DEFAULT_POLICY
 
 
 def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -94,7 +97,7 @@ def open_backend(options: GatewayOptions, client: Any | None) -> Sandbox:
     if options.backend == "local":
         from agentkube.sandbox.local import LocalSandbox
 
-        return LocalSandbox(pool_size=options.pool_size)
+        return LocalSandbox(pool_size=options.pool_size, policy=options.policy)
     from agentkube.sandbox.kubernetes import KubernetesSandbox
 
     return KubernetesSandbox(
@@ -102,4 +105,15 @@ def open_backend(options: GatewayOptions, client: Any | None) -> Sandbox:
         options.pods,
         warm_pool=options.pool_size,
         warm_limits=Limits(),
+        policy=options.policy,
     )
+
+
+def open_policy(path: Path | None) -> SandboxPolicy:
+    """The policy of ``--policy FILE``, or the defaults; a bad file is one line, exit 2."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        return load_policy(path)
+    except SandboxRequestError as e:
+        raise GatewayConfigError(f"--policy {e}") from e

@@ -73,8 +73,11 @@ def model_env(model: ResolvedModel | None) -> list[JSON]:
 
 
 def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) -> list[JSON]:
-    # The agent's name and namespace reach the runtime in agent.yaml's metadata.
-    env: list[JSON] = model_env(model)
+    # The namespace selects the memory tenant (key prefix, Redis ACL user, Chroma tenant).
+    env: list[JSON] = [
+        {"name": pc.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        *model_env(model),
+    ]
     if agent.spec.memory == "persistent":
         env.append({"name": pc.ENV_DATA_DIR, "value": pc.DATA_DIR})
     if config.sandbox_url:

@@ -38,12 +38,14 @@ from pydantic import BaseModel, Field
 
 from agentkube import __version__
 from agentkube.background import BackgroundTasks
+from agentkube.bounded_bodies import BoundedBodies
 from agentkube.errors import AgentkubeError
 from agentkube.runtime.agent import AgentRuntime, RunOutcome
 from agentkube.runtime.events import RunEvent
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1024 * 1024  # a task is at most 100,000 characters; JSON escaping stays under this
 TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 RuntimeFactory = Callable[[], AbstractAsyncContextManager[AgentRuntime]]
 
@@ -248,6 +250,7 @@ def create_app(  # noqa: C901 - one small closure per route
                 await state.pop("tasks").shutdown()
 
     app = FastAPI(title="agentkube agent", version=__version__, lifespan=lifespan)
+    app.add_middleware(BoundedBodies, max_bytes=MAX_BODY_BYTES)
 
     def manager() -> TaskManager:
         if "tasks" not in state:

@@ -51,6 +51,7 @@ from agentkube.sandbox.kubernetes.rendering import (
     timeout_result,
 )
 from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
+from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -73,14 +74,17 @@ class KubernetesSandbox:
         *,
         warm_pool: int = 0,
         warm_limits: Limits | None = None,
+        policy: SandboxPolicy = DEFAULT_POLICY,
     ) -> None:
         self.settings = settings or PodSettings()
+        self.policy = policy
+        warm_limits = policy.check_limits(warm_limits or Limits()) if warm_pool else Limits()
         self._client = client
         self._events = PodEvents(
             client, namespace=self.settings.namespace, gateway=self.settings.gateway
         )
         self._warm = (
-            WarmPodPool(client, self._events, self.settings, warm_pool, warm_limits or Limits())
+            WarmPodPool(client, self._events, self.settings, warm_pool, warm_limits)
             if warm_pool
             else None
         )
@@ -124,6 +128,7 @@ class KubernetesSandbox:
                 await self._delete(Pod, name)
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        self.policy.check(request)  # pods are rendered only from checked limits
         size = len(payload(request).encode())
         if size > MAX_PAYLOAD_BYTES:
             raise SandboxRequestError(

@@ -27,6 +27,7 @@ from agentkube.sandbox.local.execution import run_request
 from agentkube.sandbox.local.isolation import IsolationConfig
 from agentkube.sandbox.local.spawning import SandboxProcess, SpawnSettings, spawn
 from agentkube.sandbox.local.warm_pool import LocalWarmPool
+from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ class LocalSandbox:
         host_uid: int | None = None,
         pool_limits: Limits | None = None,
         use_seccomp: bool = True,
+        policy: SandboxPolicy = DEFAULT_POLICY,
     ) -> None:
+        self.policy = policy
         if pool_size < 0:
             raise ValueError("pool_size must be >= 0")
         config = IsolationConfig(bwrap=_find_bwrap(bwrap), python=python, bash=bash)
@@ -153,6 +156,7 @@ class LocalSandbox:
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         self._check_open()
+        self.policy.check(request)
         sandbox = await self._acquire(request.limits)
         try:
             result = await run_request(sandbox, request)

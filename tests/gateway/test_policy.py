@@ -151,7 +151,7 @@ async def test_the_kubernetes_backend_never_renders_above_its_policy() -> None:
     with pytest.raises(PolicyViolation, match=r"limits\.memory_bytes"):
         await sandbox.execute(ExecutionRequest(code="print(1)"))
     with pytest.raises(PolicyViolation, match=r"limits\.cpu"):
-        KubernetesSandbox(NoClient(), warm_pool=1, warm_limits=Limits(cpu=4), policy=DEFAULT_POLICY)
+        KubernetesSandbox(client, warm_pool=1, warm_limits=Limits(cpu=4), policy=DEFAULT_POLICY)
 
 
 def _peak_rss_mb() -> float:

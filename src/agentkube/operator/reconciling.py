@@ -13,14 +13,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from agentkube.api.capabilities import unsupported_message
 from agentkube.api.loading import describe
 from agentkube.api.models import Agent, Model
-from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import drifted
@@ -63,8 +62,23 @@ class Applied:
     retry: bool
 
 
+class Writer(Protocol):
+    """What a reconcile writes through (:class:`agentkube.operator.applying.Applier` against
+    the API server; a recording double in the unit tests)."""
+
+    def clock(self) -> datetime: ...
+
+    async def apply(self, obj: JSON) -> JSON: ...
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None: ...
+
+    async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
+
+
 class Reconciler:
-    def __init__(self, *, cache: Cache, applier: Applier, config: OperatorConfig) -> None:
+    def __init__(self, *, cache: Cache, applier: Writer, config: OperatorConfig) -> None:
         self.cache = cache
         self.applier = applier
         self.config = config

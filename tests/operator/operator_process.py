@@ -138,6 +138,12 @@ class OperatorProcess:
         )
         return len(pattern.findall(self.log.read_text(errors="replace")))
 
+    def reconciles_of(self, kind: str, namespace: str, name: str) -> int:
+        """Reconciles the operator logged for one object (it logs every one with --verbose)."""
+        line = f"reconciled {kind} {namespace}/{name}"
+        text = self.log.read_text(errors="replace")
+        return sum(1 for logged in text.splitlines() if logged.endswith(line))
+
     def rss_bytes(self) -> int:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from typing import Any
 
 import pytest
@@ -286,16 +285,27 @@ def test_reconciling_an_unchanged_agent_writes_nothing(
     cluster.apply(ENDPOINT_MODEL % "m", ns)
     cluster.apply(agent("idle", "m"), ns)
     wait_condition(cluster, "agent", "idle", ns)
-    time.sleep(2)  # let the rollout's last status updates settle
+    seen: list[int] = []
+
+    def settled() -> bool:  # the rollout's last status updates are written
+        seen.append(operator.writes_in(ns))
+        return len(seen) >= 4 and len(set(seen[-4:])) == 1
+
+    cluster.wait_until(settled, "the operator's writes to settle", 60)
     before = operator.writes_in(ns)
     assert before >= 6  # the log does record this namespace's writes
+    reconciles = operator.reconciles_of("Agent", ns, "idle")
     # A metadata-only change makes the operator reconcile the Agent again; so does re-applying
     # the same manifest and touching its children's labels it does not own.
     cluster.kubectl("label", "agent", "idle", "-n", ns, "touched=yes")
     cluster.apply(agent("idle", "m"), ns)
     cluster.kubectl("label", "deployment", "idle", "-n", ns, "touched=yes")
-    time.sleep(3)
-    assert operator.writes_in(ns) == before
+    cluster.wait_until(
+        lambda: operator.reconciles_of("Agent", ns, "idle") >= reconciles + 2,
+        "a reconcile after the label on the Agent and one after the one on its Deployment",
+        60,
+    )
+    assert operator.writes_in(ns) == before  # they ran, and wrote nothing
 
 
 def test_a_model_switched_to_an_endpoint_loses_its_serving_objects(

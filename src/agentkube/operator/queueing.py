@@ -49,6 +49,7 @@ class ReconcileQueue:
                     log.exception("reconcile of %s %s/%s crashed", *ref)
                     retry = True
                 self.completed += 1
+        log.info("reconciled %s %s/%s%s", *ref, " (will retry)" if retry else "")
         if retry:
             self._retry_later(ref)
         else:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2  # lightkube's HTTP client (a fork of httpx): its errors are not httpx's
@@ -90,16 +91,32 @@ class KubernetesSandbox:
         )
         self._cleanups = BackgroundTasks()
         self._started = False
+        self._starting: asyncio.Task[None] | None = None
 
     @property
     def warm(self) -> WarmPodPool | None:
         return self._warm
 
     async def start(self) -> None:
-        """Apply the deny-all NetworkPolicy, sweep leftovers, watch pods, fill the warm pool."""
+        """Apply the deny-all NetworkPolicy, sweep leftovers, watch pods, fill the warm pool.
+
+        Fails closed: the backend counts as started only once the NetworkPolicy and the pod
+        watch are in place, so a failed start runs nothing and the next call tries again.
+        Concurrent first calls share one start.
+        """
         if self._started:
             return
-        self._started = True
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        starting = self._starting
+        try:
+            await asyncio.shield(starting)
+        except BaseException:
+            if starting.done() and self._starting is starting:
+                self._starting = None  # a failed start is tried again by the next caller
+            raise
+
+    async def _start(self) -> None:
         async with _translated(f"prepare namespace {self.settings.namespace}"):
             policy: Any = NetworkPolicy.from_dict(deny_all_network_policy(self.settings))
             await self._client.apply(
@@ -109,23 +126,27 @@ class KubernetesSandbox:
             )
             await self.sweep()
         self._events.start()
+        self._started = True
         if self._warm is not None:
             await self._warm.start()
 
     async def sweep(self) -> None:
-        """Delete every Job and pod this gateway name made (left by an earlier run)."""
+        """Delete every Job and pod this gateway name made before the sweep began (left by an
+        earlier run); nothing created after that moment is touched."""
         labels: Any = {GATEWAY_LABEL: self.settings.gateway}
         ns = self.settings.namespace
+        began = datetime.now(UTC)
         async for job in self._client.list(Job, namespace=ns, labels=labels):
-            name = job.metadata.name if job.metadata else None
-            if name:
-                log.info("sweeping leftover sandbox Job %s/%s", ns, name)
-                await self._delete(Job, name)
+            if _created_before(job.metadata, began):
+                assert job.metadata is not None and job.metadata.name is not None
+                log.info("sweeping leftover sandbox Job %s/%s", ns, job.metadata.name)
+                await self._delete(Job, job.metadata.name)
         async for pod in self._client.list(Pod, namespace=ns, labels=labels):
-            name = pod.metadata.name if pod.metadata else None
-            if name and not (pod.metadata and pod.metadata.deletionTimestamp):
-                log.info("sweeping leftover sandbox pod %s/%s", ns, name)
-                await self._delete(Pod, name)
+            meta = pod.metadata
+            if _created_before(meta, began) and not (meta and meta.deletionTimestamp):
+                assert meta is not None and meta.name is not None
+                log.info("sweeping leftover sandbox pod %s/%s", ns, meta.name)
+                await self._delete(Pod, meta.name)
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         self.policy.check(request)  # pods are rendered only from checked limits
@@ -272,6 +293,10 @@ class KubernetesSandbox:
         # The watch goes first: a watch started a moment ago may still be connecting, and it
         # should be cancelled before it opens a connection, not during its TLS handshake (which
         # on Python 3.11 leaves the socket unclosed). Nothing waits on pod events any more.
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._starting
         await self._events.aclose()
         if self._warm is not None:
             await self._warm.aclose()
@@ -279,6 +304,14 @@ class KubernetesSandbox:
         if self._started:
             with contextlib.suppress(ApiError, httpx2.HTTPError):
                 await self.sweep()
+
+
+def _created_before(meta: Any, moment: datetime) -> bool:
+    """Whether an object (its ObjectMeta) has a name and was created before ``moment``."""
+    if meta is None or not meta.name:
+        return False
+    created = meta.creationTimestamp
+    return created is None or created < moment
 
 
 def _deleting(pod: JSON) -> bool:

@@ -30,6 +30,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from agentkube.api.models import GROUP, VERSION
+from agentkube.kube_errors import classify
 from agentkube.operator.errors import NamespaceTerminating, RejectedByApi, TransientApiError
 from agentkube.operator.status import timestamp
 
@@ -48,8 +49,6 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "Deployment": Deployment,
 }
 OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
-# 409 (conflict) and 429 (throttled) pass with time; other client errors need a changed input.
-_TEMPORARY_STATUS = {409, 429}
 
 
 class Clock(Protocol):
@@ -154,19 +153,12 @@ class _translated:
         return None
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, ApiError):
-            code = exc.status.code or 0
-            message = f"{self.what}: {exc.status.message} ({code} {exc.status.reason})"
-            if _namespace_terminating(exc):
-                raise NamespaceTerminating(message) from exc
-            if code >= 500 or code in _TEMPORARY_STATUS:
-                raise TransientApiError(message) from exc
-            raise RejectedByApi(message) from exc
-        if isinstance(exc, (httpx.TransportError, OSError)):
-            raise TransientApiError(f"{self.what}: API server unreachable ({exc!r})") from exc
-
-
-def _namespace_terminating(error: ApiError) -> bool:
-    details = error.status.details
-    causes = (details.causes if details else None) or []
-    return any(cause.reason == "NamespaceTerminating" for cause in causes)
+        failure = classify(exc) if exc is not None else None
+        if failure is None:
+            return
+        message = f"{self.what}: {failure.detail}"
+        if failure.kind == "terminating":
+            raise NamespaceTerminating(message) from exc
+        if failure.transient:
+            raise TransientApiError(message) from exc
+        raise RejectedByApi(message) from exc

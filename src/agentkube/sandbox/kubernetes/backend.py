@@ -32,6 +32,7 @@ from lightkube.types import CascadeType
 
 from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.background import BackgroundTasks
+from agentkube.kube_errors import classify
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
@@ -322,14 +323,17 @@ def _deleting(pod: JSON) -> bool:
 async def _translated(action: str) -> Any:
     try:
         yield
-    except ApiError as e:
-        if e.status.code in (401, 403):
+    except Exception as e:
+        failure = classify(e)
+        if failure is None:
+            raise
+        if failure.kind == "forbidden":
             raise SandboxUnavailable(
                 f"{action}: the gateway's ServiceAccount lacks the rights "
-                f"(deploy/gateway/rbac.yaml): {e.status.message}"
+                f"(deploy/gateway/rbac.yaml): {failure.detail}"
             ) from e
-        if e.status.code in (400, 422):
-            raise SandboxFailure(f"{action}: the API server rejected it: {e.status.message}") from e
-        raise SandboxFailure(f"{action}: {e.status.code} {e.status.message}") from e
-    except httpx2.HTTPError as e:
-        raise SandboxUnavailable(f"{action}: the API server is unreachable: {e!r}") from e
+        if failure.unavailable:
+            raise SandboxUnavailable(f"{action}: {failure.detail}") from e
+        if failure.kind == "invalid":
+            raise SandboxFailure(f"{action}: the API server rejected it: {failure.detail}") from e
+        raise SandboxFailure(f"{action}: {failure.detail}") from e

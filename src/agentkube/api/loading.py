@@ -6,6 +6,8 @@ object, the field and the fix — the CLI prints it as is and exits 2.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,62 @@ from agentkube.api.errors import ManifestError
 from agentkube.api.models import API_VERSION, KINDS, Agent, Model, Resource
 
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # real manifests nest a dozen levels; the API server refuses far less than 500
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """Safe YAML as the API server reads it: duplicate keys are an error (not last-one-wins),
+    and nesting is bounded (a 500-level document is refused, not a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                problem = f"nested deeper than {MAX_DEPTH} levels"
+                raise yaml.composer.ComposerError(None, None, problem, mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_manifest(path: Path) -> str:
+    """The file's text, read only if it is a regular file, and never past the size cap."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ManifestError(
+                f"{path}: not a regular file (a device, FIFO or socket); pass a manifest file"
+            )
+        data = file.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{path}: file is more than the {MAX_MANIFEST_BYTES} bytes a manifest may have; "
+            "split it"
+        )
+    return data.decode("utf-8")
 
 
 def load_file(path: Path | str) -> list[Resource]:
     """Parse every document of a manifest file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise ManifestError(
-                f"{path}: file is {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may "
-                "have; split it"
-            )
-        text = path.read_text(encoding="utf-8")
+        text = _read_manifest(path)
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file; pass the path of an Agent manifest") from None
     except IsADirectoryError:
@@ -44,7 +89,7 @@ def load_file(path: Path | str) -> list[Resource]:
 
 def parse_documents(text: str, source: str = "<manifest>") -> list[Resource]:
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_ManifestLoader) if d is not None]
     except yaml.YAMLError as e:
         raise ManifestError(f"{source}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from e
     if not documents:

@@ -27,10 +27,15 @@ TOOL_PATTERN = rf"^(python-interpreter|web-browser|agent:{DNS_LABEL}|mcp:\S+)$"
 
 
 class _Wire(BaseModel):
-    """Base of every API object: camelCase on the wire, unknown fields rejected."""
+    """Base of every API object: camelCase on the wire, unknown fields rejected, and no lax
+    coercion (``replicas: '5'`` is refused, as the API server refuses it)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        strict=True,
     )
 
 
@@ -135,7 +140,7 @@ class Condition(_Wire):
     status: Literal["True", "False", "Unknown"]
     reason: str | None = None
     message: str | None = None
-    last_transition_time: datetime | None = None
+    last_transition_time: datetime | None = Field(None, strict=False)  # RFC 3339 text on the wire
     observed_generation: int | None = None
 
 

@@ -39,6 +39,9 @@ def serve(
     from agentkube.api.loading import load_agent
 
     agent, models = load_agent(file)  # fail fast, exit 2, before anything heavy loads
+    from agentkube.cli.checks import check_listen
+
+    check_listen(host, port)
 
     import uvicorn
 

@@ -64,6 +64,7 @@ def gateway(
     """Serve the sandbox contract over HTTP (POST /v1/executions) until SIGTERM."""
     import uvicorn
 
+    from agentkube.cli.checks import check_listen
     from agentkube.gateway.app import GatewaySettings, create_app
     from agentkube.gateway.building import (
         GatewayOptions,
@@ -76,6 +77,7 @@ def gateway(
     from agentkube.gateway.errors import GatewayConfigError
     from agentkube.sandbox.kubernetes.rendering import PodSettings
 
+    check_listen(host, port)
     if backend not in ("local", "kubernetes"):
         raise GatewayConfigError(f"--backend {backend!r} is not known: use local or kubernetes")
     if auth not in ("tokenreview", "static"):

@@ -44,10 +44,15 @@ def crds(
     if output_dir is None:
         typer.echo(render_all(), nl=False)
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in crd_files().items():
-        (output_dir / name).write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output_dir / name}", err=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in crd_files().items():
+            (output_dir / name).write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {output_dir / name}", err=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--output-dir {output_dir}: is a file; pass a directory") from None
+    except OSError as e:
+        raise UserError(f"--output-dir {output_dir}: cannot write there ({e.strerror})") from None
 
 
 def _register_subcommands() -> None:

@@ -31,10 +31,14 @@ def command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every apply")] = False,
 ) -> None:
     """Run the operator: reconcile Agents and Models into Kubernetes objects (until SIGTERM)."""
+    from agentkube.cli.checks import require_k8s_extra
+
+    require_k8s_extra("agentkube operator")
     from agentkube.operator.config import load_config
     from agentkube.operator.running import Operator, make_client, register_metrics
 
     settings = load_config(config)
+    client = make_client(settings)  # a missing kubeconfig is one line, before kopf starts
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -43,7 +47,7 @@ def command(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     async def main() -> None:
-        operator = Operator(config=settings, client=make_client(settings))
+        operator = Operator(config=settings, client=client)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from agentkube.cli.checks import printable
 from agentkube.errors import UserError
 
 if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run starts
@@ -58,7 +59,13 @@ def check_conversation(conversation: str) -> None:
 
 
 def read_task(task: str) -> str:
+    if task == "-" and sys.stdin is None:
+        raise UserError("--task -: standard input is closed; pipe the task in or pass it as text")
     text = sys.stdin.read() if task == "-" else task
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("--task: the task is not UTF-8 text; pass it as UTF-8") from None
     if not text.strip():
         raise UserError("--task is empty; pass the task text, or '-' to read it from stdin")
     if len(text) > MAX_TASK_CHARS:
@@ -138,6 +145,8 @@ def run(
         return
     if outcome.model_note:
         err.print(f"[yellow]note:[/] {escape(outcome.model_note)}")
-    Console(highlight=False).print(escape(outcome.output), soft_wrap=True)
+    out = Console(highlight=False)
+    answer = printable(outcome.output) if out.is_terminal else outcome.output
+    out.print(escape(answer), soft_wrap=True)
     suffix = f" ({DISCLAIMER})" if outcome.model == OFFLINE_MODEL_NAME else ""
     err.print(f"[dim]answered by {escape(outcome.model)}{escape(suffix)}[/]")

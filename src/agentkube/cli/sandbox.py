@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from agentkube.api.loading import describe
 from agentkube.api.quantity import parse_bytes, parse_cpu
+from agentkube.cli.checks import write_untrusted
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Language, Limits
 from agentkube.sandbox.errors import SandboxRequestError
 
@@ -111,9 +112,9 @@ async def _execute(request: ExecutionRequest) -> ExecutionResult:
 
 
 def _print_human(result: ExecutionResult) -> None:
-    sys.stdout.write(result.stdout)
+    write_untrusted(sys.stdout, result.stdout)
     sys.stdout.flush()
-    sys.stderr.write(result.stderr)
+    write_untrusted(sys.stderr, result.stderr)
     if result.killed_reason is not None:
         reason, elapsed = result.killed_reason, result.duration_ms
         sys.stderr.write(f"agentkube: sandbox killed ({reason}) after {elapsed:.0f} ms\n")

@@ -50,6 +50,10 @@ class StaticTokens:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise GatewayConfigError(f"cannot read the token file {path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise GatewayConfigError(
+                f"the token file {path} is not UTF-8 text ({e.reason}); save it as UTF-8"
+            ) from e
         tokens: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             fields = line.split("#", 1)[0].split()

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 import httpx2
 import kopf
 from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ConfigError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from agentkube.operator.applying import Applier
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
+from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
@@ -83,9 +85,13 @@ def make_client(config: OperatorConfig) -> AsyncClient:
     # A loaded API server (thousands of objects created at once) answers slowly: a timeout
     # here only turns into a retry that loads it more.
     timeout = httpx2.Timeout(config.request_timeout_seconds)
-    return AsyncClient(
-        config=KubeConfig.from_env(), field_manager=config.field_manager, timeout=timeout
-    )
+    try:
+        kubeconfig = KubeConfig.from_env()
+    except (ConfigError, OSError) as e:
+        raise OperatorConfigError(
+            f"no usable Kubernetes configuration ({e}); run in a pod, or set KUBECONFIG"
+        ) from e
+    return AsyncClient(config=kubeconfig, field_manager=config.field_manager, timeout=timeout)
 
 
 class OperatorMetrics(Collector):

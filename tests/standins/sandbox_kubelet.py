@@ -190,9 +190,21 @@ class SandboxKubelet:
 
     async def run(self) -> None:
         from agentkube.sandbox.local import LocalSandbox
+        from agentkube.sandbox.policy import SandboxPolicy
 
         client = AsyncClient(config=KubeConfig.from_file(self._kubeconfig))
-        sandbox = LocalSandbox(pool_size=self._warm_sandboxes)
+        # A kubelet runs whatever its pod spec says: the gateway's policy was applied before the
+        # pod was rendered, so the stand-in sets no maximum of its own.
+        anything = SandboxPolicy(
+            max_cpu=64,
+            max_memory_bytes=2**40,
+            max_pids=4096,
+            max_timeout_s=3600,
+            max_output_bytes=2**30,
+            max_scratch_bytes=2**40,
+            max_input_file_bytes=2**30,
+        )
+        sandbox = LocalSandbox(pool_size=self._warm_sandboxes, policy=anything)
         await sandbox.start()
         await self._register(client)
         alive = asyncio.create_task(self._keep_alive(client))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 from pydantic_ai.models import Model as PydanticAIModel
+from pydantic_ai.models.function import AgentInfo
 
 from agentkube.api.loading import parse_documents
 from agentkube.api.models import Agent
@@ -41,3 +43,19 @@ def runtime_for(
         history=store,
         budget=budget,
     )
+
+
+def prompts(messages: list[ModelMessage]) -> list[str]:
+    """Every user prompt in ``messages``, in order."""
+    return [
+        str(p.content)
+        for m in messages
+        if isinstance(m, ModelRequest)
+        for p in m.parts
+        if isinstance(p, UserPromptPart)
+    ]
+
+
+def echo_prompts(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """Answers with every user prompt it can see, so a test can tell what history it got."""
+    return ModelResponse(parts=[TextPart(" | ".join(prompts(messages)))])

@@ -19,22 +19,7 @@ from agentkube.memory.history import SqliteHistory
 from agentkube.runtime.errors import ToolConfigError
 from agentkube.runtime.events import RunEvent
 from agentkube.runtime.tools import ToolEnvironment, build_tools
-from tests.runtime.helpers import agent_from, runtime_for
-
-
-def _prompts(messages: list[ModelMessage]) -> list[str]:
-    return [
-        str(p.content)
-        for m in messages
-        if isinstance(m, ModelRequest)
-        for p in m.parts
-        if isinstance(p, UserPromptPart)
-    ]
-
-
-def echo_prompts(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    """Answers with every user prompt it can see, so a test can tell what history it got."""
-    return ModelResponse(parts=[TextPart(" | ".join(_prompts(messages)))])
+from tests.runtime.helpers import agent_from, echo_prompts, runtime_for
 
 
 async def test_persistent_memory_carries_history_across_runtimes(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from agentkube.memory.history import InMemoryHistory
 from agentkube.runtime.agent import AgentRuntime
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.server import create_app
-from tests.runtime.helpers import agent_from, runtime_for
+from tests.runtime.helpers import agent_from, echo_prompts, runtime_for
 from tests.standins.serving import raw_request, response_status, serve
 
 
@@ -117,16 +117,6 @@ def test_a_failing_run_is_reported_as_failed_with_its_reason() -> None:
         assert view["status"] == "failed"
         assert "127.0.0.1:9/v1 is unreachable" in str(view["error"])
         assert 'agentkube_tasks_total{outcome="failed"} 1.0' in api.get("/metrics").text
-
-
-def echo_prompts(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    prompts = [
-        str(p.content)
-        for m in messages
-        for p in getattr(m, "parts", [])
-        if p.part_kind == "user-prompt"
-    ]
-    return ModelResponse(parts=[TextPart(" | ".join(prompts))])
 
 
 def test_each_client_gets_its_own_conversation_unless_it_names_one() -> None:

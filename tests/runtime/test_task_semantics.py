@@ -17,7 +17,6 @@ from pydantic_ai.messages import (
     TextPart,
     ToolCallPart,
     ToolReturnPart,
-    UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -29,21 +28,7 @@ from agentkube.runtime.errors import TaskLimitReached
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, build_tools
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxBusy, SandboxFailure, SandboxRequestError
-from tests.runtime.helpers import agent_from, runtime_for
-
-
-def _prompts(messages: list[ModelMessage]) -> list[str]:
-    return [
-        str(p.content)
-        for m in messages
-        if isinstance(m, ModelRequest)
-        for p in m.parts
-        if isinstance(p, UserPromptPart)
-    ]
-
-
-def echo_prompts(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    return ModelResponse(parts=[TextPart(" | ".join(_prompts(messages)))])
+from tests.runtime.helpers import agent_from, echo_prompts, runtime_for
 
 
 async def test_conversations_keep_separate_histories(tmp_path: Path) -> None:

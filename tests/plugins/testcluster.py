@@ -15,6 +15,12 @@ embedded), or `testcluster.kubeconfig_for_service_account(ns, name)` to act with
 rights RBAC gives that ServiceAccount. `testcluster.pools["gpu"].node_selector` and
 `.tolerations` place a pod on a simulated pool (spot, gpu, sandbox).
 
+When the host allows (root, cgroups, overlayfs, `make testcluster` built the node), the cluster
+also has a real node (containerd with runc and gVisor, a kubelet, kube-router enforcing
+NetworkPolicy): the `real_node` fixture gives its name, images, RuntimeClasses, node selector
+and tolerations, and FAILS with the reason when the session has none. In CI the node is required
+(AGENTKUBE_TESTCLUSTER_REAL_NODE=require): a host that cannot run it fails the session.
+
 Set AGENTKUBE_TESTCLUSTER_ATTACH=1 to reuse a cluster started by `hack/testcluster/testcluster up`
 (it is left running) instead of starting one: fast edit-test loops.
 """
@@ -39,6 +45,7 @@ from hack.testcluster.cli import DEFAULT_STATE_DIR
 from hack.testcluster.cluster import TestCluster, write_kubeconfig
 from hack.testcluster.errors import TestClusterError
 from hack.testcluster.nodes import POOLS, Pool
+from hack.testcluster.realnode import Info as RealNodeInfo
 
 T = TypeVar("T")
 KUBECTL_HINT = (
@@ -57,6 +64,8 @@ class Cluster:
     state_dir: Path  # logs/<component>.log are here
     pools: dict[str, Pool]
     kubectl_path: str
+    real_node: RealNodeInfo | None  # None: see real_node_unavailable
+    real_node_unavailable: str | None
     _control_plane: TestCluster = field(repr=False)
 
     @property
@@ -176,7 +185,10 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.attach()
         else:
             cluster.start(binaries.locate(), tie_to_parent=True)
+            cluster.start_real_node()
     except TestClusterError as e:
+        if not attach:
+            cluster.stop()
         pytest.fail(f"test cluster: {e}", pytrace=False)
     try:
         yield Cluster(
@@ -186,11 +198,25 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             state_dir=cluster.state_dir,
             pools=dict(POOLS),
             kubectl_path=kubectl,
+            real_node=cluster.real_node,
+            real_node_unavailable=cluster.real_node_unavailable,
             _control_plane=cluster,
         )
     finally:
         if not attach:
             cluster.stop()
+
+
+@pytest.fixture
+def real_node(testcluster: Cluster) -> RealNodeInfo:
+    """The cluster's real node; the test FAILS (never skips) when the session has none."""
+    if testcluster.real_node is None:
+        pytest.fail(
+            f"this test needs the test cluster's real node, and there is none: "
+            f"{testcluster.real_node_unavailable}",
+            pytrace=False,
+        )
+    return testcluster.real_node
 
 
 @pytest.fixture

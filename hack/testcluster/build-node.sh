@@ -32,12 +32,19 @@ goflags=(-trimpath -ldflags="-s -w")
 build_kubelet() {
   # go/k8s's go.mod pins the version; its go.sum lacks the few modules only the kubelet uses,
   # so the build reads a copy of both (-modfile) plus node/kubelet/go.sum-extra, read-only.
-  local work="$1/.mod"
+  # The version is stamped as Kubernetes' own build does, so the Node reports v1.37.x.
+  local work="$1/.mod" version minor
+  version="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$here/go/k8s/go.mod")"
+  minor="$(echo "$version" | cut -d. -f2)"
+  local stamp="-s -w -X k8s.io/component-base/version.gitVersion=$version"
+  stamp+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  stamp+=" -X k8s.io/component-base/version.gitTreeState=clean"
   mkdir -p "$work"
   cp "$here/go/k8s/go.mod" "$work/go.mod"
   LC_ALL=C sort -u "$here/go/k8s/go.sum" "$here/node/kubelet/go.sum-extra" > "$work/go.sum"
   (cd "$here/go/k8s" && GOFLAGS="-mod=readonly -buildvcs=false" \
-    go build -modfile="$work/go.mod" "${goflags[@]}" -o "$1/" k8s.io/kubernetes/cmd/kubelet)
+    go build -modfile="$work/go.mod" -trimpath -ldflags="$stamp" -o "$1/" \
+    k8s.io/kubernetes/cmd/kubelet)
   rm -rf "$work"
 }
 

@@ -146,29 +146,29 @@ class TestCluster:
         """Join the real node if wanted (realnode.wanted()) and the host allows it.
 
         Returns its Info, or None with the reason in `real_node_unavailable`; raises
-        MissingPrerequisite when the node is required (CI) but cannot run here.
+        MissingPrerequisite when the node is required (CI) but the host cannot run it. A node
+        already running for another cluster on this machine is never an error: one fits per
+        machine, and that cluster's tests have it.
         """
         self._require_state()
         self._unavailable_file.unlink(missing_ok=True)
         want = realnode.wanted()
         reason = "it is switched off" if want == "off" else realnode.host_problem()
-        elsewhere = realnode.running_elsewhere(self.state_dir) if reason is None else None
-        if elsewhere is not None:
-            reason = (
-                f"one already runs on this machine, for the cluster in {elsewhere}, and only "
-                "one fits per machine"
-            )
         node_binaries = None
         if reason is None:
             try:
                 node_binaries = binaries_module.locate_node()
             except MissingPrerequisite as e:
                 reason = str(e)
+        if reason is not None and want == "require":
+            raise MissingPrerequisite(f"no real node: {reason} ({realnode.WANT_ENV}={want})")
+        elsewhere = realnode.running_elsewhere(self.state_dir) if reason is None else None
+        if elsewhere is not None:
+            reason = f"one already runs on this machine (for the cluster in {elsewhere})"
         if reason is not None or node_binaries is None:
-            message = f"no real node: {reason} ({realnode.WANT_ENV}={want})"
-            if want == "require":
-                raise MissingPrerequisite(message)
-            self._unavailable_file.write_text(message + "\n")
+            self._unavailable_file.write_text(
+                f"no real node: {reason} ({realnode.WANT_ENV}={want})\n"
+            )
             return None
         if evented_pleg is None:
             evented_pleg = os.environ.get(realnode.EVENTED_PLEG_ENV, "1") != "0"

@@ -37,7 +37,13 @@ SYSCTLS = (
     "net.bridge.bridge-nf-call-iptables",
 )
 # Paths the components write whatever their flags say.
-HARD_CODED_DIRS = ("/var/lib/kubelet", "/var/lib/cni", "/run/containerd", "/opt/containerd")
+HARD_CODED_DIRS = (
+    "/var/lib/kubelet",
+    "/var/lib/cni",
+    "/run/containerd",
+    "/opt/containerd",
+    "/run/agentkube-realnode",  # nodeconfig.SHORT_ROOT
+)
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
 IPSET_PREFIXES = ("KUBE-", "kube-router", "inet6:")
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -49,7 +55,8 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 class HostRecord:
     """The host as it was before the real node started, and the names of what it adds."""
 
-    state_dir: str
+    cluster_dir: str  # the state directory of the cluster the node belongs to
+    state_dir: str  # the node's files: every mount under it is the node's
     bin_dir: str  # every process whose executable lies here is the node's
     node_ip: str  # the /32 added to lo
     bridge: str
@@ -75,10 +82,17 @@ class HostRecord:
 
 
 def snapshot(
-    *, state_dir: Path, bin_dir: Path, node_ip: str, bridge: str, cgroup_root: str
+    *,
+    cluster_dir: Path,
+    state_dir: Path,
+    bin_dir: Path,
+    node_ip: str,
+    bridge: str,
+    cgroup_root: str,
 ) -> HostRecord:
     """Record the host before any change (and save the record at once)."""
     record = HostRecord(
+        cluster_dir=str(cluster_dir),
         state_dir=str(state_dir),
         bin_dir=str(bin_dir),
         node_ip=node_ip,

@@ -29,6 +29,17 @@ CGROUP_ROOT = "agentkube-realnode"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 RUNC = "/usr/sbin/runc"  # Debian's runc
 RUNTIME_CLASSES = {"gvisor": "runsc"}  # RuntimeClass name -> containerd runtime handler
+# Unix socket paths hold at most 108 bytes (Go refuses more than 104), and the node puts sockets
+# up to 50 bytes deep (kubelet/pod-resources/<n>, containerd.sock.ttrpc): a state directory
+# deeper than MAX_ROOT keeps the node's files in SHORT_ROOT instead (one node per machine).
+MAX_ROOT = 56
+SHORT_ROOT = Path("/run/agentkube-realnode")  # hostchanges.HARD_CODED_DIRS lists it
+
+
+def node_root(state_dir: Path) -> Path:
+    """Where the node's files live: <state_dir>/realnode, or SHORT_ROOT if that is too deep."""
+    root = state_dir / "realnode"
+    return root if len(str(root)) <= MAX_ROOT else SHORT_ROOT
 
 
 @dataclass(frozen=True, kw_only=True)

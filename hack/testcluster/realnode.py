@@ -5,7 +5,8 @@ RuntimeClass; the host snapshot (hostchanges: undone by `stop`); containerd, the
 imported into it; the kubelet, which registers the node (labels and taints of the sandbox pool,
 plus REAL_NODE_TAINT) and is Ready about a second later; the node's podCIDR; kube-router, which
 enforces NetworkPolicy once its chains exist. Files live in <state_dir>/realnode (removed by
-`stop`), logs in <state_dir>/logs/{containerd,kubelet,kube-router}.log (kept).
+`stop`; /run/agentkube-realnode when the state directory is too deep for the node's unix
+sockets), logs in <state_dir>/logs/{containerd,kubelet,kube-router}.log (kept).
 
 Only one real node can run per machine (the /32 on lo, /var/lib/kubelet/device-plugins, the
 sysctls are machine-wide): a second start says which state directory holds the running one.
@@ -104,9 +105,9 @@ def host_problem() -> str | None:
 def running_elsewhere(state_dir: Path) -> Path | None:
     """The state directory of a real node already running on this machine (not state_dir's)."""
     record = hostchanges.HostRecord.load()
-    if record is None or Path(record.state_dir) == state_dir / "realnode":
+    if record is None or Path(record.cluster_dir) == state_dir:
         return None
-    node = RealNode(Path(record.state_dir).parent)
+    node = RealNode(Path(record.cluster_dir))
     return node.state_dir if node.alive() else None
 
 
@@ -115,7 +116,7 @@ class RealNode:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.layout_root = state_dir / "realnode"
+        self.layout_root = nodeconfig.node_root(state_dir)
         self.state_file = state_dir / "realnode.json"
 
     def info(self) -> Info | None:
@@ -166,6 +167,7 @@ class RealNode:
             self._create_api_objects(api)
             self._write_files(layout, server, info, evented_pleg)
             record = hostchanges.snapshot(
+                cluster_dir=self.state_dir,
                 state_dir=layout.root,
                 bin_dir=binaries.bin_dir,
                 node_ip=nodeconfig.NODE_IP,
@@ -191,7 +193,7 @@ class RealNode:
             if proc.is_alive():
                 stopped.append(proc.name)
         record = hostchanges.HostRecord.load()
-        if record is not None and Path(record.state_dir) == self.layout_root:
+        if record is not None and Path(record.cluster_dir) == self.state_dir:
             problems = hostchanges.undo(record)  # kills containerd, shims and pods too
             if problems:
                 raise StartupFailed("stopping the real node left: " + "; ".join(problems))

@@ -107,6 +107,13 @@ def snapshot(
     return record
 
 
+def mount_tmpfs(record: HostRecord, size: str) -> None:
+    """A tmpfs at the node's state directory: `undo` detaches it like every mount under it."""
+    root = Path(record.state_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(root), check=True)
+
+
 def add_node_ip(record: HostRecord) -> None:
     """The kubelet refuses a loopback node IP and this kernel has no `dummy` links: a /32 on lo."""
     if f" {record.node_ip}/32 " in _run("ip", "-4", "-o", "addr", "show", "dev", "lo") + " ":
@@ -164,7 +171,7 @@ def _kill_node_processes(record: HostRecord) -> None:
 
 
 def _unmount(record: HostRecord) -> None:
-    """Detach every mount under the state directory, deepest first."""
+    """Detach every mount at or under the node's state directory, deepest first."""
     for _ in range(5):  # detaching a parent can reveal nothing new, but propagation may lag
         mounts = _mounts_under(Path(record.state_dir))
         if not mounts:
@@ -177,11 +184,12 @@ def _unmount(record: HostRecord) -> None:
 
 
 def _mounts_under(root: Path) -> list[str]:
+    """Mount points at root or below it."""
     prefix = str(root).rstrip("/") + "/"
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         mount_point = _unescape(line.split()[4])
-        if mount_point.startswith(prefix):
+        if mount_point.startswith(prefix) or mount_point == str(root):
             found.append(mount_point)
     return found
 

@@ -33,6 +33,8 @@ RUNTIME_CLASSES = {"gvisor": "runsc"}  # RuntimeClass name -> containerd runtime
 # up to 50 bytes deep (kubelet/pod-resources/<n>, containerd.sock.ttrpc): a state directory
 # deeper than MAX_ROOT keeps the node's files in SHORT_ROOT instead (one node per machine).
 MAX_ROOT = 56
+# The node's files (image snapshots, containers' writable layers, emptyDirs) live in memory.
+TMPFS_SIZE = "4g"
 SHORT_ROOT = Path("/run/agentkube-realnode")  # hostchanges.HARD_CODED_DIRS lists it
 
 

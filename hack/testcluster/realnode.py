@@ -4,9 +4,10 @@ Started after the control plane, in this order: RBAC for the node's identities a
 RuntimeClass; the host snapshot (hostchanges: undone by `stop`); containerd, then the images
 imported into it; the kubelet, which registers the node (labels and taints of the sandbox pool,
 plus REAL_NODE_TAINT) and is Ready about a second later; the node's podCIDR; kube-router, which
-enforces NetworkPolicy once its chains exist. Files live in <state_dir>/realnode (removed by
-`stop`; /run/agentkube-realnode when the state directory is too deep for the node's unix
-sockets), logs in <state_dir>/logs/{containerd,kubelet,kube-router}.log (kept).
+enforces NetworkPolicy once its chains exist. Files live on a tmpfs mounted at
+<state_dir>/realnode (or /run/agentkube-realnode when the state directory is too deep for the
+node's unix sockets): removing the unpacked image from a busy disk took seconds, a tmpfs goes
+with its unmount. Logs are in <state_dir>/logs/{containerd,kubelet,kube-router}.log (kept).
 
 Only one real node can run per machine (the /32 on lo, /var/lib/kubelet/device-plugins, the
 sysctls are machine-wide): a second start says which state directory holds the running one.
@@ -153,7 +154,7 @@ class RealNode:
             hostchanges.undo(stale)
         deadline = time.monotonic() + timeout
         layout = nodeconfig.Layout(root=self.layout_root, bin_dir=binaries.bin_dir)
-        shutil.rmtree(layout.root, ignore_errors=True)
+        _remove_tree(layout.root)
         info = Info(
             name=nodeconfig.NODE_NAME,
             images=binaries.images,
@@ -165,7 +166,6 @@ class RealNode:
         self._save(info, [])
         try:
             self._create_api_objects(api)
-            self._write_files(layout, server, info, evented_pleg)
             record = hostchanges.snapshot(
                 cluster_dir=self.state_dir,
                 state_dir=layout.root,
@@ -174,6 +174,8 @@ class RealNode:
                 bridge=nodeconfig.BRIDGE,
                 cgroup_root=nodeconfig.CGROUP_ROOT,
             )
+            hostchanges.mount_tmpfs(record, nodeconfig.TMPFS_SIZE)
+            self._write_files(layout, server, info, evented_pleg)
             hostchanges.add_node_ip(record)
             hostchanges.make_cgroup_root(record)
             self._start_components(api, layout, binaries, info, tie_to_parent, deadline)
@@ -199,7 +201,7 @@ class RealNode:
                 raise StartupFailed("stopping the real node left: " + "; ".join(problems))
         for proc in self._processes():
             processes.stop(proc, timeout=1.0)  # reaps what undo killed
-        shutil.rmtree(self.layout_root, ignore_errors=True)
+        _remove_tree(self.layout_root)
         self.state_file.unlink(missing_ok=True)
         return stopped
 
@@ -340,6 +342,13 @@ class RealNode:
         data = {"info": info.to_json(), "processes": [p.to_json() for p in procs]}
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_file)
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf, but never across a mount that is somehow still there (a bind mount of a host
+    directory must not be emptied)."""
+    if path.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False, timeout=120)
 
 
 def _binding(name: str, role: str, kind: str, subject: str) -> dict[str, Any]:

@@ -117,10 +117,8 @@ def measure(cluster: TestCluster, evented_pleg: bool, runs: int) -> None:
     node = cluster.start_real_node(evented_pleg=evented_pleg)
     if node is None:
         raise SystemExit(f"no real node: {cluster.real_node_unavailable}")
-    print(
-        f"[{label}] real node up (containerd, images, kubelet Ready, kube-router): "
-        f"{time.monotonic() - started:.1f} s"
-    )
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.real_node_timings.items())
+    print(f"[{label}] real node up: {time.monotonic() - started:.1f} s ({steps})")
     client = Client(KubeConfig.from_file(cluster.kubeconfig))
     namespace = f"bench-{secrets.token_hex(3)}"
     client.create(Namespace.from_dict({"metadata": {"name": namespace}}))

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything agentkube needs on a fresh Debian machine: system packages (bubblewrap for
 # the local sandbox; in dev mode also what the test cluster's real node runs on: runc, the CNI
-# plugins, iptables, ipset, conntrack, and debootstrap for its images) and a virtualenv in .venv
-# with the package + extras.
+# plugins, iptables, ipset, conntrack, iproute2, and debootstrap and patch for its build) and a
+# virtualenv in .venv with the package + extras.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 APT_PACKAGES=(bubblewrap)
 if [ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ]; then
-  APT_PACKAGES+=(runc containernetworking-plugins iptables ipset conntrack debootstrap)
+  APT_PACKAGES+=(runc containernetworking-plugins iptables ipset conntrack debootstrap patch iproute2)
 fi
 
 missing=()

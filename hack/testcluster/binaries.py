@@ -62,9 +62,9 @@ class NodeBinaries:
         refs: dict[str, str] = json.loads((self.bin_dir / "images.json").read_text())
         return refs
 
-    @property
-    def image_archives(self) -> list[Path]:
-        return [self.bin_dir / "python.tar", self.bin_dir / "pause.tar"]
+    def image_archive(self, image: str) -> Path:
+        """The docker-archive of image (python, pause), for `ctr image import`."""
+        return self.bin_dir / f"{image}.tar"
 
 
 def locate() -> Binaries:

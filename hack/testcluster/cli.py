@@ -91,10 +91,11 @@ def _up(cluster: TestCluster) -> int:
     if node is None:
         print(f"testcluster: {cluster.real_node_unavailable}", file=sys.stderr)
     else:
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in cluster.real_node_timings.items())
         print(
             f"testcluster: real node {node.name} Ready in "
-            f"{time.monotonic() - node_started:.1f}s (runc; RuntimeClass "
-            f"{', '.join(node.runtime_classes)})",
+            f"{time.monotonic() - node_started:.1f}s ({steps}); runtimes runc and "
+            f"{', '.join(f'{n} ({h})' for n, h in node.runtime_classes.items())}",
             file=sys.stderr,
         )
     print(cluster.kubeconfig)

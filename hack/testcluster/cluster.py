@@ -65,6 +65,7 @@ class TestCluster:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir.resolve()
+        self.real_node_timings: dict[str, float] = {}  # start-up step -> s, of the last start
         self._state: State | None = None
         self._tie_to_parent = False
 
@@ -173,6 +174,7 @@ class TestCluster:
         if evented_pleg is None:
             evented_pleg = os.environ.get(realnode.EVENTED_PLEG_ENV, "1") != "0"
         node = realnode.RealNode(self.state_dir)
+        self.real_node_timings = node.timings
         return node.start(
             self.admin_api(),
             self.server,

@@ -147,7 +147,8 @@ class TestCluster:
         """Join the real node if wanted (realnode.wanted()) and the host allows it.
 
         Returns its Info, or None with the reason in `real_node_unavailable`; raises
-        MissingPrerequisite when the node is required (CI) but the host cannot run it. A node
+        MissingPrerequisite when the node is required (CI) but the host cannot run it, and
+        StartupFailed when it is required and fails to start. A node
         already running for another cluster on this machine is never an error: one fits per
         machine, and that cluster's tests have it.
         """
@@ -175,13 +176,20 @@ class TestCluster:
             evented_pleg = os.environ.get(realnode.EVENTED_PLEG_ENV, "1") != "0"
         node = realnode.RealNode(self.state_dir)
         self.real_node_timings = node.timings
-        return node.start(
-            self.admin_api(),
-            self.server,
-            node_binaries,
-            tie_to_parent=self._tie_to_parent,
-            evented_pleg=evented_pleg,
-        )
+        try:
+            return node.start(
+                self.admin_api(),
+                self.server,
+                node_binaries,
+                tie_to_parent=self._tie_to_parent,
+                evented_pleg=evented_pleg,
+            )
+        except StartupFailed as e:
+            if want == "require":
+                raise
+            # The control plane is fine: its tests run, the real node's fail with this.
+            self._unavailable_file.write_text(f"no real node: it failed to start: {e}\n")
+            return None
 
     def stop_real_node(self) -> list[str]:
         """Stop the real node alone (the control plane keeps running)."""

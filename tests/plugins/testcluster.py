@@ -27,6 +27,7 @@ Set AGENTKUBE_TESTCLUSTER_ATTACH=1 to reuse a cluster started by `hack/testclust
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -196,7 +197,7 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             server=cluster.server,
             ca_cert=cluster.ca_cert,
             state_dir=cluster.state_dir,
-            pools=dict(POOLS),
+            pools=_pools(cluster.real_node),
             kubectl_path=kubectl,
             real_node=cluster.real_node,
             real_node_unavailable=cluster.real_node_unavailable,
@@ -205,6 +206,16 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         if not attach:
             cluster.stop()
+
+
+def _pools(real_node: RealNodeInfo | None) -> dict[str, Pool]:
+    """The node pools; the real node, when there is one, is one of the sandbox pool's nodes
+    (its extra taint keeps pods that tolerate only the pool's off it)."""
+    pools = dict(POOLS)
+    if real_node is not None:
+        sandbox = pools["sandbox"]
+        pools["sandbox"] = dataclasses.replace(sandbox, nodes=(*sandbox.nodes, real_node.name))
+    return pools
 
 
 @pytest.fixture

@@ -75,3 +75,11 @@ def test_removing_chains_deletes_only_jumps_into_new_chains() -> None:
 
 def test_mount_points_are_read_with_their_escapes_undone() -> None:
     assert hostchanges._unescape("/tmp/with\\040space") == "/tmp/with space"
+
+
+def test_a_deep_state_directory_keeps_the_node_files_where_unix_sockets_fit(tmp_path: Path) -> None:
+    assert nodeconfig.node_root(Path("/tmp/c")) == Path("/tmp/c/realnode")
+    deep = Path("/tmp") / ("d" * 60)
+    assert nodeconfig.node_root(deep) == nodeconfig.SHORT_ROOT
+    layout = nodeconfig.Layout(root=nodeconfig.node_root(deep), bin_dir=tmp_path)
+    assert len(str(layout.root / "kubelet" / "pod-resources" / "1234567890")) < 104

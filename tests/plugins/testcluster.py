@@ -43,8 +43,9 @@ from typing import Any, TypeVar
 import pytest
 from hack.testcluster import binaries
 from hack.testcluster.cli import DEFAULT_STATE_DIR
-from hack.testcluster.cluster import TestCluster, write_kubeconfig
+from hack.testcluster.cluster import TestCluster
 from hack.testcluster.errors import TestClusterError
+from hack.testcluster.kubeconfigs import write_kubeconfig
 from hack.testcluster.nodes import POOLS, Pool
 from hack.testcluster.realnode import Info as RealNodeInfo
 

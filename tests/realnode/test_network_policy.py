@@ -8,6 +8,7 @@ being cut off afterwards is the policy's doing.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from typing import Any
@@ -66,6 +67,10 @@ def _reaches(cluster: Cluster, namespace: str, client: str, ip: str) -> bool:
     return result.returncode == 0
 
 
+def _cut_off(cluster: Cluster, namespace: str, client: str, ip: str) -> bool:
+    return not _reaches(cluster, namespace, client, ip)
+
+
 def test_a_pod_under_deny_all_cannot_reach_a_server_an_allowed_client_reaches(
     testcluster: Cluster, cluster_namespace: str, real_node: Info
 ) -> None:
@@ -97,7 +102,7 @@ def test_a_pod_under_deny_all_cannot_reach_a_server_an_allowed_client_reaches(
 
     for allowed in ("client", "sandbox"):
         testcluster.wait_until(
-            lambda allowed=allowed: _reaches(testcluster, ns, allowed, ip),
+            functools.partial(_reaches, testcluster, ns, allowed, ip),
             f"{allowed} to reach the server it is allowed to",
         )
     deny_all = {"podSelector": {"matchLabels": {"sandbox": "true"}}, "policyTypes": ["Egress"]}
@@ -105,7 +110,7 @@ def test_a_pod_under_deny_all_cannot_reach_a_server_an_allowed_client_reaches(
 
     for denied in ("outsider", "sandbox"):
         testcluster.wait_until(
-            lambda denied=denied: not _reaches(testcluster, ns, denied, ip),
+            functools.partial(_cut_off, testcluster, ns, denied, ip),
             f"{denied} to be cut off from the server",
         )
         assert not any(_reaches(testcluster, ns, denied, ip) for _ in range(3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hack.testcluster import realnode
 from hack.testcluster.errors import StartupFailed
@@ -32,6 +34,6 @@ def test_a_misspelt_choice_is_refused_naming_the_variable(monkeypatch: pytest.Mo
 
 
 def test_a_host_without_root_gets_a_one_line_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(realnode.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     reason = realnode.host_problem()
     assert reason is not None and "root" in reason and "\n" not in reason

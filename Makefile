@@ -24,9 +24,11 @@ fmt: setup-dev
 	$(VENV)/ruff format src tests benchmarks hack
 	$(VENV)/ruff check --fix src tests benchmarks hack
 
-# The real control plane the cluster tests run on: built from Go modules, cached per version.
+# The real control plane the cluster tests run on, and its real node (containerd, runc, gVisor,
+# kubelet, kube-router, images): built from Go modules and Debian packages, cached per version.
 testcluster:
 	@hack/testcluster/build.sh
+	@hack/testcluster/build-node.sh
 
 test: setup-dev testcluster
 	$(VENV)/pytest

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything agentkube needs on a fresh Debian machine: system packages (bubblewrap for
-# the local sandbox; with AGENTKUBE_SETUP_DEV=1 also redis-server, which the memory tests start on
-# loopback) and a virtualenv in .venv with the package + extras.
+# the local sandbox; in dev mode also redis-server, which the memory tests start on loopback,
+# openssl, and what the test cluster's real node runs on: runc, the CNI plugins, iptables, ipset,
+# conntrack, iproute2, and debootstrap and patch for its build) and a virtualenv in .venv with
+# the package + extras.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 APT_PACKAGES=(bubblewrap)
-[ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ] && APT_PACKAGES+=(redis-server)
+if [ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ]; then
+  APT_PACKAGES+=(redis-server openssl)
+  APT_PACKAGES+=(runc containernetworking-plugins iptables ipset conntrack debootstrap patch iproute2)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -38,12 +43,6 @@ fi
 # What `make test` needs beyond the venv: the test control plane's tools. Checked, with a hint;
 # Go is only needed while the control plane is not yet built and cached.
 if [ "${AGENTKUBE_SETUP_DEV:-0}" = 1 ]; then
-  command -v openssl >/dev/null 2>&1 || {
-    echo "setup: installing openssl (the test cluster makes its certificates with it)" >&2
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssl >/dev/null
-  }
   command -v kubectl >/dev/null 2>&1 \
     || echo "setup: warning: kubectl is not on PATH; the cluster tests need it (https://kubernetes.io/docs/tasks/tools/)" >&2
   if ! hack/testcluster/build.sh --locate >/dev/null 2>&1 || [ ! -f "$(hack/testcluster/build.sh --locate)/.complete" ]; then

@@ -37,17 +37,30 @@ class Api:
     def post_json(self, path: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
         return json.loads(self._request("POST", path, json.dumps(body).encode(), timeout))
 
+    def patch_json(self, path: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
+        """A JSON merge patch."""
+        data = json.dumps(body).encode()
+        content_type = "application/merge-patch+json"
+        return json.loads(self._request("PATCH", path, data, timeout, content_type))
+
     def _context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca_cert))
         ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
         return ctx
 
-    def _request(self, method: str, path: str, data: bytes | None, timeout: float) -> str:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        timeout: float,
+        content_type: str = "application/json",
+    ) -> str:
         req = urllib.request.Request(  # noqa: S310 (always https to our own API server)
             self.server + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={"Content-Type": content_type, "Accept": "application/json"},
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self._context()) as resp:  # noqa: S310

@@ -9,12 +9,14 @@ Start-up order is the one Kubernetes needs: etcd, API server, then controller ma
 and kwok; then the simulated nodes are created and we wait until they are Ready and the default
 ServiceAccount exists (the sign that the controller manager works). If anything fails, every
 process already started is stopped before the error (with the component's log tail) is raised.
+`start_real_node` then joins the real node (realnode.py) when it is wanted and the host allows;
+`stop` stops it first.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import shutil
 import socket
 import time
@@ -23,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import nodes, pki, processes
+from . import binaries as binaries_module
+from . import nodes, pki, processes, realnode
 from .api import Api, ApiError, probe
 from .binaries import Binaries
-from .errors import NotRunning, StartupFailed
+from .errors import MissingPrerequisite, NotRunning, StartupFailed
+from .kubeconfigs import write_kubeconfig
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
@@ -61,6 +65,7 @@ class TestCluster:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir.resolve()
+        self.real_node_timings: dict[str, float] = {}  # start-up step -> s, of the last start
         self._state: State | None = None
         self._tie_to_parent = False
 
@@ -129,21 +134,95 @@ class TestCluster:
             )
         self._state = State.from_json(json.loads(self.state_file.read_text()))
         dead = [p.name for p in self._state.processes if not p.is_alive()]
+        node = realnode.RealNode(self.state_dir)
+        if node.info() is not None and not node.alive():
+            dead.append("the real node")
         if dead:
             raise NotRunning(
                 f"the test cluster in {self.state_dir} is broken ({', '.join(dead)} not running); "
                 f"run `hack/testcluster/testcluster down` then `up`."
             )
 
+    def start_real_node(self, *, evented_pleg: bool | None = None) -> realnode.Info | None:
+        """Join the real node if wanted (realnode.wanted()) and the host allows it.
+
+        Returns its Info, or None with the reason in `real_node_unavailable`; raises
+        MissingPrerequisite when the node is required (CI) but the host cannot run it, and
+        StartupFailed when it is required and fails to start. A node
+        already running for another cluster on this machine is never an error: one fits per
+        machine, and that cluster's tests have it.
+        """
+        self._require_state()
+        self._unavailable_file.unlink(missing_ok=True)
+        want = realnode.wanted()
+        reason = "it is switched off" if want == "off" else realnode.host_problem()
+        node_binaries = None
+        if reason is None:
+            try:
+                node_binaries = binaries_module.locate_node()
+            except MissingPrerequisite as e:
+                reason = str(e)
+        if reason is not None and want == "require":
+            raise MissingPrerequisite(f"no real node: {reason} ({realnode.WANT_ENV}={want})")
+        elsewhere = realnode.running_elsewhere(self.state_dir) if reason is None else None
+        if elsewhere is not None:
+            reason = f"one already runs on this machine (for the cluster in {elsewhere})"
+        if reason is not None or node_binaries is None:
+            self._unavailable_file.write_text(
+                f"no real node: {reason} ({realnode.WANT_ENV}={want})\n"
+            )
+            return None
+        if evented_pleg is None:
+            evented_pleg = os.environ.get(realnode.EVENTED_PLEG_ENV, "1") != "0"
+        node = realnode.RealNode(self.state_dir)
+        self.real_node_timings = node.timings
+        try:
+            return node.start(
+                self.admin_api(),
+                self.server,
+                node_binaries,
+                tie_to_parent=self._tie_to_parent,
+                evented_pleg=evented_pleg,
+            )
+        except StartupFailed as e:
+            if want == "require":
+                raise
+            # The control plane is fine: its tests run, the real node's fail with this.
+            self._unavailable_file.write_text(f"no real node: it failed to start: {e}\n")
+            return None
+
+    def stop_real_node(self) -> list[str]:
+        """Stop the real node alone (the control plane keeps running)."""
+        self._unavailable_file.unlink(missing_ok=True)
+        return realnode.RealNode(self.state_dir).stop()
+
+    @property
+    def real_node(self) -> realnode.Info | None:
+        """The running real node, if this cluster has one."""
+        return realnode.RealNode(self.state_dir).info()
+
+    @property
+    def real_node_unavailable(self) -> str | None:
+        """Why this cluster has no real node (one line), if it has none."""
+        try:
+            return self._unavailable_file.read_text().strip()
+        except OSError:
+            return None
+
+    @property
+    def _unavailable_file(self) -> Path:
+        return self.state_dir / "realnode-unavailable"
+
     def stop(self) -> list[str]:
         """Stop the processes this cluster started (nothing else); return their names."""
+        stopped = realnode.RealNode(self.state_dir).stop()
+        self._unavailable_file.unlink(missing_ok=True)
         state = self._state
         if state is None and self.state_file.exists():
             state = State.from_json(json.loads(self.state_file.read_text()))
         if state is None:
-            return []
+            return stopped
         by_name = {p.name: p for p in state.processes}
-        stopped = []
         for name in STOP_ORDER:
             proc = by_name.get(name)
             if proc is not None and proc.is_alive():
@@ -294,8 +373,13 @@ class TestCluster:
             f"--tls-cert-file={certs.serving.cert}",
             f"--tls-private-key-file={certs.serving.key}",
             f"--client-ca-file={certs.ca_cert}",
-            # Kubelet endpoints (pods/log) must show a certificate from the same CA.
+            # Kubelet endpoints (pods/log) must show a certificate from the same CA; a real
+            # kubelet in turn authenticates the API server by its client certificate. Kubelets
+            # are reached at their InternalIP, which needs no name resolution on the host.
             f"--kubelet-certificate-authority={certs.ca_cert}",
+            f"--kubelet-client-certificate={certs.clients['kube-apiserver-kubelet-client'].cert}",
+            f"--kubelet-client-key={certs.clients['kube-apiserver-kubelet-client'].key}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalIP",
             f"--service-account-key-file={certs.sa_pub}",
             f"--service-account-signing-key-file={certs.sa_key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -375,55 +459,6 @@ class TestCluster:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._require_state().to_json(), indent=2))
         tmp.replace(self.state_file)
-
-
-def write_kubeconfig(
-    path: Path,
-    server: str,
-    ca_cert: Path,
-    client_cert: Path | None,
-    client_key: Path | None,
-    user: str,
-    token: str | None = None,
-    namespace: str = "default",
-) -> Path:
-    """A self-contained kubeconfig (JSON, which every YAML reader accepts) with data embedded."""
-    creds: dict[str, str] = {}
-    if token is not None:
-        creds["token"] = token
-    if client_cert is not None and client_key is not None:
-        creds["client-certificate-data"] = _b64(client_cert)
-        creds["client-key-data"] = _b64(client_key)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "agentkube-testcluster",
-                "cluster": {"server": server, "certificate-authority-data": _b64(ca_cert)},
-            }
-        ],
-        "users": [{"name": user, "user": creds}],
-        "contexts": [
-            {
-                "name": user,
-                "context": {
-                    "cluster": "agentkube-testcluster",
-                    "user": user,
-                    "namespace": namespace,
-                },
-            }
-        ],
-        "current-context": user,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
-    return path
-
-
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
 
 
 def _free_ports(names: tuple[str, ...]) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """Certificates and keys for a loopback cluster, made with the `openssl` command.
 
 One throw-away CA signs the API server's serving certificate, one client certificate per
-identity (admin, controller manager, scheduler, kwok) and, on demand, the serving certificate of
-a stand-in kubelet; an EC key signs service-account tokens.
+identity (admin, controller manager, scheduler, kwok, and the API server's own for calling
+kubelets) and, on demand, a kubelet's serving certificate and the real node's client
+certificates; an EC key signs service-account tokens.
 P-256 keys keep generation under a second. Everything is valid for 30 days and lives in the
 cluster's state directory.
 """
@@ -33,6 +34,8 @@ CLIENTS: dict[str, tuple[str, str]] = {
     "kube-controller-manager": ("system:kube-controller-manager", ""),
     "kube-scheduler": ("system:kube-scheduler", ""),
     "kwok": ("kwok-controller", "system:masters"),
+    # The API server shows this to kubelets (logs, exec); a real kubelet authorizes it by webhook.
+    "kube-apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ""),
 }
 
 
@@ -98,15 +101,23 @@ def generate(directory: Path) -> Pki:
     )
 
 
-def kubelet_serving(directory: Path, node: str) -> KeyPair:
-    """A serving certificate for ``node``'s kubelet endpoint on loopback, signed by the CA that
+def kubelet_serving(directory: Path, node: str, ip: str = "127.0.0.1") -> KeyPair:
+    """A serving certificate for ``node``'s kubelet endpoint at ``ip``, signed by the CA that
     ``generate`` wrote into ``directory`` (the API server checks it with
     --kubelet-certificate-authority)."""
     ssl = _OpenSSL(require_tool("openssl", "install it with `apt-get install openssl`"), directory)
     ca_cert, ca_key = directory / "ca.crt", directory / "ca.key"
     return ssl.signed(
-        f"kubelet-{node}", f"/CN={node}", "serverAuth", ca_cert, ca_key, "IP:127.0.0.1"
+        f"kubelet-{node}", f"/CN={node}", "serverAuth", ca_cert, ca_key, f"IP:{ip},DNS:{node}"
     )
+
+
+def client(directory: Path, name: str, user: str, group: str = "") -> KeyPair:
+    """A client certificate for ``user`` (in ``group``, if given) from the CA in ``directory``:
+    the real node's kubelet is ``system:node:<node>`` in ``system:nodes``."""
+    ssl = _OpenSSL(require_tool("openssl", "install it with `apt-get install openssl`"), directory)
+    ca_cert, ca_key = directory / "ca.crt", directory / "ca.key"
+    return ssl.signed(name, _subject(user, group), "clientAuth", ca_cert, ca_key)
 
 
 def _subject(cn: str, org: str) -> str:

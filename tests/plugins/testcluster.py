@@ -15,12 +15,19 @@ embedded), or `testcluster.kubeconfig_for_service_account(ns, name)` to act with
 rights RBAC gives that ServiceAccount. `testcluster.pools["gpu"].node_selector` and
 `.tolerations` place a pod on a simulated pool (spot, gpu, sandbox).
 
+When the host allows (root, cgroups, overlayfs, `make testcluster` built the node), the cluster
+also has a real node (containerd with runc and gVisor, a kubelet, kube-router enforcing
+NetworkPolicy): the `real_node` fixture gives its name, images, RuntimeClasses, node selector
+and tolerations, and FAILS with the reason when the session has none. In CI the node is required
+(AGENTKUBE_TESTCLUSTER_REAL_NODE=require): a host that cannot run it fails the session.
+
 Set AGENTKUBE_TESTCLUSTER_ATTACH=1 to reuse a cluster started by `hack/testcluster/testcluster up`
 (it is left running) instead of starting one: fast edit-test loops.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -36,9 +43,11 @@ from typing import Any, TypeVar
 import pytest
 from hack.testcluster import binaries
 from hack.testcluster.cli import DEFAULT_STATE_DIR
-from hack.testcluster.cluster import TestCluster, write_kubeconfig
+from hack.testcluster.cluster import TestCluster
 from hack.testcluster.errors import TestClusterError
+from hack.testcluster.kubeconfigs import write_kubeconfig
 from hack.testcluster.nodes import POOLS, Pool
+from hack.testcluster.realnode import Info as RealNodeInfo
 
 T = TypeVar("T")
 KUBECTL_HINT = (
@@ -57,6 +66,8 @@ class Cluster:
     state_dir: Path  # logs/<component>.log are here
     pools: dict[str, Pool]
     kubectl_path: str
+    real_node: RealNodeInfo | None  # None: see real_node_unavailable
+    real_node_unavailable: str | None
     _control_plane: TestCluster = field(repr=False)
 
     @property
@@ -176,7 +187,10 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.attach()
         else:
             cluster.start(binaries.locate(), tie_to_parent=True)
+            cluster.start_real_node()
     except TestClusterError as e:
+        if not attach:
+            cluster.stop()
         pytest.fail(f"test cluster: {e}", pytrace=False)
     try:
         yield Cluster(
@@ -184,13 +198,37 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             server=cluster.server,
             ca_cert=cluster.ca_cert,
             state_dir=cluster.state_dir,
-            pools=dict(POOLS),
+            pools=_pools(cluster.real_node),
             kubectl_path=kubectl,
+            real_node=cluster.real_node,
+            real_node_unavailable=cluster.real_node_unavailable,
             _control_plane=cluster,
         )
     finally:
         if not attach:
             cluster.stop()
+
+
+def _pools(real_node: RealNodeInfo | None) -> dict[str, Pool]:
+    """The node pools; the real node, when there is one, is one of the sandbox pool's nodes
+    (its extra taint keeps pods that tolerate only the pool's off it)."""
+    pools = dict(POOLS)
+    if real_node is not None:
+        sandbox = pools["sandbox"]
+        pools["sandbox"] = dataclasses.replace(sandbox, nodes=(*sandbox.nodes, real_node.name))
+    return pools
+
+
+@pytest.fixture
+def real_node(testcluster: Cluster) -> RealNodeInfo:
+    """The cluster's real node; the test FAILS (never skips) when the session has none."""
+    if testcluster.real_node is None:
+        pytest.fail(
+            f"this test needs the test cluster's real node, and there is none: "
+            f"{testcluster.real_node_unavailable}",
+            pytrace=False,
+        )
+    return testcluster.real_node
 
 
 @pytest.fixture

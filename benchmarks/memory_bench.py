@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -118,8 +119,11 @@ def row(name: str, samples: list[float], goal: str = "") -> str:
     return f"| {name} | {p50:.2f} ms | {p95:.2f} ms | {goal} |"
 
 
-async def fill_random(store: VectorStore, name: str, count: int, rng: np.random.Generator) -> None:
+async def fill_random(
+    store: VectorStore, name: str, count: int, rng: np.random.Generator
+) -> np.ndarray[Any, np.dtype[np.float32]]:
     await store.open_collection(name, "wordllama:l2_supercat-256", 256)
+    every = []
     for start_ in range(0, count, 2000):
         n = min(2000, count - start_)
         vectors = rng.standard_normal((n, 256)).astype(np.float32)
@@ -128,6 +132,8 @@ async def fill_random(store: VectorStore, name: str, count: int, rng: np.random.
         texts = [f"random chunk {start_ + i}" for i in range(n)]
         metas = [{"source": "/bench/random", "chunk": start_ + i} for i in range(n)]
         await store.upsert(name, ids, vectors, texts, metas)
+        every.append(vectors)
+    return np.concatenate(every)
 
 
 async def bench_vectors(args: argparse.Namespace, tmp: Path, chroma_url: str) -> list[str]:
@@ -166,7 +172,7 @@ async def bench_vectors(args: argparse.Namespace, tmp: Path, chroma_url: str) ->
     queries = [sentence(rng, 6) for _ in range(args.queries)]
     nprng = np.random.default_rng(7)
     for store in (embedded, server):
-        await fill_random(store, "big", args.big, nprng)
+        matrix = await fill_random(store, "big", args.big, nprng)
     results: dict[tuple[str, str], list[float]] = {}
     for collection, size in (("small", chunks), ("big", args.big)):
         for label, store in (("embedded", embedded), ("server", server)):
@@ -179,6 +185,25 @@ async def bench_vectors(args: argparse.Namespace, tmp: Path, chroma_url: str) ->
             out.append(
                 row(f"search top-5, {size:,} chunks, {label}", results[(collection, label)], goal)
             )
+    # Where a search's time goes at the larger size, and a baseline in the same run: exact search
+    # by one matrix-vector product in numpy over the same vectors.
+    probe = await embedder.embed(["where does the time go"])
+    big = f"{args.big:,}"
+
+    async def exact() -> None:
+        np.argpartition(matrix @ probe[0], -5)[-5:]
+
+    parts = [
+        ("- of which: embedding the query", lambda: embedder.embed(queries[:1])),
+        (
+            f"- of which: Chroma query alone, {big}, embedded",
+            lambda: embedded.query("big", probe, 5),
+        ),
+        (f"- of which: Chroma query alone, {big}, server", lambda: server.query("big", probe, 5)),
+        (f"baseline: exact numpy search over {big} vectors", exact),
+    ]
+    for name, call in parts:
+        out.append(row(name, await timed(call, args.queries)))
     await embedded.aclose()
     await server.aclose()
     return out
@@ -202,6 +227,8 @@ async def bench_sessions(args: argparse.Namespace, tmp: Path, redis_url: str) ->
         samples = await timed(round_trip, args.sessions)
         goal = "p50 <= 1 ms" if label == "Redis" else ""
         out.append(row(f"session load (20 turns of 2 KiB) + append, {label}", samples, goal))
+        loads = await timed(lambda s=store: s.load_turns("bench", "c1"), args.sessions)
+        out.append(row(f"- of which: load alone, {label}", loads))
         await store.aclose()
     return out
 

@@ -99,6 +99,9 @@ def test_the_real_api_server_admits_the_memory_servers_under_restricted(
         )
         assert "PodSecurity" not in applied.stderr, applied.stderr
         for workload in (o for o in objects if o["kind"] == "StatefulSet"):
+            spec = workload["spec"]["template"]["spec"]
+            # the claim template's volume, as the StatefulSet controller would add it
+            spec["volumes"] = [*spec.get("volumes", []), {"name": "data", "emptyDir": {}}]
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
@@ -106,7 +109,7 @@ def test_the_real_api_server_admits_the_memory_servers_under_restricted(
                     "name": workload["metadata"]["name"] + "-probe",
                     "namespace": namespace,
                 },
-                "spec": workload["spec"]["template"]["spec"],
+                "spec": spec,
             }
             dry = testcluster.kubectl(
                 "create", "--dry-run=server", "-f", "-", input=json.dumps(pod)

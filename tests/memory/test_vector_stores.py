@@ -152,3 +152,22 @@ async def test_asking_for_more_records_than_there_are_returns_what_there_is(
     assert await vector_store.query("kb-5", unit([1, 0, 0]), 10) == []
     await vector_store.upsert("kb-5", ["a"], unit([1, 0, 0]), ["A"], [{"n": 1}])
     assert [h.id for h in await vector_store.query("kb-5", unit([1, 0, 0]), 10)] == ["a"]
+
+
+async def test_a_collection_deleted_by_another_client_is_reported_missing(
+    vector_store: VectorStore,
+) -> None:
+    await vector_store.open_collection("kb-6", "test:3", 3)
+    await vector_store.upsert("kb-6", ["a"], unit([1, 0, 0]), ["A"], [{"n": 1}])
+    assert len(await vector_store.query("kb-6", unit([1, 0, 0]), 1)) == 1
+    other = (
+        EmbeddedChroma(vector_store.path, store_namespace(vector_store))
+        if isinstance(vector_store, EmbeddedChroma)
+        else ChromaServer(vector_store.location, store_namespace(vector_store))
+    )
+    try:
+        await other.delete_collection("kb-6")
+    finally:
+        await other.aclose()
+    with pytest.raises(CollectionNotFound):
+        await vector_store.query("kb-6", unit([1, 0, 0]), 1)

@@ -6,6 +6,7 @@ chunk records ``source`` (the absolute path), ``chunk`` (its index) and ``doc`` 
 hash and chunk count); a document whose chunks all carry the current ``doc`` and are all present
 is skipped without being chunked.
 
+New chunks are embedded in batches, the next batch while the current one is written.
 Writes are ordered so that an interruption at any point loses nothing: new chunks are upserted
 first, then surviving chunks get the document's new hash, and only then are stale chunks
 deleted. A re-run sees a document whose chunks are not all current as changed and finishes the
@@ -15,6 +16,8 @@ exactly what was ingested.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -182,28 +185,52 @@ async def ingest(
         for source, records in sorted(by_source.items()):
             if source not in current:
                 plan.delete_ids.extend(sorted(records))
-    total = len(plan.add_ids)
-    for start in range(0, total, batch_size):
-        end = start + batch_size
-        vectors = await embedder.embed(plan.add_texts[start:end])
-        await store.upsert(
-            collection,
-            plan.add_ids[start:end],
-            vectors,
-            plan.add_texts[start:end],
-            plan.add_metas[start:end],
-        )
-        if progress is not None:
-            progress(min(end, total), total)
+    await _embed_and_write(store, embedder, collection, plan, batch_size, progress)
     await store.update_metadata(collection, plan.update_ids, plan.update_metas)
     await store.delete(collection, plan.delete_ids)
     return IngestReport(
         documents=len(documents),
         chunks=plan.chunks,
-        added=total,
+        added=len(plan.add_ids),
         unchanged=plan.unchanged,
         removed=len(plan.delete_ids),
     )
+
+
+async def _embed_and_write(
+    store: VectorStore,
+    embedder: Embedder,
+    collection: str,
+    plan: _Plan,
+    batch_size: int,
+    progress: Progress | None,
+) -> None:
+    """Embed and upsert the new chunks in batches, embedding batch n+1 while n is written."""
+    total = len(plan.add_ids)
+    starts = list(range(0, total, batch_size))
+    if not starts:
+        return
+    pending = asyncio.create_task(embedder.embed(plan.add_texts[:batch_size]))
+    try:
+        for n, start in enumerate(starts):
+            vectors = await pending
+            end = start + batch_size
+            if n + 1 < len(starts):
+                following = plan.add_texts[end : end + batch_size]
+                pending = asyncio.create_task(embedder.embed(following))
+            await store.upsert(
+                collection,
+                plan.add_ids[start:end],
+                vectors,
+                plan.add_texts[start:end],
+                plan.add_metas[start:end],
+            )
+            if progress is not None:
+                progress(min(end, total), total)
+    finally:  # never leave an embedding running, nor its failure unretrieved
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pending
 
 
 async def check_embedder(store: VectorStore, embedder: Embedder, name: str) -> None:

@@ -140,6 +140,9 @@ class ChromaStore:
                 raise StoreUnavailable(self.kind, self._location, "connection refused") from e
             raise MemoryFailure(f"{self.kind} at {self._location}: {e}") from e
         except Exception as e:
+            if _is_not_found(e):  # e.g. deleted by another process since we cached its handle
+                self._collections.clear()
+                raise CollectionNotFound(f"{self.kind} at {self._location}: {e}") from e
             if type(e).__module__.startswith("chromadb"):
                 raise MemoryFailure(f"{self.kind} at {self._location}: {e}") from e
             raise

@@ -19,7 +19,7 @@ async def stored_turns(store: StateStore, agent: str, conversation: str) -> int:
     """Turns physically stored, whatever reads would show: proves pruning happened on write."""
     if isinstance(store, RedisState):
         key = f"{key_prefix(store.namespace)}session:{agent}:{conversation}"
-        return int(await store.client.llen(key))  # type: ignore[misc]
+        return int(await store.client.llen(key))  # type: ignore[misc,unused-ignore]
     assert isinstance(store, SqliteState)
     with sqlite3.connect(store.path) as db:
         (count,) = db.execute(

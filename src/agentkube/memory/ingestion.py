@@ -185,7 +185,9 @@ async def ingest(
         for source, records in sorted(by_source.items()):
             if source not in current:
                 plan.delete_ids.extend(sorted(records))
-    await _embed_and_write(store, embedder, collection, plan, batch_size, progress)
+    await _embed_and_write(
+        store, embedder, collection, plan, batch_size=batch_size, progress=progress
+    )
     await store.update_metadata(collection, plan.update_ids, plan.update_metas)
     await store.delete(collection, plan.delete_ids)
     return IngestReport(
@@ -202,6 +204,7 @@ async def _embed_and_write(
     embedder: Embedder,
     collection: str,
     plan: _Plan,
+    *,
     batch_size: int,
     progress: Progress | None,
 ) -> None:

@@ -14,19 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentkube.api.pod_contract import (
+    ENV_DATA_DIR,
+    ENV_EMBEDDINGS_API_KEY,
+    ENV_EMBEDDINGS_MODEL,
+    ENV_EMBEDDINGS_URL,
+    ENV_NAMESPACE,
+    ENV_REDIS_URL,
+    ENV_VECTOR_URL,
+)
 from agentkube.memory.embeddings import Embedder
 from agentkube.memory.errors import InvalidName
 from agentkube.memory.state import Retention, StateStore
 from agentkube.memory.tenancy import DEFAULT_NAMESPACE, check_namespace
 from agentkube.memory.vectors import VectorStore
-
-ENV_DATA_DIR = "AGENTKUBE_DATA_DIR"
-ENV_VECTOR_URL = "AGENTKUBE_VECTOR_URL"
-ENV_REDIS_URL = "AGENTKUBE_REDIS_URL"
-ENV_NAMESPACE = "AGENTKUBE_NAMESPACE"
-ENV_EMBEDDINGS_URL = "AGENTKUBE_EMBEDDINGS_URL"
-ENV_EMBEDDINGS_MODEL = "AGENTKUBE_EMBEDDINGS_MODEL"
-ENV_EMBEDDINGS_API_KEY = "AGENTKUBE_EMBEDDINGS_API_KEY"
 
 VECTORS_DIR = "vectors"
 STATE_FILE = "state.sqlite3"

@@ -20,7 +20,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -76,6 +76,15 @@ def _check_dimension(name: str, collection: Any, vectors: Vectors) -> None:
 
 def _positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class _Records(NamedTuple):
+    """One upsert's rows, side by side."""
+
+    ids: list[str]
+    vectors: Vectors
+    texts: list[str]
+    metadatas: Any
 
 
 class ChromaStore:
@@ -235,11 +244,11 @@ class ChromaStore:
     ) -> None:
         if not ids:
             return
-        await self._call(self._upsert, name, list(ids), vectors, list(texts), list(metadatas))
+        records = _Records(list(ids), vectors, list(texts), list(metadatas))
+        await self._call(self._upsert, name, records)
 
-    def _upsert(
-        self, client: Any, name: str, ids: list[str], vectors: Vectors, texts: list[str], metas: Any
-    ) -> None:
+    def _upsert(self, client: Any, name: str, records: _Records) -> None:
+        ids, vectors, texts, metas = records
         collection = self._collection(client, name)
         _check_dimension(name, collection, vectors)
         try:

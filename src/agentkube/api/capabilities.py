@@ -10,6 +10,7 @@ used by both, shrinks as each capability lands.
 
 from __future__ import annotations
 
+from agentkube.api.mcp import mcp_server_url
 from agentkube.api.models import Agent
 
 
@@ -22,10 +23,10 @@ def unsupported_features(agent: Agent) -> list[str]:
     if spec.rag is not None:
         found.append("spec.rag (the RAG sidecar)")
     for tool in spec.tools:
-        kind, _, target = tool.partition(":")
+        kind = tool.split(":", 1)[0]
         if kind == "agent":
             found.append(f"spec.tools: {tool!r} (agent: tools)")
-        elif kind == "mcp" and not target.startswith(("http://", "https://")):
+        elif kind == "mcp" and mcp_server_url(tool) is None:
             found.append(f"spec.tools: {tool!r} (mcp:<name> tools; mcp:<http(s) url> runs)")
     return found
 

@@ -6,6 +6,8 @@
                           422 invalid request              429 the agent's quota is used up
                           503 the backend cannot run sandboxes here
     GET  /healthz         200 once the backend is started (no token needed)
+    POST /mcp             MCP (streamable HTTP): run_python / run_bash, same token and quota
+                          (agentkube.gateway.mcp_endpoint)
 
 Every execution is logged with the caller's identity, its outcome and its duration. A caller that
 disconnects before its result cancels the execution: its sandbox is deleted, its quota slot freed.
@@ -31,6 +33,7 @@ from pydantic import ValidationError
 
 from agentkube.api.loading import describe
 from agentkube.gateway.auth import Authenticator, Identity
+from agentkube.gateway.mcp_endpoint import mcp_endpoint
 from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
 from agentkube.sandbox.errors import (
@@ -106,6 +109,7 @@ def create_app(  # noqa: C901 - one small closure per route
     """
     settings = settings or GatewaySettings()
     quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
+    mcp = mcp_endpoint(backend, authenticator, quota)
     ready = False
 
     @asynccontextmanager
@@ -114,7 +118,8 @@ def create_app(  # noqa: C901 - one small closure per route
         await _start(backend)
         ready = True
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             ready = False
             if close_backend:
@@ -124,6 +129,7 @@ def create_app(  # noqa: C901 - one small closure per route
 
     app = FastAPI(title="agentkube sandbox gateway", lifespan=lifespan)
     app.state.quota = quota
+    app.router.routes.append(mcp.route)
 
     @app.get("/healthz")
     async def healthz() -> Response:

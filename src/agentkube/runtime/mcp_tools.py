@@ -28,11 +28,11 @@ from pydantic_ai import RunContext, ToolFailed
 from pydantic_ai.mcp import CallToolFunc, MCPToolset, ProcessToolCallback, ToolResult
 from pydantic_ai.toolsets import AbstractToolset
 
+from agentkube.api.mcp import mcp_server_url
 from agentkube.runtime.recording import ToolRecorder
 
 log = logging.getLogger("agentkube.runtime.mcp")
 
-MCP_SCHEME = "mcp:"
 PREFIX_CHARS = 32
 
 
@@ -42,15 +42,6 @@ class McpSettings:
     call_timeout_s: float = 60.0
     max_result_chars: int = 16_000
     max_retries: int = 3
-
-
-def mcp_url(tool: str) -> str | None:
-    """The server URL of an ``mcp:http(s)://...`` tool; None for anything else."""
-    if not tool.startswith(MCP_SCHEME):
-        return None
-    url = tool.removeprefix(MCP_SCHEME)
-    parts = urlsplit(url)
-    return url if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def server_prefixes(urls: Sequence[str]) -> dict[str, str]:
@@ -136,7 +127,7 @@ async def _connect(toolset: MCPToolset[Any], stack: AsyncExitStack, settings: Mc
 @asynccontextmanager
 async def open_mcp_tools(tools: Sequence[str], settings: McpSettings) -> AsyncIterator[McpTools]:
     """Connect to the ``mcp:<url>`` servers among ``tools``; disconnect on exit."""
-    urls = [url for tool in tools if (url := mcp_url(tool)) is not None]
+    urls = [url for tool in tools if (url := mcp_server_url(tool)) is not None]
     found = McpTools()
     async with AsyncExitStack() as stack:
         for url, prefix in server_prefixes(urls).items():

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
-from agentkube.sandbox.errors import SandboxRequestError
+from agentkube.mcp.errors import McpConfigError
 
 MCP_PATH = "/mcp"
 
@@ -19,7 +19,7 @@ def parse_address(value: str) -> tuple[str, int]:
     host, sep, port_text = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise SandboxRequestError(
+        raise McpConfigError(
             f"--http {value!r} must be HOST:PORT, for example 127.0.0.1:8765 (port 0 picks one)"
         )
     return host, int(port_text)
@@ -42,7 +42,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise SandboxRequestError(f"--http {host}:{port}: cannot listen there ({e})") from e
+        raise McpConfigError(f"--http {host}:{port}: cannot listen there ({e})") from e
     return sock
 
 

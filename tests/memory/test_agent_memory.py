@@ -35,12 +35,8 @@ async def test_a_conversation_continues_where_it_left_off(state_store: StateStor
     await sessions.append("planner", conversation, exchange("hi", "hello"))
     await sessions.append("planner", conversation, exchange("and then?", "then this"))
     messages = await sessions.load("planner", conversation)
-    assert [getattr(m.parts[0], "content", None) for m in messages] == [
-        "hi",
-        "hello",
-        "and then?",
-        "then this",
-    ]
+    contents = [getattr(m.parts[0], "content", None) for m in messages]
+    assert contents == ["hi", "hello", "and then?", "then this"]
     assert await sessions.load("planner", new_conversation_id()) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,8 @@ async def stored_turns(store: StateStore, agent: str, conversation: str) -> int:
     """Turns physically stored, whatever reads would show: proves pruning happened on write."""
     if isinstance(store, RedisState):
         key = f"{key_prefix(store.namespace)}session:{agent}:{conversation}"
-        return int(await store.client.llen(key))  # type: ignore[misc,unused-ignore]
+        length: Any = store.client.llen(key)  # typed sync-or-async by redis-py
+        return int(await length)
     assert isinstance(store, SqliteState)
     with sqlite3.connect(store.path) as db:
         (count,) = db.execute(

@@ -209,7 +209,7 @@ def test_the_tool_description_states_the_real_limits() -> None:
     [
         ("{model: m, role: planner, tools: ['agent:worker']}", "spec.role: 'planner'"),
         ("{model: m, rag: {collection: docs}}", "spec.rag"),
-        ("{model: m, tools: ['mcp:http://x/mcp']}", "'mcp:http://x/mcp'"),
+        ("{model: m, tools: ['mcp:search-tools']}", "'mcp:search-tools'"),
     ],
 )
 def test_what_this_release_cannot_run_is_refused_at_load(

@@ -1,7 +1,8 @@
 """What this release can run of an Agent's spec (pure).
 
-The API accepts more than the runtime runs yet: ``role: planner|executor``, ``spec.rag`` and
-``agent:`` / ``mcp:`` tools are valid objects whose capabilities land in later releases. The
+The API accepts more than the runtime runs yet: ``role: planner|executor``, ``spec.rag``,
+``agent:`` tools and ``mcp:<name>`` tools (a ``kind: MCPServer``; ``mcp:<http(s) url>`` runs)
+are valid objects whose capabilities land in later releases. The
 runtime refuses such an Agent with one line (exit 2), and the operator reports
 ``Ready=False, reason Unsupported`` instead of starting a pod that would crash-loop. One list,
 used by both, shrinks as each capability lands.
@@ -9,6 +10,7 @@ used by both, shrinks as each capability lands.
 
 from __future__ import annotations
 
+from agentkube.api.mcp import mcp_server_url
 from agentkube.api.models import Agent
 
 
@@ -22,8 +24,10 @@ def unsupported_features(agent: Agent) -> list[str]:
         found.append("spec.rag (the RAG sidecar)")
     for tool in spec.tools:
         kind = tool.split(":", 1)[0]
-        if kind in ("agent", "mcp"):
-            found.append(f"spec.tools: {tool!r} ({kind}: tools)")
+        if kind == "agent":
+            found.append(f"spec.tools: {tool!r} (agent: tools)")
+        elif kind == "mcp" and mcp_server_url(tool) is None:
+            found.append(f"spec.tools: {tool!r} (mcp:<name> tools; mcp:<http(s) url> runs)")
     return found
 
 

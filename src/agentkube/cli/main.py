@@ -58,12 +58,13 @@ def crds(
 def _register_subcommands() -> None:
     # Imported here, not at the top, so importing this module stays cheap; the heavy layers
     # (pydantic-ai, lightkube, kopf) load inside the commands that use them.
-    from agentkube.cli import agent, gateway, memory, operator, run, sandbox
+    from agentkube.cli import agent, gateway, mcp, memory, operator, run, sandbox
 
     app.command("run")(run.run)
     app.add_typer(agent.app, name="agent")
     app.add_typer(sandbox.app, name="sandbox")
     sandbox.app.command("gateway")(gateway.gateway)
+    sandbox.app.command("mcp")(mcp.serve)
     app.command("operator")(operator.command)
     app.add_typer(memory.app, name="memory")
 

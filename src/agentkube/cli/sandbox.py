@@ -10,95 +10,42 @@ itself cannot run.
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 from pathlib import Path
-from typing import get_args
 
 import typer
-from pydantic import ValidationError
 
-from agentkube.api.loading import describe
-from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.cli.checks import write_untrusted
-from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Language, Limits
+from agentkube.sandbox import requests
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
 from agentkube.sandbox.errors import SandboxRequestError
+from agentkube.sandbox.requests import build_limits, parse_language
 
 app = typer.Typer(
     help="Run untrusted code in an isolated, ephemeral sandbox.", no_args_is_help=True
 )
 
-LANGUAGES: tuple[str, ...] = get_args(Language)
-
-
-def _language(value: str) -> Language:
-    if value not in LANGUAGES:
-        raise SandboxRequestError(f"--language {value!r} is not supported: use python or bash")
-    return value  # type: ignore[return-value]  # checked against Language just above
-
-
-def _timeout(value: str | None) -> float:
-    if value is None:
-        return Limits().timeout_s
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise SandboxRequestError(f"--timeout {value!r} must be a positive number of seconds")
-    return seconds
-
-
-def _memory(value: str | None) -> int:
-    if value is None:
-        return Limits().memory_bytes
-    try:
-        return parse_bytes(value)
-    except ValueError as e:
-        raise SandboxRequestError(f"--memory: {e}") from e
-
-
-def _cpu(value: str | None) -> float:
-    if value is None:
-        return Limits().cpu
-    try:
-        return parse_cpu(value)
-    except ValueError as e:
-        raise SandboxRequestError(f"--cpu: {e}") from e
-
 
 def _read_code(source: str) -> str:
     if source == "-":
-        code = sys.stdin.read()
-        origin = "stdin"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise SandboxRequestError(f"file {source!r} not found (pass a file or - for stdin)")
-        try:
-            code = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SandboxRequestError(f"cannot read {source!r}: {e}") from e
-        origin = source
-    if not code.strip():
-        raise SandboxRequestError(f"no code to run: {origin} is empty")
-    return code
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        raise SandboxRequestError(f"file {source!r} not found (pass a file or - for stdin)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SandboxRequestError(f"cannot read {source!r}: {e}") from e
 
 
 def build_request(
     source: str, language: str, timeout: str | None, memory: str | None, cpu: str | None
 ) -> ExecutionRequest:
     """The request the flags describe; :class:`SandboxRequestError` names any bad one."""
-    lang = _language(language)
-    try:
-        limits = Limits(timeout_s=_timeout(timeout), memory_bytes=_memory(memory), cpu=_cpu(cpu))
-    except ValidationError as e:
-        raise SandboxRequestError(f"bad limit {describe(e)}") from e
+    lang = parse_language(language)
+    limits = build_limits(timeout, memory, cpu)
     code = _read_code(source)
-    try:
-        return ExecutionRequest(language=lang, code=code, limits=limits)
-    except ValidationError as e:
-        raise SandboxRequestError(f"bad request {describe(e)}") from e
+    return requests.build_request(code, lang, limits, origin="stdin" if source == "-" else source)
 
 
 async def _execute(request: ExecutionRequest) -> ExecutionResult:

@@ -8,6 +8,8 @@
                           503 the backend cannot run sandboxes here
     GET  /v1/policy       the sandbox policy: the most one execution may ask for (no token)
     GET  /healthz         200 once the backend is started (no token needed)
+    POST /mcp             MCP (streamable HTTP): run_python / run_bash, same token and quota
+                          (agentkube.gateway.mcp_endpoint)
 
 Every execution is logged with the caller's identity, its outcome and its duration. A caller that
 disconnects before its result cancels the execution: its sandbox is deleted, its quota slot freed.
@@ -35,6 +37,7 @@ from pydantic import ValidationError
 from agentkube.api.loading import describe
 from agentkube.bounded_bodies import BoundedBodies
 from agentkube.gateway.auth import Authenticator, Identity
+from agentkube.gateway.mcp_endpoint import mcp_endpoint
 from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
 from agentkube.sandbox.errors import (
@@ -145,6 +148,7 @@ def create_app(  # noqa: C901 - one small closure per route
     """
     settings = settings or GatewaySettings()
     quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
+    mcp = mcp_endpoint(backend, authenticator, quota)
     ready = False
 
     @asynccontextmanager
@@ -153,7 +157,8 @@ def create_app(  # noqa: C901 - one small closure per route
         await _start(backend)
         ready = True
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             ready = False
             if close_backend:
@@ -168,6 +173,7 @@ def create_app(  # noqa: C901 - one small closure per route
         read_timeout_s=settings.body_read_timeout_s,
     )
     app.state.quota = quota
+    app.router.routes.append(mcp.route)
 
     @app.get("/healthz")
     async def healthz() -> Response:

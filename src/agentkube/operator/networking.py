@@ -2,8 +2,9 @@
 
 Egress: DNS; its model (the serving pods of an in-cluster Model, else the endpoint's port);
 memory (Redis, the vector store) unless ``memory: none`` and no ``rag``; the sandbox gateway for
-``python-interpreter``; the agents named by ``agent:<name>`` tools; and the public web (ports 80
-and 443, private ranges excluded) only with ``web-browser``. Ingress: other agents of the
+``python-interpreter``; the agents named by ``agent:<name>`` tools; the ports of its
+``mcp:<url>`` servers; and the public web (ports 80 and 443, private ranges excluded) only with
+``web-browser``. Ingress: other agents of the
 namespace, on the agent's port.
 
 A NetworkPolicy cannot name a DNS host, so an external endpoint is allowed by port to any
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentkube.api.mcp import mcp_server_url, server_port
 from agentkube.api.models import Agent
 from agentkube.operator.config import OperatorConfig, Peer
 from agentkube.operator.naming import agent_pods, agent_selector
@@ -67,6 +69,9 @@ def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConf
                 "ports": [{"protocol": "TCP", "port": config.agent_port}],
             }
         )
+    mcp_ports = sorted({server_port(u) for t in spec.tools if (u := mcp_server_url(t))})
+    if mcp_ports:  # by port to any address, like an external model endpoint (module docstring)
+        rules.append(_anywhere(mcp_ports, []))
     if "web-browser" in spec.tools:
         rules.append(_anywhere(config.web_ports, config.web_excluded_cidrs))
     return rules

@@ -105,6 +105,7 @@ class AgentRuntime:
             model,
             deps_type=RunDeps,
             tools=build_tools(agent.spec.tools, tools),
+            toolsets=list(tools.toolsets),
             instructions=prompt,
             name=agent.metadata.name,
         )

@@ -18,6 +18,7 @@ from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
+from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
 from agentkube.runtime.model_resolution import choose_model, open_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
 from agentkube.sandbox.contract import Limits, Sandbox
@@ -44,6 +45,7 @@ class RuntimeSettings:
     sandbox_pool: int = 0
     web: WebSettings | None = None
     budget: TaskBudget = field(default_factory=TaskBudget)
+    mcp: McpSettings = field(default_factory=McpSettings)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir(self.environ)
@@ -112,12 +114,20 @@ async def open_runtime(
     history = history_for(agent, settings.resolved_data_dir())
     sandbox = open_sandbox(settings) if PYTHON_INTERPRETER in agent.spec.tools else None
     try:
-        async with open_model(choice) as model:
+        async with (
+            open_model(choice) as model,
+            open_mcp_tools(agent.spec.tools, settings.mcp) as mcp,
+        ):
             yield AgentRuntime(
                 agent,
                 choice=choice,
                 model=model,
-                tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
+                tools=ToolEnvironment(
+                    sandbox=sandbox,
+                    limits=limits,
+                    web=settings.web_settings(),
+                    toolsets=tuple(mcp.toolsets),
+                ),
                 history=history,
                 stream_text=choice.kind == "openai",
                 budget=settings.budget,

@@ -2,8 +2,9 @@
 
 It does no reasoning. It finds the fenced Python blocks (```python … ```) in the task, runs each
 through the agent's ``python-interpreter`` tool — so the answer really is computed in the sandbox —
-and answers with their output. Without code blocks or without the tool it says so, and how to
-configure a real model.
+and answers with their output. An agent without that tool but with an MCP server's ``run_python``
+(``agentkube sandbox mcp`` as an ``mcp:`` tool) gets its blocks run there. Without code blocks or
+without the tool it says so, and how to configure a real model.
 """
 
 from __future__ import annotations
@@ -74,10 +75,18 @@ def _render_output(content: Any) -> str:
     return "\n".join([out, *problems]).strip("\n")
 
 
+def _interpreter(info: AgentInfo) -> str:
+    names = [t.name for t in info.function_tools]
+    if PYTHON_INTERPRETER in names:
+        return PYTHON_INTERPRETER
+    return next((name for name in names if name.endswith("_run_python")), PYTHON_INTERPRETER)
+
+
 def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     """One step of the offline model: call the tool for the next block, or answer."""
     blocks = code_blocks(_latest_task(messages))
-    has_interpreter = any(t.name == PYTHON_INTERPRETER for t in info.function_tools)
+    interpreter = _interpreter(info)
+    has_interpreter = any(t.name == interpreter for t in info.function_tools)
     if not blocks or not has_interpreter:
         missing = (
             "no fenced ```python block in the task"
@@ -87,7 +96,7 @@ def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         return ModelResponse(parts=[TextPart(f"({DISCLAIMER}; {missing}; {HOW_TO_CONFIGURE})")])
     done = _returns_since_task(messages)
     if len(done) < len(blocks):
-        call = ToolCallPart(PYTHON_INTERPRETER, {"code": blocks[len(done)]})
+        call = ToolCallPart(interpreter, {"code": blocks[len(done)]})
         return ModelResponse(parts=[call])
     outputs = [_render_output(r.content) for r in done]
     if len(outputs) == 1:

@@ -21,7 +21,9 @@ from typing import Any
 from pydantic_ai import ModelRetry, RunContext, Tool
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.messages import BinaryContent
+from pydantic_ai.toolsets import AbstractToolset
 
+from agentkube.api.mcp import mcp_server_url
 from agentkube.runtime.errors import ToolConfigError
 from agentkube.runtime.recording import ToolRecorder
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits, Sandbox
@@ -46,11 +48,13 @@ class WebSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ToolEnvironment:
-    """What tools need from the outside: a sandbox, its limits, web settings."""
+    """What tools need from the outside: a sandbox, its limits, web settings, and the toolsets
+    of the connected ``mcp:`` servers (:mod:`agentkube.runtime.mcp_tools`)."""
 
     sandbox: Sandbox | None = None
     limits: Limits = field(default_factory=Limits)
     web: WebSettings = field(default_factory=WebSettings)
+    toolsets: tuple[AbstractToolset[Any], ...] = ()
 
 
 @dataclass
@@ -182,6 +186,8 @@ def build_tools(names: list[str], env: ToolEnvironment) -> list[Tool[RunDeps]]:
             tools.append(python_interpreter_tool(env.sandbox, env.limits))
         elif name == WEB_BROWSER:
             tools.append(web_browser_tool(env.web))
+        elif mcp_server_url(name) is not None:
+            continue  # an MCP server's tools come as a toolset, connected by open_mcp_tools
         else:
             kind = name.split(":", 1)[0]
             raise ToolConfigError(

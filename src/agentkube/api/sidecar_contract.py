@@ -13,6 +13,9 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8081
 DEFAULT_TOP_K: Final = 4
 CONTAINER_NAME: Final = "rag-proxy"
+# Set in an agent pod whose model requests go through the sidecar: the runtime then leaves
+# enrichment to it (on one machine, without it, the runtime enriches in process).
+ENV_RAG_SIDECAR: Final = "AGENTKUBE_RAG_SIDECAR"
 
 # Request headers a client may send.
 HEADER_RAG: Final = "x-agentkube-rag"  # "off" passes the request through un-enriched

@@ -102,7 +102,7 @@ def rag(
     @asynccontextmanager
     async def retriever() -> AsyncIterator[Retriever]:
         async with open_knowledge_retriever(
-            settings, min_score=min_score, timeout_s=retrieval_timeout
+            settings, min_score=min_score, timeout_s=retrieval_timeout, warm=config.collections
         ) as r:
             yield r
 

@@ -9,6 +9,8 @@ line naming the store, which the proxy turns into fail-open or fail-closed.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -18,6 +20,8 @@ from agentkube.memory.knowledge import Knowledge, Passage
 from agentkube.memory.settings import MemorySettings, open_embedder, open_vector_store
 from agentkube.memory.vectors import VectorStore
 from agentkube.sidecar.errors import RetrievalFailed
+
+log = logging.getLogger(__name__)
 
 
 class Retriever(Protocol):
@@ -71,16 +75,36 @@ class KnowledgeRetriever:
             raise RetrievalFailed(f"vector store {self.store.location}: {e}") from e
 
 
+async def warm_up(retriever: KnowledgeRetriever, collections: Sequence[str]) -> None:
+    """Connect to the store and load each collection's index now, not in the first request's
+    time budget; a store that is down only logs (requests fail open or closed later)."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(60):
+            await retriever._search(collections, "warm-up", 1)
+    except Exception as e:
+        log.warning("could not warm up %s: %s", ", ".join(collections), e)
+        return
+    log.info("warmed up %s in %.2fs", ", ".join(collections), time.perf_counter() - started)
+
+
 @asynccontextmanager
 async def open_knowledge_retriever(
-    settings: MemorySettings, *, min_score: float | None = None, timeout_s: float = 5.0
+    settings: MemorySettings,
+    *,
+    min_score: float | None = None,
+    timeout_s: float = 5.0,
+    warm: Sequence[str] = (),
 ) -> AsyncIterator[KnowledgeRetriever]:
-    """The retriever over the stores ``settings`` select; the embedder loads here, up front, so
-    the first request does not pay for it."""
+    """The retriever over the stores ``settings`` select; the embedder loads here, and the
+    ``warm`` collections are opened, up front, so the first request does not pay for them."""
     embedder = await open_embedder(settings)
     store = open_vector_store(settings)
     try:
-        yield KnowledgeRetriever(store, embedder, min_score=min_score, timeout_s=timeout_s)
+        retriever = KnowledgeRetriever(store, embedder, min_score=min_score, timeout_s=timeout_s)
+        if warm:
+            await warm_up(retriever, warm)
+        yield retriever
     finally:
         await store.aclose()
         await embedder.aclose()

@@ -16,6 +16,9 @@ CONTAINER_NAME: Final = "rag-proxy"
 # Set in an agent pod whose model requests go through the sidecar: the runtime then leaves
 # enrichment to it (on one machine, without it, the runtime enriches in process).
 ENV_RAG_SIDECAR: Final = "AGENTKUBE_RAG_SIDECAR"
+# The memory tenant the proxy reads as (agentkube.memory.settings.ENV_NAMESPACE, which the
+# operator may not import: memory pulls in HTTP clients; a test holds the two equal).
+ENV_MEMORY_NAMESPACE: Final = "AGENTKUBE_NAMESPACE"
 
 # Request headers a client may send.
 HEADER_RAG: Final = "x-agentkube-rag"  # "off" passes the request through un-enriched

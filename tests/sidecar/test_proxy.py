@@ -220,3 +220,18 @@ def test_health_readiness_and_metrics_report_what_happened(proxy: RunningProxy) 
     assert "agentkube_rag_retrieval_seconds_count 1.0" in page
     assert 'agentkube_rag_upstream_seconds_count{route="chat"} 1.0' in page
     assert "agentkube_rag_chunks_injected_total" in page
+
+
+def test_an_unreachable_upstream_is_a_502_in_the_openai_error_shape(
+    embedded_knowledge: MemorySettings, embedder: WordLlamaEmbedder
+) -> None:
+    from tests.memory.servers import free_port
+
+    dead = (ScriptedModel(), f"http://127.0.0.1:{free_port()}/v1")
+    with running_proxy(embedded_knowledge, embedder, dead) as proxy:
+        with client(proxy) as oa, pytest.raises(openai.APIStatusError) as caught:
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTION}])
+        page = httpx.get(f"{proxy.url}/metrics").text
+    assert caught.value.status_code == 502
+    assert "unreachable" in caught.value.message
+    assert "agentkube_rag_upstream_errors_total 1.0" in page

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -16,7 +14,7 @@ from agentkube.api import sidecar_contract as sc
 from agentkube.memory.settings import MemorySettings
 from tests.cli_process import agentkube
 from tests.memory.servers import free_port
-from tests.sidecar.conftest import COLLECTION
+from tests.sidecar.conftest import COLLECTION, wait_ready
 from tests.standins.openai_server import Reply, ScriptedModel
 
 
@@ -81,16 +79,3 @@ def test_the_command_serves_the_contract_in_front_of_a_model(
 def proxy_args(upstream: str, port: int, data_dir: Path) -> list[str]:
     args = sc.proxy_args(upstream=upstream, collections=[COLLECTION], top_k=2, port=port)
     return [*args, "--data-dir", str(data_dir)]
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the proxy exited: {process.communicate()[1].decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail(f"the proxy at {url} was not ready within {timeout}s")

@@ -1,7 +1,8 @@
 """The RAG proxy as an ASGI app (Starlette) forwarding with ``httpx``.
 
 Responses are streamed back as the upstream sends them (``aiter_raw``: no decoding, no
-buffering), with the upstream's status and headers, plus the ``x-agentkube-rag-*`` headers.
+buffering), with the upstream's status and headers, plus the ``x-agentkube-rag-*`` headers; only a
+small body of declared length that is not an event stream is relayed in one piece.
 Request bodies are read with a bound (413 as soon as one passes it) and then forwarded whole:
 they are JSON documents, and the chat ones must be parsed anyway. The upstream transport is
 injectable, like every HTTP client of agentkube.
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # No overall read timeout: a model may think for minutes between streamed tokens.
 _DROPPED_RESPONSE_HEADERS = frozenset(h.encode() for h in HOP_BY_HOP - {"content-length"})
+SMALL_BODY_BYTES = 1024 * 1024
 UPSTREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=30.0)
 
 
@@ -92,11 +94,24 @@ class Proxy:
             self.metrics.upstream_errors.inc()
             return _error(502, f"upstream {self.config.upstream} unreachable: {e!r}", "upstream")
         self.metrics.upstream_seconds.labels(route).observe(time.perf_counter() - started)
-        response = StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
+        response: Response
+        if _small_whole_body(upstream):
+            # A JSON answer of known, small length: relayed in one piece, which spares the
+            # streaming machinery (a task group per response). Streams never take this path.
+            try:
+                body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+            except httpx.HTTPError as e:
+                self.metrics.upstream_errors.inc()
+                return _error(502, f"upstream {self.config.upstream} broke off: {e!r}", "upstream")
+            finally:
+                await upstream.aclose()
+            response = Response(body, status_code=upstream.status_code)
+        else:
+            response = StreamingResponse(
+                upstream.aiter_raw(),
+                status_code=upstream.status_code,
+                background=BackgroundTask(upstream.aclose),
+            )
         # The body goes out as the upstream encoded it (raw), so its length and encoding hold.
         response.raw_headers = [
             (k, v) for k, v in upstream.headers.raw if k.lower() not in _DROPPED_RESPONSE_HEADERS
@@ -145,6 +160,12 @@ class Proxy:
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _small_whole_body(upstream: httpx.Response) -> bool:
+    length = upstream.headers.get("content-length", "")
+    kind = upstream.headers.get("content-type", "")
+    return length.isdigit() and int(length) <= SMALL_BODY_BYTES and "event-stream" not in kind
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:

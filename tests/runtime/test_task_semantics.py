@@ -208,7 +208,6 @@ def test_the_tool_description_states_the_real_limits() -> None:
     ("spec", "named"),
     [
         ("{model: m, role: planner, tools: ['agent:worker']}", "spec.role: 'planner'"),
-        ("{model: m, rag: {collection: docs}}", "spec.rag"),
         ("{model: m, tools: ['mcp:search-tools']}", "'mcp:search-tools'"),
     ],
 )

@@ -3,13 +3,16 @@
 The LLM is the one component that cannot run on the test machines, so this server plays it: a
 test scripts the replies (text, or tool calls) and the server returns them through the real
 ``/v1/chat/completions`` wire format, streamed (SSE chunks) or not, so agentkube's real OpenAI
-client path is exercised end to end. It records every request it received.
+client path is exercised end to end. It records every request it received (and its headers).
+A reply may be an error (status and body, as a real server sends them); ``stream_gate`` holds a
+stream after its first text piece until the test sets it, to show chunks arrive as they are sent.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ class ToolCall:
 class Reply:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    status: int = 200
+    error: dict[str, Any] | None = None
 
 
 @dataclass
@@ -38,6 +43,8 @@ class ScriptedModel:
     model: str = "standin-model"
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    stream_gate: threading.Event | None = None
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
     def next_reply(self) -> Reply:
@@ -60,7 +67,9 @@ def _message(reply: Reply, ids: Iterator[int]) -> dict[str, Any]:
     return message
 
 
-def _chunks(reply: Reply, model: str, ids: Iterator[int]) -> Iterator[str]:
+def _chunks(
+    reply: Reply, model: str, ids: Iterator[int], gate: threading.Event | None = None
+) -> Iterator[str]:
     base = {
         "id": "chatcmpl-standin",
         "object": "chat.completion.chunk",
@@ -76,6 +85,8 @@ def _chunks(reply: Reply, model: str, ids: Iterator[int]) -> Iterator[str]:
     # Text arrives in small pieces, as a real server streams tokens.
     for start in range(0, len(reply.text), 4):
         yield chunk({"content": reply.text[start : start + 4]})
+        if gate is not None and start == 0:  # a sync generator runs in a thread: it may block
+            gate.wait(timeout=30)
     for index, call in enumerate(reply.tool_calls):
         call_id = f"call_{next(ids)}"
         args = json.dumps(call.arguments)
@@ -116,10 +127,14 @@ def create_app(script: ScriptedModel) -> FastAPI:
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
         body = await request.json()
         script.requests.append(body)
+        script.headers.append(dict(request.headers))
         reply = script.next_reply()
+        if reply.status != 200:
+            return JSONResponse(reply.error or {}, status_code=reply.status)
         if body.get("stream"):
             return StreamingResponse(
-                _chunks(reply, script.model, script._ids), media_type="text/event-stream"
+                _chunks(reply, script.model, script._ids, script.stream_gate),
+                media_type="text/event-stream",
             )
         return JSONResponse(
             {
@@ -137,5 +152,17 @@ def create_app(script: ScriptedModel) -> FastAPI:
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }
         )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        script.requests.append(body)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]}
+            for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+        return {"object": "list", "data": data, "model": body["model"], "usage": usage}
 
     return app

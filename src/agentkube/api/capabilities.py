@@ -1,8 +1,8 @@
 """What this release can run of an Agent's spec (pure).
 
-The API accepts more than the runtime runs yet: ``role: planner|executor``, ``spec.rag``,
-``agent:`` tools and ``mcp:<name>`` tools (a ``kind: MCPServer``; ``mcp:<http(s) url>`` runs)
-are valid objects whose capabilities land in later releases. The
+The API accepts more than the runtime runs yet: ``role: planner|executor``, ``agent:`` tools
+and ``mcp:<name>`` tools (a ``kind: MCPServer``; ``mcp:<http(s) url>`` runs) are valid objects
+whose capabilities land in later releases. The
 runtime refuses such an Agent with one line (exit 2), and the operator reports
 ``Ready=False, reason Unsupported`` instead of starting a pod that would crash-loop. One list,
 used by both, shrinks as each capability lands.
@@ -20,8 +20,6 @@ def unsupported_features(agent: Agent) -> list[str]:
     found: list[str] = []
     if spec.role != "standalone":
         found.append(f"spec.role: {spec.role!r} (planner/executor teams)")
-    if spec.rag is not None:
-        found.append("spec.rag (the RAG sidecar)")
     for tool in spec.tools:
         kind = tool.split(":", 1)[0]
         if kind == "agent":

@@ -129,7 +129,8 @@ class SandboxLimits(_Wire):
 class Rag(_Wire):
     """Retrieval-augmented generation through the sidecar."""
 
-    collection: str = Field(..., min_length=1, max_length=63, pattern=rf"^{DNS_LABEL}$")
+    # 3+: the shortest name a knowledge collection may have (agentkube.memory.vectors).
+    collection: str = Field(..., min_length=3, max_length=63, pattern=rf"^{DNS_LABEL}$")
     top_k: int = Field(4, ge=1, le=50)
 
 

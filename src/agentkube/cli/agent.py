@@ -48,6 +48,7 @@ def serve(
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings, open_runtime
     from agentkube.runtime.server import create_app
+    from agentkube.sidecar.local import local_rag_front
 
     settings = RuntimeSettings(
         model=model,
@@ -55,6 +56,7 @@ def serve(
         data_dir=data_dir,
         sandbox_pool=sandbox_pool,
         budget=TaskBudget(max_model_requests=max_requests, timeout_s=task_timeout),
+        rag_front=local_rag_front,
     )
 
     @asynccontextmanager

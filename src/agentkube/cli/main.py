@@ -58,7 +58,7 @@ def crds(
 def _register_subcommands() -> None:
     # Imported here, not at the top, so importing this module stays cheap; the heavy layers
     # (pydantic-ai, lightkube, kopf) load inside the commands that use them.
-    from agentkube.cli import agent, gateway, mcp, memory, operator, run, sandbox
+    from agentkube.cli import agent, gateway, mcp, memory, operator, run, sandbox, sidecar
 
     app.command("run")(run.run)
     app.add_typer(agent.app, name="agent")
@@ -67,6 +67,7 @@ def _register_subcommands() -> None:
     sandbox.app.command("mcp")(mcp.serve)
     app.command("operator")(operator.command)
     app.add_typer(memory.app, name="memory")
+    app.add_typer(sidecar.app, name="sidecar")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

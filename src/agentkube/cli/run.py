@@ -129,6 +129,7 @@ def run(
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings
     from agentkube.runtime.offline import DISCLAIMER
+    from agentkube.sidecar.local import local_rag_front
 
     settings = RuntimeSettings(
         model=model,
@@ -136,6 +137,7 @@ def run(
         api_key=api_key,
         data_dir=data_dir,
         budget=TaskBudget(max_model_requests=max_requests, timeout_s=task_timeout),
+        rag_front=local_rag_front,
     )
     err = Console(stderr=True)
     progress = None if json_output else Progress(err)

@@ -23,6 +23,7 @@ from agentkube.api.loading import describe
 from agentkube.api.models import Toleration
 from agentkube.api.pod_contract import OPERATOR_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
 from agentkube.operator.errors import OperatorConfigError
+from agentkube.operator.sidecars import RagSidecarConfig
 
 JSON = dict[str, Any]
 
@@ -178,6 +179,7 @@ class OperatorConfig(_Config):
         default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
     )
     agent_resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
+    rag_sidecar: RagSidecarConfig = Field(default_factory=RagSidecarConfig)
     persistent_volume_size: str = "1Gi"
     storage_class_name: str | None = None
     field_manager: str = OPERATOR_FIELD_MANAGER

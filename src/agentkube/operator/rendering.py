@@ -29,6 +29,7 @@ from agentkube.operator.naming import (
 from agentkube.operator.networking import render_network_policy
 from agentkube.operator.placement import pool_scheduling
 from agentkube.operator.serving import ResolvedModel
+from agentkube.operator.sidecars import model_behind_sidecar, rag_sidecar_parts, sidecar_env
 
 JSON = dict[str, Any]
 
@@ -76,8 +77,9 @@ def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfi
     # The namespace selects the memory tenant (key prefix, Redis ACL user, Chroma tenant).
     env: list[JSON] = [
         {"name": pc.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        *model_env(model),
+        *model_env(model_behind_sidecar(agent, model, config)),
     ]
+    env += sidecar_env(agent, model, config)
     if agent.spec.memory == "persistent":
         env.append({"name": pc.ENV_DATA_DIR, "value": pc.DATA_DIR})
     if config.sandbox_url:
@@ -162,12 +164,15 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": name}})
     if config.sandbox_url:
         volumes.append(sandbox_token_volume(config))
+    init_containers, sidecar_volumes = rag_sidecar_parts(agent, model, config)
+    volumes += sidecar_volumes
     uid = config.agent_user_id
     return {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": restricted_pod_security(uid),
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": [runtime_container(agent, model, config)],
         "volumes": volumes,
         **pool_scheduling(config, config.agent_pool, agent.spec.placement),

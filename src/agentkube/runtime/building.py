@@ -19,7 +19,8 @@ from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
-from agentkube.runtime.model_resolution import choose_model, open_model
+from agentkube.runtime.model_resolution import choose_model
+from agentkube.runtime.rag import RagFront, open_agent_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
 from agentkube.sandbox.contract import Limits, Sandbox
 
@@ -46,6 +47,7 @@ class RuntimeSettings:
     web: WebSettings | None = None
     budget: TaskBudget = field(default_factory=TaskBudget)
     mcp: McpSettings = field(default_factory=McpSettings)
+    rag_front: RagFront | None = None  # starts the RAG proxy for spec.rag (runtime/rag.py)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir(self.environ)
@@ -114,8 +116,9 @@ async def open_runtime(
     history = history_for(agent, settings.resolved_data_dir())
     sandbox = open_sandbox(settings) if PYTHON_INTERPRETER in agent.spec.tools else None
     try:
+        environ, data_dir = dict(settings.environ), settings.resolved_data_dir()
         async with (
-            open_model(choice) as model,
+            open_agent_model(agent, choice, environ, data_dir, settings.rag_front) as model,
             open_mcp_tools(agent.spec.tools, settings.mcp) as mcp,
         ):
             yield AgentRuntime(

@@ -1,0 +1,225 @@
+"""RAG sidecar benchmark: what the proxy adds in front of a model, side by side in one run.
+
+    .venv/bin/python benchmarks/rag_bench.py [--runs 300] [--chunks 10000] [--concurrency 16]
+
+Three processes on loopback: the OpenAI-compatible stand-in (tests/standins/openai_server.py,
+uvicorn) as the upstream, the real `agentkube sidecar rag` in front of it reading a collection of
+``--chunks`` chunks (embedded Chroma, the local wordllama embedder), and this client (httpx,
+keep-alive). Interleaved, per request (non-streaming chat completion, one user question):
+
+    direct        client -> stand-in                        the baseline
+    pass-through  client -> proxy (x-agentkube-rag: off) -> stand-in
+    retrieval     client -> proxy (embed, top-4 of N chunks, inject) -> stand-in
+
+and the time to the first streamed byte (stream: true) direct vs through the proxy with
+retrieval. Added latency = proxied p50/p95 minus direct p50/p95. Then requests/s with
+``--concurrency`` clients at once: direct, pass-through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from measuring import percentile  # noqa: E402
+
+from agentkube.memory.embeddings.local import WordLlamaEmbedder  # noqa: E402
+from agentkube.memory.vectors.chroma import EmbeddedChroma  # noqa: E402
+
+COLLECTION = "bench"
+WORDS = [
+    "operator", "agent", "sandbox", "model", "memory", "vector", "cluster", "node", "pool",
+    "gateway", "proxy", "token", "policy", "network", "volume", "secret", "config", "deploy",
+    "image", "probe", "replica", "service", "namespace", "label", "quota", "timeout", "retry",
+    "stream", "chunk", "embed", "search", "index", "shard", "cache", "queue", "worker",
+]  # fmt: skip
+BODY = {
+    "model": "standin-model",
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "How much memory does a sandbox get by default?"},
+    ],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def fill(data_dir: Path, chunks: int) -> None:
+    embedder = WordLlamaEmbedder()
+    store = EmbeddedChroma(data_dir / "vectors", "default")
+    rng = random.Random(7)
+    await store.open_collection(COLLECTION, embedder.name, embedder.dimension)
+    for start in range(0, chunks, 1000):
+        ids = [f"c{i}" for i in range(start, min(chunks, start + 1000))]
+        texts = [" ".join(rng.choices(WORDS, k=60)) for _ in ids]
+        metas = [{"source": f"/docs/note-{i}.md", "chunk": 0} for i in range(len(ids))]
+        await store.upsert(COLLECTION, ids, await embedder.embed(texts), texts, metas)
+    await store.aclose()
+
+
+def start(args: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{args[:4]} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} never answered")
+
+
+def timed(client: httpx.Client, url: str, headers: dict[str, str]) -> float:
+    started = time.perf_counter()
+    response = client.post(url, json=BODY, headers=headers)
+    response.raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def first_byte(client: httpx.Client, url: str) -> float:
+    started = time.perf_counter()
+    elapsed = 0.0
+    with client.stream("POST", url, json={**BODY, "stream": True}) as response:
+        for n, _ in enumerate(response.iter_raw()):
+            if n == 0:
+                elapsed = (time.perf_counter() - started) * 1000
+    return elapsed
+
+
+async def rate(url: str, headers: dict[str, str], concurrency: int, total: int) -> float:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        counter = iter(range(total))
+
+        async def worker() -> None:
+            for _ in counter:
+                (await client.post(url, json=BODY, headers=headers)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - started)
+
+
+def row(name: str, samples: list[float], base: list[float] | None) -> str:
+    p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
+    if base is None:
+        return f"| {name} | {p50:.2f} ms | {p95:.2f} ms | — | — |"
+    b50, b95 = percentile(base, 0.5), percentile(base, 0.95)
+    return f"| {name} | {p50:.2f} ms | {p95:.2f} ms | +{p50 - b50:.2f} ms | +{p95 - b95:.2f} ms |"
+
+
+def measure(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(10):  # warm-up: connections, the index, the embedder
+        for fn in cases.values():
+            fn()
+    for _ in range(runs):
+        for name, fn in cases.items():  # interleaved: drift hits every case alike
+            samples[name].append(fn())
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    opts = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTKUBE_")}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        started = time.perf_counter()
+        asyncio.run(fill(data, opts.chunks))
+        print(f"filled {opts.chunks} chunks in {time.perf_counter() - started:.1f}s")
+        up_port, proxy_port = free_port(), free_port()
+        standin = [
+            sys.executable, "-c",
+            "import uvicorn; from tests.standins.openai_server import ScriptedModel, create_app; "
+            f"uvicorn.run(create_app(ScriptedModel()), host='127.0.0.1', port={up_port}, "
+            "log_level='warning')",
+        ]  # fmt: skip
+        upstream = start(standin, f"http://127.0.0.1:{up_port}/v1/models", env)
+        proxy_cmd = [
+            sys.executable, "-m", "agentkube", "sidecar", "rag",
+            "--upstream", f"http://127.0.0.1:{up_port}/v1", "--collection", COLLECTION,
+            "--port", str(proxy_port), "--data-dir", str(data),
+        ]  # fmt: skip
+        proxy = start(proxy_cmd, f"http://127.0.0.1:{proxy_port}/readyz", env)
+        try:
+            report(opts, f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}")
+        finally:
+            for process in (proxy, upstream):
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def report(opts: argparse.Namespace, upstream: str, proxy: str) -> None:
+    direct, proxied = f"{upstream}/v1/chat/completions", f"{proxy}/v1/chat/completions"
+    off = {"x-agentkube-rag": "off"}
+    with httpx.Client(timeout=60) as client:
+        check = client.post(proxied, json=BODY)
+        print(f"retrieval injects {check.headers['x-agentkube-rag-chunks']} chunks per request")
+        samples = measure(
+            opts.runs,
+            {
+                "direct": lambda: timed(client, direct, {}),
+                "pass-through": lambda: timed(client, proxied, off),
+                "retrieval": lambda: timed(client, proxied, {}),
+                "ttfb direct": lambda: first_byte(client, direct),
+                "ttfb retrieval": lambda: first_byte(client, proxied),
+            },
+        )
+    load = os.getloadavg()[0]
+    print(f"\n{opts.runs} interleaved requests each, {opts.chunks} chunks, load {load:.1f}")
+    print("| | p50 | p95 | added p50 | added p95 |\n|---|---|---|---|---|")
+    print(row("direct to the stand-in", samples["direct"], None))
+    print(row("through the proxy, pass-through", samples["pass-through"], samples["direct"]))
+    print(
+        row(
+            f"through the proxy, retrieval over {opts.chunks}",
+            samples["retrieval"],
+            samples["direct"],
+        )
+    )
+    print(row("first streamed byte, direct", samples["ttfb direct"], None))
+    print(
+        row(
+            "first streamed byte, proxy + retrieval",
+            samples["ttfb retrieval"],
+            samples["ttfb direct"],
+        )
+    )
+    total = max(200, opts.runs * 2)
+    rates = {
+        "direct": asyncio.run(rate(direct, {}, opts.concurrency, total)),
+        "pass-through": asyncio.run(rate(proxied, off, opts.concurrency, total)),
+        "retrieval": asyncio.run(rate(proxied, {}, opts.concurrency, total)),
+    }
+    print(f"\n| {opts.concurrency} concurrent clients, {total} requests | requests/s |\n|---|---|")
+    for name, value in rates.items():
+        print(f"| {name} | {value:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -222,7 +222,6 @@ def test_the_tool_description_states_the_real_limits() -> None:
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        ("{model: m, role: planner, tools: ['agent:worker']}", "spec.role: 'planner'"),
         ("{model: m, rag: {collection: docs}}", "spec.rag"),
         ("{model: m, tools: ['mcp:http://x/mcp']}", "'mcp:http://x/mcp'"),
     ],

@@ -1,7 +1,7 @@
 """What this release can run of an Agent's spec (pure).
 
-The API accepts more than the runtime runs yet: ``role: planner|executor``, ``spec.rag`` and
-``agent:`` / ``mcp:`` tools are valid objects whose capabilities land in later releases. The
+The API accepts more than the runtime runs yet: ``spec.rag`` and ``mcp:`` tools are valid
+objects whose capabilities land in later releases. The
 runtime refuses such an Agent with one line (exit 2), and the operator reports
 ``Ready=False, reason Unsupported`` instead of starting a pod that would crash-loop. One list,
 used by both, shrinks as each capability lands.
@@ -16,13 +16,11 @@ def unsupported_features(agent: Agent) -> list[str]:
     """Each part of ``agent``'s spec this release cannot run, as ``field: what``."""
     spec = agent.spec
     found: list[str] = []
-    if spec.role != "standalone":
-        found.append(f"spec.role: {spec.role!r} (planner/executor teams)")
     if spec.rag is not None:
         found.append("spec.rag (the RAG sidecar)")
     for tool in spec.tools:
         kind = tool.split(":", 1)[0]
-        if kind in ("agent", "mcp"):
+        if kind == "mcp":
             found.append(f"spec.tools: {tool!r} ({kind}: tools)")
     return found
 

@@ -18,6 +18,7 @@ from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
+from agentkube.runtime.delegation import Delegator
 from agentkube.runtime.model_resolution import choose_model, open_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
 from agentkube.sandbox.contract import Limits, Sandbox
@@ -97,9 +98,14 @@ def open_sandbox(settings: RuntimeSettings) -> Sandbox:
 
 @asynccontextmanager
 async def open_runtime(
-    agent: Agent, models: list[Model], settings: RuntimeSettings
+    agent: Agent,
+    models: list[Model],
+    settings: RuntimeSettings,
+    *,
+    delegator: Delegator | None = None,
 ) -> AsyncIterator[AgentRuntime]:
-    """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit."""
+    """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit. ``delegator``
+    runs its ``agent:`` tools (see :mod:`agentkube.runtime.team`)."""
     choice = choose_model(
         agent,
         models,
@@ -117,7 +123,12 @@ async def open_runtime(
                 agent,
                 choice=choice,
                 model=model,
-                tools=ToolEnvironment(sandbox=sandbox, limits=limits, web=settings.web_settings()),
+                tools=ToolEnvironment(
+                    sandbox=sandbox,
+                    limits=limits,
+                    web=settings.web_settings(),
+                    delegator=delegator,
+                ),
                 history=history,
                 stream_text=choice.kind == "openai",
                 budget=settings.budget,

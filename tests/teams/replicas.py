@@ -23,8 +23,15 @@ spec: {model: echo-model, role: executor, memory: none}
 class Replica:
     """One ``agent serve`` process on a free loopback port."""
 
-    def __init__(self, directory: Path, *flags: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        manifest: Path | None = None,
+    ) -> None:
         self.directory = directory
+        self.manifest = manifest
         self.flags = list(flags)
         self.extra_env = env or {}
         self.port = free_port()
@@ -38,8 +45,9 @@ class Replica:
         return self.launch().wait_ready(timeout)
 
     def launch(self) -> Replica:
-        manifest = self.directory / "worker.yaml"
-        manifest.write_text(AGENT)
+        manifest = self.manifest or self.directory / "worker.yaml"
+        if self.manifest is None:
+            manifest.write_text(AGENT)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTKUBE_"))}
         env["AGENTKUBE_DATA_DIR"] = str(self.directory / "data")
         env.update(self.extra_env)

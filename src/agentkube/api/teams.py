@@ -8,6 +8,7 @@ refuses a delegation that would close it), a dangling reference is not.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,16 @@ def _lead(agents: list[Agent], source: str, name: str | None) -> Agent:
     )
 
 
-def select_team(resources: list[Resource], source: str, name: str | None = None) -> Team:
-    """The team led by ``name`` (or the only Agent, or the only planner) of a parsed file."""
+def select_team(
+    resources: list[Resource],
+    source: str,
+    name: str | None = None,
+    *,
+    elsewhere: Collection[str] = (),
+) -> Team:
+    """The team led by ``name`` (or the only Agent, or the only planner) of a parsed file.
+    Agents named in ``elsewhere`` run somewhere else (reached over A2A): they need not be in
+    the file."""
     agents = [r for r in resources if isinstance(r, Agent)]
     by_name = {a.metadata.name: a for a in agents}
     lead = _lead(agents, source, name)
@@ -72,6 +81,8 @@ def select_team(resources: list[Resource], source: str, name: str | None = None)
         if unsupported is not None:
             raise ManifestError(f"{source}: Agent {agent.metadata.name}: {unsupported}")
         for target in delegation_targets(agent):
+            if target in elsewhere and target not in by_name:
+                continue
             if target not in by_name:
                 raise ManifestError(
                     f"{source}: Agent {agent.metadata.name}: spec.tools 'agent:{target}' names no "
@@ -81,6 +92,6 @@ def select_team(resources: list[Resource], source: str, name: str | None = None)
     return Team(lead=lead, members=members, models=[r for r in resources if isinstance(r, Model)])
 
 
-def load_team(path: Path, name: str | None = None) -> Team:
+def load_team(path: Path, name: str | None = None, *, elsewhere: Collection[str] = ()) -> Team:
     """The team of a manifest file; needs no model framework (bad files fail fast)."""
-    return select_team(load_file(path), str(path), name)
+    return select_team(load_file(path), str(path), name, elsewhere=elsewhere)

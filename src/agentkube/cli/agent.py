@@ -75,7 +75,9 @@ def serve(
 
     from agentkube.api.teams import load_team
 
-    team = load_team(file, agent_name)  # fail fast, exit 2, before anything heavy loads
+    peers = parse_peers(peer or [])
+    # fail fast, exit 2, before anything heavy loads; peers run elsewhere (their own pods)
+    team = load_team(file, agent_name, elsewhere=peers)
     redis_url = redis or os.environ.get("AGENTKUBE_REDIS_URL") or None
 
     import uvicorn
@@ -94,8 +96,6 @@ def serve(
         sandbox_pool=sandbox_pool,
         budget=TaskBudget(max_model_requests=max_requests, timeout_s=task_timeout),
     )
-
-    peers = parse_peers(peer or [])
 
     @asynccontextmanager
     async def runtime() -> AsyncIterator[AgentRuntime]:

@@ -116,11 +116,15 @@ class DurableTasks:
         state = await self.queue.begin(self.consumer, delivery)
         if state is None:
             return
-        keeper = asyncio.create_task(self._keep(delivery))
+        # Stopped by an event, not cancelled: a Redis command cancelled mid-flight can leave
+        # its pooled connection broken for the next user.
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(delivery, stop))
         try:
             final = await self._run(state)
         finally:
-            keeper.cancel()
+            stop.set()
+        await keeper
         wrote = await self.queue.finish(delivery, final)
         if not wrote:
             log.info(
@@ -143,9 +147,13 @@ class DurableTasks:
     def _final(state: TaskState, status: str, **update: object) -> TaskState:
         return state.model_copy(update={"status": status, "finished_at": time.time(), **update})
 
-    async def _keep(self, delivery: Delivery) -> None:
+    async def _keep(self, delivery: Delivery, stop: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self._keep_every)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._keep_every)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.queue.keep(self.consumer, delivery)
             except Exception as e:  # the next keep may work; the claim-idle margin is ours

@@ -149,6 +149,7 @@ class RedisTaskQueue:
         self._results_kept = results_kept
         self._finish = client.register_script(_FINISH)
         self._group_ready = False
+        self._next_claim = 0.0
 
     @property
     def stream(self) -> str:
@@ -186,10 +187,14 @@ class RedisTaskQueue:
 
     async def take(self, consumer: str, wait_s: float) -> Delivery | None:
         await self._ensure_group()
-        _next, claimed, *_ = await self._redis.xautoclaim(
-            self._stream, GROUP, consumer, self.claim_idle_ms, start_id="0-0", count=1
-        )
-        entries = claimed
+        entries: list[Any] = []
+        now = time.monotonic()
+        if now >= self._next_claim:  # look for stale entries a few times per claim-idle
+            _next, entries, *_ = await self._redis.xautoclaim(
+                self._stream, GROUP, consumer, self.claim_idle_ms, start_id="0-0", count=1
+            )
+            if not entries:
+                self._next_claim = now + self.claim_idle_ms / 4000
         if not entries:
             read = await self._redis.xreadgroup(
                 GROUP, consumer, {self._stream: ">"}, count=1, block=max(1, int(wait_s * 1000))

@@ -46,7 +46,23 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- worker mode
 
 
-async def run_worker(redis_url: str, namespace: str, claim_idle: float, concurrency: int) -> None:
+class _NoRun:
+    """The queue alone: a "run" that returns a fixed outcome without pydantic-ai."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.key, self.agent, self.budget = runtime.key, runtime.agent, runtime.budget
+
+    async def run(self, task: str, **_: Any) -> Any:
+        from agentkube.runtime.agent import RunOutcome
+
+        if task.startswith("slow"):
+            await asyncio.sleep(60)
+        return RunOutcome(agent=AGENT, output="done", model="none", tool_calls=[], duration_ms=0)
+
+
+async def run_worker(
+    redis_url: str, namespace: str, claim_idle: float, concurrency: int, executor_kind: str
+) -> None:
     from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
     from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -77,7 +93,8 @@ async def run_worker(redis_url: str, namespace: str, claim_idle: float, concurre
     )
     store = RedisState(redis_url, namespace)
     queue = RedisTaskQueue(store.client, key_prefix(namespace), AGENT, claim_idle_s=claim_idle)
-    tasks = DurableTasks(runtime, queue, workers=concurrency, claim_idle_s=claim_idle)
+    executor: Any = runtime if executor_kind == "agent" else _NoRun(runtime)
+    tasks = DurableTasks(executor, queue, workers=concurrency, claim_idle_s=claim_idle)
     tasks.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -91,7 +108,10 @@ async def run_worker(redis_url: str, namespace: str, claim_idle: float, concurre
 
 
 class Bench:
-    def __init__(self, redis_url: str, claim_idle: float, concurrency: int) -> None:
+    def __init__(
+        self, redis_url: str, claim_idle: float, concurrency: int, executor: str = "agent"
+    ) -> None:
+        self.executor = executor
         from agentkube.memory.state.redis import RedisState
         from agentkube.memory.tenancy import key_prefix
         from agentkube.runtime.task_queue import RedisTaskQueue
@@ -109,7 +129,7 @@ class Bench:
             process = subprocess.Popen(
                 [sys.executable, __file__, "worker", "--redis", self.redis_url,
                  "--namespace", self.namespace, "--claim-idle", str(self.claim_idle),
-                 "--concurrency", str(self.concurrency)],
+                 "--concurrency", str(self.concurrency), "--executor", self.executor],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert process.stdout is not None
@@ -152,8 +172,11 @@ class Bench:
         return [await self.queue.read(i) for i in ids]
 
 
-async def throughput(args: argparse.Namespace, redis_url: str, replicas: int) -> list[str]:
-    bench = Bench(redis_url, args.claim_idle, args.concurrency)
+async def throughput(
+    args: argparse.Namespace, redis_url: str, replicas: int, executor: str = "agent"
+) -> list[str]:
+    bench = Bench(redis_url, max(args.claim_idle, 10.0), args.concurrency, executor)
+    what = "an agent run (FunctionModel)" if executor == "agent" else "no run (queue alone)"
     bench.start_workers(replicas)
     try:
         idle = []
@@ -176,6 +199,7 @@ async def throughput(args: argparse.Namespace, redis_url: str, replicas: int) ->
     queued = [(s.started_at - s.created_at) * 1000 for s in states if s not in odd]
     results = [s for s in states if s is not None and s.status == "succeeded"]
     return [
+        f"| **executor: {what}** | | | |",
         f"| hand-off latency, one task at a time, {replicas} replica(s) "
         f"| {percentile(idle, 0.5):.1f} ms | {percentile(idle, 0.95):.1f} ms | |",
         f"| submit → start with {args.tasks} submitted at once (queueing included) "
@@ -246,6 +270,8 @@ async def main(args: argparse.Namespace) -> None:
         try:
             load_before = os.getloadavg()[0]
             rows = [
+                *await throughput(args, url, 1, "none"),
+                *await throughput(args, url, 3, "none"),
                 *await throughput(args, url, 1),
                 *await throughput(args, url, 3),
                 *await redelivery(args, url),
@@ -271,6 +297,7 @@ if __name__ == "__main__":
     worker.add_argument("--namespace", required=True)
     worker.add_argument("--claim-idle", type=float, required=True)
     worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--executor", choices=["agent", "none"], default="agent")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--claim-idle", type=float, default=1.0)
@@ -279,7 +306,10 @@ if __name__ == "__main__":
     parsed = parser.parse_args()
     if parsed.mode == "worker":
         asyncio.run(
-            run_worker(parsed.redis, parsed.namespace, parsed.claim_idle, parsed.concurrency)
-        )
+            run_worker(
+                parsed.redis, parsed.namespace, parsed.claim_idle, parsed.concurrency,
+                parsed.executor,
+            )
+        )  # fmt: skip
     else:
         asyncio.run(main(parsed))

@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.plugins.sandbox", "tests.plugins.testcluster"]
+pytest_plugins: list[str] = [
+    "tests.plugins.redis",
+    "tests.plugins.sandbox",
+    "tests.plugins.testcluster",
+]
 
 
 @pytest.fixture(autouse=True)

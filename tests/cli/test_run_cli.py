@@ -35,7 +35,10 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
         (GOOD.replace("spec: {model: m}", "spec: {}"), "spec.model: required field is missing"),
         (GOOD.replace("{model: m}", "{model: m, memory: forever}"), "spec.memory"),
         (GOOD.replace("{model: m}", "{model: m, tools: [shell]}"), "unknown tool 'shell'"),
-        (GOOD.replace("{model: m}", "{model: m, tools: ['agent:helper']}"), "cannot run"),
+        (
+            GOOD.replace("{model: m}", "{model: m, tools: ['agent:helper']}"),
+            "'agent:helper' names no Agent of this file",
+        ),
     ],
 )
 def test_bad_manifest_exits_2_with_one_line_naming_file_and_field(

@@ -1,7 +1,8 @@
 """Fixtures of the memory tests: real servers, the real local embedder, backends by name.
 
-``state_store`` and ``vector_store`` are parametrized over the embedded and the server backend,
-so one suite of Protocol tests runs against both. Each test gets its own namespace (a Chroma
+``redis_server`` comes from tests/plugins/redis.py. ``state_store`` and ``vector_store`` are
+parametrized over the embedded and the server backend, so one suite of Protocol tests runs
+against both. Each test gets its own namespace (a Chroma
 tenant, a Redis key prefix), so tests sharing a server never see each other's data.
 """
 
@@ -21,14 +22,6 @@ from agentkube.memory.vectors import VectorStore
 from agentkube.memory.vectors.chroma import ChromaServer as ChromaClient
 from agentkube.memory.vectors.chroma import EmbeddedChroma
 from tests.memory.servers import ChromaServer, RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -207,7 +207,6 @@ def test_the_tool_description_states_the_real_limits() -> None:
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        ("{model: m, role: planner, tools: ['agent:worker']}", "spec.role: 'planner'"),
         ("{model: m, tools: ['mcp:search-tools']}", "'mcp:search-tools'"),
     ],
 )

@@ -16,7 +16,11 @@ import uvicorn
 
 @contextmanager
 def serve(
-    app: Any, *, startup_timeout: float = 20.0, tls: tuple[Path, Path] | None = None
+    app: Any,
+    *,
+    startup_timeout: float = 20.0,
+    tls: tuple[Path, Path] | None = None,
+    port: int = 0,
 ) -> Iterator[str]:
     """Yield the server's base URL (``http://127.0.0.1:PORT``, or ``https://`` with ``tls``, a
     (certificate, key) pair); stop it on exit."""
@@ -24,7 +28,7 @@ def serve(
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         lifespan="on",
         ssl_certfile=cert,
@@ -38,9 +42,9 @@ def serve(
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start (see the log above)")
         time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)

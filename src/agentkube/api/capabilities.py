@@ -1,8 +1,8 @@
 """What this release can run of an Agent's spec (pure).
 
-The API accepts more than the runtime runs yet: ``role: planner|executor``, ``agent:`` tools
-and ``mcp:<name>`` tools (a ``kind: MCPServer``; ``mcp:<http(s) url>`` runs) are valid objects
-whose capabilities land in later releases. The
+The API accepts more than the runtime runs yet: ``mcp:<name>`` tools (naming a
+``kind: MCPServer``; ``mcp:<http(s) url>`` runs) are valid objects whose capability lands in a
+later release. The
 runtime refuses such an Agent with one line (exit 2), and the operator reports
 ``Ready=False, reason Unsupported`` instead of starting a pod that would crash-loop. One list,
 used by both, shrinks as each capability lands.
@@ -18,13 +18,9 @@ def unsupported_features(agent: Agent) -> list[str]:
     """Each part of ``agent``'s spec this release cannot run, as ``field: what``."""
     spec = agent.spec
     found: list[str] = []
-    if spec.role != "standalone":
-        found.append(f"spec.role: {spec.role!r} (planner/executor teams)")
     for tool in spec.tools:
         kind = tool.split(":", 1)[0]
-        if kind == "agent":
-            found.append(f"spec.tools: {tool!r} (agent: tools)")
-        elif kind == "mcp" and mcp_server_url(tool) is None:
+        if kind == "mcp" and mcp_server_url(tool) is None:
             found.append(f"spec.tools: {tool!r} (mcp:<name> tools; mcp:<http(s) url> runs)")
     return found
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,7 +18,15 @@ app = typer.Typer(help="Run an agent as a long-lived service.", no_args_is_help=
 
 @app.command()
 def serve(
-    file: Annotated[Path, typer.Argument(help="manifest with one Agent (and optionally Models)")],
+    file: Annotated[
+        Path, typer.Argument(help="manifest with an Agent, or a team of Agents (and Models)")
+    ],
+    agent_name: Annotated[
+        str | None,
+        typer.Option(
+            "--agent", help="the Agent of FILE to serve (default: the only one or planner)"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8080,
     model: Annotated[str | None, typer.Option(help="model to use instead of spec.model")] = None,
@@ -34,20 +42,55 @@ def serve(
     task_timeout: Annotated[
         float, typer.Option(min=1, max=86400, help="seconds before a task is cancelled")
     ] = 600,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis URL: tasks go through the agent's shared queue (default "
+            "AGENTKUBE_REDIS_URL; unset: tasks stay in this process)",
+        ),
+    ] = None,
+    claim_idle: Annotated[
+        float,
+        typer.Option(
+            min=0.1, max=86400, help="seconds before a silent replica's task is taken over"
+        ),
+    ] = 660,
+    max_deliveries: Annotated[
+        int, typer.Option(min=1, max=100, help="deliveries before a task is dead-lettered")
+    ] = 5,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="URL other agents reach this one by (its A2A card; default host:port)"),
+    ] = None,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=URL: delegate agent:NAME over A2A to URL (repeatable)"),
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(min=0, max=3600, help="seconds SIGTERM waits for running tasks")
+    ] = 30,
 ) -> None:
     """Serve the agent of FILE over HTTP: tasks, events (SSE), health, metrics."""
-    from agentkube.api.loading import load_agent
+    import os
 
-    agent, models = load_agent(file)  # fail fast, exit 2, before anything heavy loads
+    from agentkube.api.teams import load_team
+
+    peers = parse_peers(peer or [])
+    # fail fast, exit 2, before anything heavy loads; peers run elsewhere (their own pods)
+    team = load_team(file, agent_name, elsewhere=peers)
+    redis_url = redis or os.environ.get("AGENTKUBE_REDIS_URL") or None
     from agentkube.cli.checks import check_listen
 
     check_listen(host, port)
 
     import uvicorn
 
+    from agentkube.runtime.a2a import A2AMount, A2ATeam
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings, open_runtime
+    from agentkube.runtime.handoff import DurableTasks, open_durable
     from agentkube.runtime.server import create_app
+    from agentkube.runtime.team import open_team
     from agentkube.sidecar.local import local_rag_front
 
     settings = RuntimeSettings(
@@ -61,14 +104,54 @@ def serve(
 
     @asynccontextmanager
     async def runtime() -> AsyncIterator[AgentRuntime]:
-        async with open_runtime(agent, models, settings) as rt:
+        if peers:  # the agents it names run elsewhere: reach them over A2A
+            descriptions = {
+                n: a.spec.system_prompt or n
+                for n, a in team.members.items()
+                if a.spec.system_prompt
+            }
+            delegator = A2ATeam(peers, descriptions=descriptions)
+            async with open_runtime(team.lead, team.models, settings, delegator=delegator) as rt:
+                yield rt
+            return
+        async with open_team(team, settings) as rt:
             yield rt
+
+    def durable(rt: AgentRuntime) -> AbstractAsyncContextManager[DurableTasks]:
+        return open_durable(
+            rt,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            claim_idle_s=claim_idle,
+            max_deliveries=max_deliveries,
+            workers=concurrency,
+            drain_s=drain_timeout,
+        )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(runtime, max_concurrent=concurrency),
+        create_app(
+            runtime,
+            max_concurrent=concurrency,
+            durable=durable if redis_url else None,
+            a2a=A2AMount(agent=team.lead, public_url=public_url or f"http://{host}:{port}"),
+        ),
         host=host,
         port=port,
         log_level="info",
         access_log=False,
+        timeout_graceful_shutdown=int(drain_timeout) + 5,
     )
+
+
+def parse_peers(values: list[str]) -> dict[str, str]:
+    """``--peer NAME=URL`` flags as a mapping; a malformed one is a one-line error."""
+    from agentkube.errors import UserError
+
+    peers: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise UserError(f"--peer {value!r}: use NAME=URL, e.g. coder=http://coder:8080")
+        peers[name] = url
+    return peers

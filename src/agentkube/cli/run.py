@@ -17,7 +17,7 @@ from agentkube.cli.checks import printable
 from agentkube.errors import UserError
 
 if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run starts
-    from agentkube.api.models import Agent, Model
+    from agentkube.api.teams import Team
     from agentkube.runtime.agent import RunOutcome
     from agentkube.runtime.building import RuntimeSettings
     from agentkube.runtime.events import RunEvent
@@ -36,15 +36,24 @@ class Progress:
 
     def __call__(self, event: RunEvent) -> None:
         data = event.data
-        if event.kind == "run.started":
+        path: list[str] = data.get("path") or []  # set on a delegated subtask's events
+        indent, who = "  " * max(0, len(path) - 1), f"{path[-1]}: " if path else ""
+        if event.kind == "run.started" and not path:
             self.console.print(f"[dim]model: {escape(data['model'])}[/]")
         elif event.kind == "model.request":
-            self.status.update("waiting for the model")
+            self.status.update(f"{escape(who)}waiting for the model")
         elif event.kind == "tool.started":
-            self.status.update(f"running {data['name']}")
+            self.status.update(f"{escape(who)}running {data['name']}")
+            if data["name"].startswith("agent:"):
+                task = " ".join(str(data["args"].get("task", "")).split())[:60]
+                self.console.print(
+                    f"{indent}[cyan]→[/] {escape(data['name'])} [dim]{escape(task)}[/]"
+                )
         elif event.kind == "tool.finished":
             mark = "[green]✓[/]" if data["ok"] else "[red]✗[/]"
-            self.console.print(f"{mark} {data['name']} [dim]{data['duration_ms']:.0f} ms[/]")
+            self.console.print(
+                f"{indent}{mark} {escape(data['name'])} [dim]{data['duration_ms']:.0f} ms[/]"
+            )
 
 
 CONVERSATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -74,16 +83,15 @@ def read_task(task: str) -> str:
 
 
 async def _run(
-    loaded: tuple[Agent, list[Model]],
+    team: Team,
     task: str,
     conversation: str,
     settings: RuntimeSettings,
     progress: Progress | None,
 ) -> RunOutcome:
-    agent, models = loaded
-    from agentkube.runtime.building import open_runtime
+    from agentkube.runtime.team import open_team
 
-    async with open_runtime(agent, models, settings) as runtime:
+    async with open_team(team, settings) as runtime:
         if progress is None:
             return await runtime.run(task, conversation=conversation)
         with progress.status:
@@ -91,8 +99,14 @@ async def _run(
 
 
 def run(
-    file: Annotated[Path, typer.Argument(help="manifest with one Agent (and optionally Models)")],
+    file: Annotated[
+        Path, typer.Argument(help="manifest with an Agent, or a team of Agents (and Models)")
+    ],
     task: Annotated[str, typer.Option("--task", "-t", help="the task; '-' reads it from stdin")],
+    agent: Annotated[
+        str | None,
+        typer.Option(help="the Agent of FILE to give the task (default: the only one or planner)"),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -119,10 +133,10 @@ def run(
     ] = 600,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Run one task with the agent of FILE and print the answer."""
-    from agentkube.api.loading import load_agent
+    """Run one task with the agent of FILE (and the agents it delegates to); print the answer."""
+    from agentkube.api.teams import load_team
 
-    loaded = load_agent(file)  # refuses a bad file before the model framework loads
+    team = load_team(file, agent)  # refuses a bad file before the model framework loads
     text = read_task(task)
     check_conversation(conversation)
 
@@ -141,7 +155,7 @@ def run(
     )
     err = Console(stderr=True)
     progress = None if json_output else Progress(err)
-    outcome = asyncio.run(_run(loaded, text, conversation, settings, progress))
+    outcome = asyncio.run(_run(team, text, conversation, settings, progress))
     if json_output:
         typer.echo(json.dumps(outcome.model_dump(mode="json"), ensure_ascii=False))
         return

@@ -104,6 +104,16 @@ def container_resources(agent: Agent, config: OperatorConfig) -> JSON:
     }
 
 
+def peer_args(agent: Agent, config: OperatorConfig) -> list[str]:
+    """A planner reaches the agents it names over A2A at their Services (same namespace)."""
+    port = config.agent_port
+    targets = [t.removeprefix("agent:") for t in agent.spec.tools if t.startswith("agent:")]
+    if not targets:
+        return []
+    peers = [arg for t in targets for arg in ("--peer", f"{t}=http://{t}:{port}")]
+    return ["--public-url", f"http://{agent.metadata.name}:{port}", *peers]
+
+
 def _probe(path: str, **extra: int) -> JSON:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10, **extra}
 
@@ -131,6 +141,7 @@ def runtime_container(agent: Agent, model: ResolvedModel | None, config: Operato
             ALL_INTERFACES,
             "--port",
             str(config.agent_port),
+            *peer_args(agent, config),
         ],
         "ports": [{"name": "http", "containerPort": config.agent_port, "protocol": "TCP"}],
         "env": runtime_env(agent, model, config),

@@ -77,6 +77,7 @@ class RunOutcome(BaseModel):
     model_note: str | None = None
     tool_calls: list[ToolCallRecord]
     duration_ms: float
+    model_requests: int = 0
 
 
 class AgentRuntime:
@@ -119,31 +120,60 @@ class AgentRuntime:
         return f"{self.key}/{conversation}"
 
     async def run(
-        self, task: str, emit: EventSink = discard, *, conversation: str = DEFAULT_CONVERSATION
+        self,
+        task: str,
+        emit: EventSink = discard,
+        *,
+        conversation: str = DEFAULT_CONVERSATION,
+        budget: TaskBudget | None = None,
+        chain: tuple[str, ...] = (),
     ) -> RunOutcome:
+        """Run one task; a delegated one comes with its caller's ``chain`` and what is left of
+        the caller's ``budget``."""
         turn = self._turns.setdefault(conversation, _Turn())
         turn.users += 1
         try:
             async with turn.lock:
-                return await self._run(task, emit, conversation)
+                return await self._run(
+                    task,
+                    emit,
+                    conversation,
+                    budget or self.budget,
+                    (*chain, self.agent.metadata.name),
+                )
         finally:
             turn.users -= 1
             if not turn.users:  # the last one out forgets the conversation's lock
                 del self._turns[conversation]
 
-    async def _run(self, task: str, emit: EventSink, conversation: str) -> RunOutcome:
+    async def _run(
+        self,
+        task: str,
+        emit: EventSink,
+        conversation: str,
+        budget: TaskBudget,
+        chain: tuple[str, ...],
+    ) -> RunOutcome:
         started = time.perf_counter()
         recorder = ToolRecorder(emit=emit)
         emit(RunEvent(kind="run.started", data={"task": task, "model": self.choice.label}))
         key = self.history_key(conversation)
         history = await self.history.load(key) if self.history else []
         try:
-            with self._translate_model_errors():
-                async with asyncio.timeout(self.budget.timeout_s):
-                    output, new_messages = await self._loop(task, history, recorder, emit)
+            with self._translate_model_errors(budget):
+                async with asyncio.timeout(budget.timeout_s):
+                    deps = RunDeps(
+                        recorder=recorder,
+                        chain=chain,
+                        max_requests=budget.max_model_requests,
+                        deadline=time.monotonic() + budget.timeout_s,
+                    )
+                    output, new_messages, requests = await self._loop(
+                        task, history, deps, budget, emit
+                    )
         except TimeoutError as e:
             raise TaskLimitReached(
-                f"the task ran past its {self.budget.timeout_s:g} s timeout and was cancelled; "
+                f"the task ran past its {budget.timeout_s:g} s timeout and was cancelled; "
                 "raise --task-timeout or split the task"
             ) from e
         if self.history is not None:
@@ -156,15 +186,16 @@ class AgentRuntime:
             model_note=self.choice.note,
             tool_calls=recorder.calls,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            model_requests=requests,
         )
 
     @contextmanager
-    def _translate_model_errors(self) -> Iterator[None]:
+    def _translate_model_errors(self, budget: TaskBudget) -> Iterator[None]:
         try:
             yield
         except UsageLimitExceeded as e:
             raise TaskLimitReached(
-                f"the task reached its limit of {self.budget.max_model_requests} model requests "
+                f"the task reached its limit of {budget.max_model_requests} model requests "
                 f"({e}); raise --max-requests or simplify the task"
             ) from e
         except ModelConnectionError as e:
@@ -184,11 +215,11 @@ class AgentRuntime:
         self,
         task: str,
         history: list[ModelMessage],
-        recorder: ToolRecorder,
+        deps: RunDeps,
+        budget: TaskBudget,
         emit: EventSink,
-    ) -> tuple[str, list[ModelMessage]]:
-        deps = RunDeps(recorder=recorder)
-        limits = UsageLimits(request_limit=self.budget.max_model_requests)
+    ) -> tuple[str, list[ModelMessage], int]:
+        limits = UsageLimits(request_limit=budget.max_model_requests)
         async with self._agent.iter(
             task, message_history=history or None, deps=deps, usage_limits=limits
         ) as run:
@@ -206,7 +237,7 @@ class AgentRuntime:
                     emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
         result = run.result
         assert result is not None  # the iteration above ran to End
-        return result.output, result.new_messages()
+        return result.output, result.new_messages(), result.usage.requests
 
 
 def _text_of(event: object) -> str | None:

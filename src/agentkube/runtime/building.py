@@ -18,6 +18,7 @@ from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
+from agentkube.runtime.delegation import Delegator
 from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
 from agentkube.runtime.model_resolution import choose_model
 from agentkube.runtime.rag import RagFront, open_agent_model
@@ -101,9 +102,14 @@ def open_sandbox(settings: RuntimeSettings) -> Sandbox:
 
 @asynccontextmanager
 async def open_runtime(
-    agent: Agent, models: list[Model], settings: RuntimeSettings
+    agent: Agent,
+    models: list[Model],
+    settings: RuntimeSettings,
+    *,
+    delegator: Delegator | None = None,
 ) -> AsyncIterator[AgentRuntime]:
-    """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit."""
+    """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit. ``delegator``
+    runs its ``agent:`` tools (see :mod:`agentkube.runtime.team`)."""
     choice = choose_model(
         agent,
         models,
@@ -130,6 +136,7 @@ async def open_runtime(
                     limits=limits,
                     web=settings.web_settings(),
                     toolsets=tuple(mcp.toolsets),
+                    delegator=delegator,
                 ),
                 history=history,
                 stream_text=choice.kind == "openai",

@@ -6,7 +6,8 @@ UserError
 RuntimeFailure
 ├── ModelUnreachable       the model endpoint did not answer (connection, timeout)
 ├── ModelRequestFailed     the model endpoint answered with an error
-└── TaskLimitReached       the task used up its budget (model requests, wall time)
+├── TaskLimitReached       the task used up its budget (model requests, wall time)
+└── DelegationFailed       a subtask could not be handed to its agent or its answer read
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ModelRequestFailed(RuntimeFailure):
 
 class TaskLimitReached(RuntimeFailure):
     """The task was stopped at its budget: too many model requests, or past its timeout."""
+
+
+class DelegationFailed(RuntimeFailure):
+    """A subtask could not be handed over to its agent, or its answer not read."""

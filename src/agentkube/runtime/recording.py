@@ -22,6 +22,8 @@ class ToolCallRecord(BaseModel):
     result: str
     ok: bool
     duration_ms: float
+    delegated: dict[str, Any] | None = None
+    """For an ``agent:`` tool, the whole outcome of the subtask (nested in ``--json``)."""
 
 
 def summarize(text: str, limit: int = RESULT_SUMMARY_CHARS) -> str:
@@ -36,6 +38,7 @@ class ToolCall:
     args: dict[str, Any]
     result: str = ""
     ok: bool = True
+    delegated: dict[str, Any] | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ToolRecorder:
                 args=args,
                 result=summarize(current.result),
                 ok=current.ok,
+                delegated=current.delegated,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             self.calls.append(record)

@@ -6,9 +6,12 @@
     GET  /v1/agent                 who this agent is
     GET  /healthz /readyz /metrics liveness, readiness, Prometheus
     GET  /openapi.json /docs       the API description
+    GET  /.well-known/agent-card.json, POST /a2a   A2A (with ``a2a``; see runtime/a2a.py)
 
 Tasks run in the background, at most ``max_concurrent`` at once; at most ``max_queued`` wait,
 beyond that submissions get 429. Finished tasks are kept (newest ``max_kept``) for reading.
+With ``durable`` (``--redis``) the tasks go through the agent's shared queue instead
+(:mod:`agentkube.runtime.handoff`): any replica runs them, any replica answers for them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,14 +43,17 @@ from agentkube import __version__
 from agentkube.background import BackgroundTasks
 from agentkube.bounded_bodies import BoundedBodies
 from agentkube.errors import AgentkubeError
+from agentkube.runtime.a2a import A2AMount
 from agentkube.runtime.agent import AgentRuntime, RunOutcome
 from agentkube.runtime.events import RunEvent
+from agentkube.runtime.handoff import DurableTasks
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # a task is at most 100,000 characters; JSON escaping stays under this
 TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 RuntimeFactory = Callable[[], AbstractAsyncContextManager[AgentRuntime]]
+DurableFactory = Callable[[AgentRuntime], AbstractAsyncContextManager[DurableTasks]]
 
 
 CONVERSATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -229,9 +235,12 @@ def create_app(  # noqa: C901 - one small closure per route
     max_concurrent: int = 4,
     max_queued: int = 100,
     max_kept: int = 1000,
+    durable: DurableFactory | None = None,
+    a2a: A2AMount | None = None,
 ) -> FastAPI:
     metrics = Metrics()
     state: dict[str, TaskManager] = {}
+    shared: dict[str, DurableTasks] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -244,10 +253,14 @@ def create_app(  # noqa: C901 - one small closure per route
                 max_kept=max_kept,
             )
             log.info("agent %s ready (model %s)", runtime.key, runtime.choice.label)
-            try:
-                yield
-            finally:
-                await state.pop("tasks").shutdown()
+            async with AsyncExitStack() as stack:
+                if durable is not None:
+                    shared["tasks"] = await stack.enter_async_context(durable(runtime))
+                try:
+                    yield
+                finally:
+                    shared.pop("tasks", None)
+                    await state.pop("tasks").shutdown()
 
     app = FastAPI(title="agentkube agent", version=__version__, lifespan=lifespan)
     app.add_middleware(BoundedBodies, max_bytes=MAX_BODY_BYTES)
@@ -259,7 +272,11 @@ def create_app(  # noqa: C901 - one small closure per route
 
     @app.post("/v1/tasks", status_code=202, response_model=TaskView)
     async def submit(request: TaskRequest) -> TaskView:
-        return manager().submit(request.task, request.conversation).view
+        tasks = manager()
+        if "tasks" in shared:
+            queued = await shared["tasks"].submit(request.task, request.conversation)
+            return TaskView.model_validate(queued.model_dump())
+        return tasks.submit(request.task, request.conversation).view
 
     @app.get("/v1/tasks", response_model=list[TaskView])
     async def list_tasks() -> list[TaskView]:
@@ -267,7 +284,13 @@ def create_app(  # noqa: C901 - one small closure per route
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskView)
     async def read(task_id: str) -> TaskView:
-        return manager().get(task_id).view
+        tasks = manager()
+        if "tasks" in shared:
+            found = await shared["tasks"].read(task_id)
+            if found is None:
+                raise HTTPException(404, f"no task {task_id!r}; it never existed or expired")
+            return TaskView.model_validate(found.model_dump())
+        return tasks.get(task_id).view
 
     @app.get("/v1/tasks/{task_id}/events", response_class=StreamingResponse)
     async def events(task_id: str) -> StreamingResponse:
@@ -303,4 +326,6 @@ def create_app(  # noqa: C901 - one small closure per route
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if a2a is not None:
+        a2a.mount(app, lambda: manager().runtime, lambda: shared.get("tasks"))
     return app

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_ai import ModelRetry, RunContext, Tool
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
@@ -33,6 +34,9 @@ from agentkube.sandbox.errors import (
     SandboxRequestError,
     SandboxUnavailable,
 )
+
+if TYPE_CHECKING:
+    from agentkube.runtime.delegation import Delegator
 
 PYTHON_INTERPRETER = "python-interpreter"
 WEB_BROWSER = "web-browser"
@@ -55,6 +59,8 @@ class ToolEnvironment:
     limits: Limits = field(default_factory=Limits)
     web: WebSettings = field(default_factory=WebSettings)
     toolsets: tuple[AbstractToolset[Any], ...] = ()
+    delegator: Delegator | None = None
+    """Runs ``agent:<name>`` tools' subtasks (a team in one process, or agents over A2A)."""
 
 
 @dataclass
@@ -62,6 +68,11 @@ class RunDeps:
     """Per-run state handed to every tool."""
 
     recorder: ToolRecorder
+    chain: tuple[str, ...] = ()
+    """The agents from the root task to this run, this one last (for delegation)."""
+    max_requests: int = 1_000_000
+    deadline: float = math.inf
+    """``time.monotonic()`` by which the run must end."""
 
 
 MODEL_OUTPUT_CHARS = 16_000
@@ -188,6 +199,15 @@ def build_tools(names: list[str], env: ToolEnvironment) -> list[Tool[RunDeps]]:
             tools.append(web_browser_tool(env.web))
         elif mcp_server_url(name) is not None:
             continue  # an MCP server's tools come as a toolset, connected by open_mcp_tools
+        elif name.startswith("agent:") and env.delegator is not None:
+            from agentkube.runtime.delegation import agent_tool
+
+            tools.append(agent_tool(name.removeprefix("agent:"), env.delegator))
+        elif name.startswith("agent:"):
+            raise ToolConfigError(
+                f"tool {name!r} has no agent to delegate to here; run a file that also defines "
+                f"Agent {name.removeprefix('agent:')}, or serve it in a cluster"
+            )
         else:
             kind = name.split(":", 1)[0]
             raise ToolConfigError(

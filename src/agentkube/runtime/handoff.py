@@ -1,0 +1,229 @@
+"""Replicas consuming one agent's :class:`~agentkube.runtime.task_queue.TaskQueue`.
+
+:class:`DurableTasks` is what ``agentkube agent serve --redis URL`` runs behind ``/v1/tasks``:
+``submit`` records and enqueues a task, ``read`` answers for any task of the agent (whichever
+replica ran it), and ``workers`` loops take tasks, run them on the agent's runtime and write
+their one result. While a task runs its delivery is kept alive every ``claim_idle / 3`` seconds,
+so only a replica that stopped (crashed, frozen) loses its tasks to the others.
+
+``drain`` (SIGTERM) stops taking tasks, lets the running ones finish for up to ``drain_s``
+seconds, then gives the rest back to the queue for another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from agentkube.errors import AgentkubeError
+from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.task_queue import (
+    DEFAULT_CLAIM_IDLE_S,
+    DEFAULT_MAX_DELIVERIES,
+    Delivery,
+    LocalTaskQueue,
+    RedisTaskQueue,
+    TaskQueue,
+    TaskState,
+)
+
+log = logging.getLogger(__name__)
+
+TAKE_WAIT_S = 1.0
+
+
+def replica_name() -> str:
+    """This process's consumer name: host, pid and a random suffix (a restart is a new one)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class DurableTasks:
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        queue: TaskQueue,
+        *,
+        workers: int = 4,
+        claim_idle_s: float,
+        drain_s: float = 30.0,
+        consumer: str | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.queue = queue
+        self.consumer = consumer or replica_name()
+        self._workers = workers
+        self._keep_every = max(0.05, claim_idle_s / 3)
+        self._drain_s = drain_s
+        self._taking = True
+        self._loops: list[asyncio.Task[None]] = []
+        self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
+
+    async def submit(self, text: str, conversation: str | None = None) -> TaskState:
+        task_id = uuid.uuid4().hex
+        state = TaskState(
+            id=task_id,
+            status="queued",
+            task=text,
+            conversation=conversation or task_id,
+            created_at=time.time(),
+        )
+        await self.queue.submit(state)
+        return state
+
+    async def read(self, task_id: str) -> TaskState | None:
+        return await self.queue.read(task_id)
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
+        ]
+
+    async def _work(self) -> None:
+        while self._taking:
+            try:
+                delivery = await self.queue.take(self.consumer, TAKE_WAIT_S)
+            except AgentkubeError as e:
+                log.warning("agent %s: cannot take tasks: %s", self.runtime.key, e)
+                await asyncio.sleep(1)
+                continue
+            except Exception:
+                log.exception("agent %s: taking a task failed", self.runtime.key)
+                await asyncio.sleep(1)
+                continue
+            if delivery is None:
+                continue
+            if not self._taking:  # drained while waiting: not ours to run
+                await self.queue.release(delivery)
+                return
+            run = asyncio.create_task(self._handle(delivery), name=f"task-{delivery.task_id}")
+            self._running[delivery.entry] = (delivery, run)
+            try:
+                await asyncio.shield(run)
+            except asyncio.CancelledError:
+                if not run.done():
+                    raise
+            finally:
+                self._running.pop(delivery.entry, None)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        state = await self.queue.begin(self.consumer, delivery)
+        if state is None:
+            return
+        # Stopped by an event, not cancelled: a Redis command cancelled mid-flight can leave
+        # its pooled connection broken for the next user.
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(delivery, stop))
+        try:
+            final = await self._run(state)
+        finally:
+            stop.set()
+        await keeper
+        wrote = await self.queue.finish(delivery, final)
+        if not wrote:
+            log.info(
+                "task %s of %s already had a result; this one dropped", state.id, self.runtime.key
+            )
+
+    async def _run(self, state: TaskState) -> TaskState:
+        try:
+            outcome = await self.runtime.run(state.task, conversation=state.conversation)
+        except AgentkubeError as e:
+            return self._final(state, "failed", error=str(e))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("task %s of agent %s failed", state.id, self.runtime.key)
+            return self._final(state, "failed", error=f"internal error: {type(e).__name__}: {e}")
+        return self._final(state, "succeeded", result=outcome.model_dump(mode="json"))
+
+    @staticmethod
+    def _final(state: TaskState, status: str, **update: object) -> TaskState:
+        return state.model_copy(update={"status": status, "finished_at": time.time(), **update})
+
+    async def _keep(self, delivery: Delivery, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._keep_every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.queue.keep(self.consumer, delivery)
+            except Exception as e:  # the next keep may work; the claim-idle margin is ours
+                log.warning("task %s: keep-alive failed: %s", delivery.task_id, e)
+
+    async def drain(self) -> None:
+        """Stop taking; finish what runs within ``drain_s``; give the rest back."""
+        self._taking = False
+        running = list(self._running.values())
+        if running:
+            log.info("agent %s: draining %d running tasks", self.runtime.key, len(running))
+            _done, late = await asyncio.wait([run for _, run in running], timeout=self._drain_s)
+            for delivery, run in running:
+                if run in late:
+                    run.cancel()
+                    await asyncio.gather(run, return_exceptions=True)
+                    await self.queue.release(delivery)
+                    log.info("task %s released for another replica", delivery.task_id)
+        if self._loops:  # each loop ends after its current take (it gives back what it got)
+            _ended, stuck = await asyncio.wait(self._loops, timeout=TAKE_WAIT_S + 2)
+            for loop in stuck:
+                loop.cancel()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+
+
+@asynccontextmanager
+async def open_durable(
+    runtime: AgentRuntime,
+    *,
+    redis_url: str | None,
+    data_dir: Path | None = None,
+    claim_idle_s: float = DEFAULT_CLAIM_IDLE_S,
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+    workers: int = 4,
+    drain_s: float = 30.0,
+) -> AsyncIterator[DurableTasks]:
+    """The agent's shared queue — Redis Streams at ``redis_url`` (or ``AGENTKUBE_REDIS_URL``),
+    else the embedded state store — with this replica's workers running; drained on exit."""
+    from agentkube.memory.settings import MemorySettings, open_state_store
+    from agentkube.memory.state.redis import RedisState
+    from agentkube.memory.tenancy import key_prefix
+
+    settings = MemorySettings.from_env(data_dir=data_dir, redis_url=redis_url)
+    store = open_state_store(settings)
+    agent = runtime.agent.metadata.name
+    queue: TaskQueue
+    try:
+        if isinstance(store, RedisState):
+            queue = RedisTaskQueue(
+                store.client,
+                key_prefix(store.namespace),
+                agent,
+                claim_idle_s=claim_idle_s,
+                max_deliveries=max_deliveries,
+            )
+        else:
+            queue = LocalTaskQueue(
+                store, agent, claim_idle_s=claim_idle_s, max_deliveries=max_deliveries
+            )
+        tasks = DurableTasks(
+            runtime, queue, workers=workers, claim_idle_s=claim_idle_s, drain_s=drain_s
+        )
+        tasks.start()
+        log.info(
+            "agent %s: replica %s consumes its queue at %s", runtime.key, tasks.consumer,
+            store.location,
+        )  # fmt: skip
+        try:
+            yield tasks
+        finally:
+            await tasks.drain()
+    finally:
+        await store.aclose()

@@ -1,0 +1,139 @@
+"""The durable hand-off's queue, on real Redis Streams and in one process: same semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkube.memory.state.redis import RedisState
+from agentkube.memory.state.sqlite import SqliteState
+from agentkube.memory.tenancy import key_prefix
+from agentkube.runtime.task_queue import LocalTaskQueue, RedisTaskQueue, TaskQueue, TaskState
+from tests.memory.servers import RedisServer
+
+CLAIM_IDLE_S = 0.3
+
+
+@pytest.fixture(params=["redis", "local"])
+async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueue]:
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        store: RedisState | SqliteState = RedisState(server.url, namespace)
+        assert isinstance(store, RedisState)
+        yield RedisTaskQueue(
+            store.client,
+            key_prefix(namespace),
+            "coder",
+            claim_idle_s=CLAIM_IDLE_S,
+            max_deliveries=2,
+        )
+    else:
+        store = SqliteState(tmp_path / "state.sqlite3", namespace)
+        yield LocalTaskQueue(store, "coder", claim_idle_s=CLAIM_IDLE_S, max_deliveries=2)
+    await store.aclose()
+
+
+def _state(text: str = "add 2 and 3") -> TaskState:
+    task_id = uuid.uuid4().hex
+    return TaskState(
+        id=task_id, status="queued", task=text, conversation=task_id, created_at=time.time()
+    )
+
+
+async def test_a_submitted_task_is_delivered_once_and_its_result_written_once(
+    queue: TaskQueue,
+) -> None:
+    state = _state()
+    await queue.submit(state)
+    assert (await queue.read(state.id)) == state
+    delivery = await queue.take("replica-a", 1.0)
+    assert delivery is not None and delivery.task_id == state.id and delivery.deliveries == 1
+    running = await queue.begin("replica-a", delivery)
+    assert running is not None and running.status == "running" and running.replica == "replica-a"
+    assert await queue.take("replica-b", 0.1) is None  # nobody else gets it meanwhile
+    done = running.model_copy(update={"status": "succeeded", "result": {"output": "5"}})
+    assert await queue.finish(delivery, done) is True
+    late = running.model_copy(update={"status": "succeeded", "result": {"output": "again"}})
+    assert await queue.finish(delivery, late) is False  # a redelivered run never overwrites
+    final = await queue.read(state.id)
+    assert final is not None and final.result == {"output": "5"}
+
+
+async def test_a_silent_replicas_task_is_taken_over_after_claim_idle(queue: TaskQueue) -> None:
+    state = _state()
+    await queue.submit(state)
+    first = await queue.take("crashed", 1.0)
+    assert first is not None
+    await queue.begin("crashed", first)
+    assert await queue.take("survivor", 0.05) is None  # not idle long enough yet
+    await asyncio.sleep(CLAIM_IDLE_S + 0.1)
+    second = await queue.take("survivor", 0.05)
+    assert second is not None and second.task_id == state.id and second.deliveries == 2
+
+
+async def test_a_kept_task_is_not_taken_over(queue: TaskQueue) -> None:
+    await queue.submit(_state())
+    mine = await queue.take("alive", 1.0)
+    assert mine is not None
+    for _ in range(4):
+        await asyncio.sleep(CLAIM_IDLE_S / 2)
+        await queue.keep("alive", mine)
+        assert await queue.take("other", 0.01) is None
+
+
+async def test_a_task_delivered_too_often_is_dead_lettered_with_a_clear_status(
+    queue: TaskQueue,
+) -> None:
+    state = _state()
+    await queue.submit(state)
+    for attempt in (1, 2):
+        delivery = await queue.take(f"replica-{attempt}", 1.0)
+        assert delivery is not None and delivery.deliveries == attempt
+        assert await queue.begin(f"replica-{attempt}", delivery) is not None
+        await asyncio.sleep(CLAIM_IDLE_S + 0.1)  # ... and the replica dies
+    third = await queue.take("replica-3", 1.0)
+    assert third is not None and third.deliveries == 3
+    assert await queue.begin("replica-3", third) is None
+    dead = await queue.read(state.id)
+    assert dead is not None and dead.status == "failed"
+    assert dead.error is not None and dead.error.startswith("dead-lettered: delivered 2 times")
+    assert await queue.take("replica-4", 0.05) is None  # gone from the queue
+
+
+async def test_a_released_task_is_taken_at_once_by_another_replica(queue: TaskQueue) -> None:
+    state = _state()
+    await queue.submit(state)
+    draining = await queue.take("draining", 1.0)
+    assert draining is not None
+    await queue.release(draining)
+    other = await queue.take("other", 1.0)
+    assert other is not None and other.task_id == state.id
+
+
+async def test_redis_results_stream_names_each_finished_task_once(
+    redis_server: RedisServer,
+) -> None:
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    store = RedisState(redis_server.url, namespace)
+    queue = RedisTaskQueue(store.client, key_prefix(namespace), "coder", claim_idle_s=CLAIM_IDLE_S)
+    states = [_state(f"task {i}") for i in range(5)]
+    for state in states:
+        await queue.submit(state)
+    for _ in states:
+        delivery = await queue.take("r", 1.0)
+        assert delivery is not None
+        running = await queue.begin("r", delivery)
+        assert running is not None
+        done = running.model_copy(update={"status": "succeeded"})
+        await queue.finish(delivery, done)
+        await queue.finish(delivery, done)  # twice: still one result
+    entries: Any = await store.client.xrange(queue.results_stream)
+    assert sorted(fields[b"id"].decode() for _, fields in entries) == sorted(s.id for s in states)
+    await store.aclose()

@@ -21,7 +21,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agentkube.api.errors import ManifestError
-from agentkube.api.loading import load_agent
+from agentkube.api.teams import load_team
 from agentkube.memory.history import InMemoryHistory
 from agentkube.runtime.agent import TaskBudget
 from agentkube.runtime.errors import TaskLimitReached
@@ -216,6 +216,6 @@ def test_what_this_release_cannot_run_is_refused_at_load(
     path = tmp_path / "a.yaml"
     path.write_text(f"apiVersion: ai.openvn/v1\nkind: Agent\nmetadata: {{name: a}}\nspec: {spec}\n")
     with pytest.raises(ManifestError, match="cannot run") as caught:
-        load_agent(path)
+        load_team(path)
     assert named in str(caught.value)
     assert str(caught.value).startswith(f"{path}: Agent a: ")

@@ -15,9 +15,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from agentkube.api.capabilities import unsupported_message
 from agentkube.api.errors import ManifestError
-from agentkube.api.models import API_VERSION, KINDS, Agent, Model, Resource
+from agentkube.api.models import API_VERSION, KINDS, Agent, Resource
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # real manifests nest a dozen levels; the API server refuses far less than 500
@@ -135,17 +134,6 @@ def single_agent(resources: list[Resource], source: str) -> Agent:
         names = ", ".join(a.metadata.name for a in agents) or "none"
         raise ManifestError(f"{source}: expected exactly one Agent, found {len(agents)} ({names})")
     return agents[0]
-
-
-def load_agent(path: Path) -> tuple[Agent, list[Model]]:
-    """The one Agent of a manifest file and its Models, refused (one line) if this release
-    cannot run it. Needs no model framework, so a bad file is refused before any loads."""
-    resources = load_file(path)
-    agent = single_agent(resources, str(path))
-    unsupported = unsupported_message(agent)
-    if unsupported is not None:
-        raise ManifestError(f"{path}: Agent {agent.metadata.name}: {unsupported}")
-    return agent, [r for r in resources if isinstance(r, Model)]
 
 
 def describe(error: ValidationError) -> str:

@@ -325,19 +325,7 @@ class TestCluster:
     def _wait(
         self, what: str, deadline: float, proc: processes.Started, ready: Callable[[], bool]
     ) -> None:
-        while time.monotonic() < deadline:
-            if ready():
-                return
-            if not proc.is_alive():
-                raise StartupFailed(
-                    f"{proc.name} exited while waiting for {what}; its log ({proc.log}) ends:\n"
-                    f"{processes.log_tail(proc)}"
-                )
-            time.sleep(0.25)
-        raise StartupFailed(
-            f"timed out waiting for {what}; {proc.name}'s log ({proc.log}) ends:\n"
-            f"{processes.log_tail(proc)}"
-        )
+        processes.wait_ready(what, deadline, proc, ready, every=0.25)
 
     def _apiserver_ready(self) -> bool:
         try:

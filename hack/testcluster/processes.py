@@ -14,10 +14,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .errors import StartupFailed
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -144,3 +147,21 @@ def _executable(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return None
+
+
+def wait_ready(
+    what: str, deadline: float, proc: Started, ready: Callable[[], bool], every: float = 0.25
+) -> None:
+    """Until ``ready()``; StartupFailed with the end of ``proc``'s log if it dies or time is up."""
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not proc.is_alive():
+            raise StartupFailed(
+                f"{proc.name} exited while waiting for {what}; its log ({proc.log}) ends:\n"
+                f"{log_tail(proc)}"
+            )
+        time.sleep(every)
+    raise StartupFailed(
+        f"timed out waiting for {what}; {proc.name}'s log ({proc.log}) ends:\n{log_tail(proc)}"
+    )

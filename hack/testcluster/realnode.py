@@ -357,19 +357,7 @@ class RealNode:
     def _wait(
         self, what: str, deadline: float, proc: processes.Started, ready: Callable[[], bool]
     ) -> None:
-        while time.monotonic() < deadline:
-            if ready():
-                return
-            if not proc.is_alive():
-                raise StartupFailed(
-                    f"{proc.name} exited while waiting for {what}; its log ({proc.log}) ends:\n"
-                    f"{processes.log_tail(proc)}"
-                )
-            time.sleep(0.1)
-        raise StartupFailed(
-            f"timed out waiting for {what}; {proc.name}'s log ({proc.log}) ends:\n"
-            f"{processes.log_tail(proc)}"
-        )
+        processes.wait_ready(what, deadline, proc, ready, every=0.1)
 
     def _processes(self) -> list[processes.Started]:
         try:

@@ -94,7 +94,8 @@ def _interpreter(tools: set[str]) -> str | None:
     return next((name for name in sorted(tools) if name.endswith("_run_python")), None)
 
 
-def _latest_task(messages: list[ModelMessage]) -> str:
+def latest_task(messages: list[ModelMessage]) -> str:
+    """The text of the last user prompt in ``messages`` (empty if there is none)."""
     for message in reversed(messages):
         if isinstance(message, ModelRequest):
             for part in message.parts:
@@ -132,7 +133,7 @@ def _render_output(content: Any) -> str:
 def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     """One step of the offline model: the next planned tool call, or the answer."""
     tools = {t.name for t in info.function_tools}
-    steps = _plan(_latest_task(messages), tools)
+    steps = _plan(latest_task(messages), tools)
     if not steps:
         return ModelResponse(
             parts=[TextPart(f"({DISCLAIMER}; {_missing(tools)}; {HOW_TO_CONFIGURE})")]

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model as PydanticAIModel
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -27,7 +27,7 @@ from agentkube.memory.knowledge import Passage
 from agentkube.memory.settings import MemorySettings
 from agentkube.runtime.errors import ModelConfigError
 from agentkube.runtime.model_resolution import ModelChoice, open_model
-from agentkube.runtime.offline import OFFLINE_MODEL_NAME, code_blocks, respond
+from agentkube.runtime.offline import OFFLINE_MODEL_NAME, code_blocks, latest_task, respond
 from agentkube.sidecar.errors import RetrievalFailed
 from agentkube.sidecar.forwarding import ProxyConfig
 from agentkube.sidecar.retrieval import Retriever, open_knowledge_retriever
@@ -39,15 +39,6 @@ OFFLINE_RAG_NOTE = (
     "the offline demo model does no reasoning: it quotes the passages the RAG sidecar retrieved "
     "for the question"
 )
-
-
-def _question(messages: list[ModelMessage]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, ModelRequest):
-            for part in message.parts:
-                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
-                    return part.content
-    return ""
 
 
 def _quote(passages: Sequence[Passage], collections: Sequence[str]) -> str:
@@ -66,7 +57,7 @@ def offline_rag_model(
     """The offline demo model, answering a question without code from the retrieved passages."""
 
     async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        question = _question(messages)
+        question = latest_task(messages)
         if code_blocks(question) or not question.strip():
             return respond(messages, info)
         try:

@@ -20,6 +20,7 @@ from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistor
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.delegation import Delegator
 from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
+from agentkube.runtime.memory_tools import open_memory_tools
 from agentkube.runtime.model_resolution import choose_model
 from agentkube.runtime.rag import RagFront, open_agent_model
 from agentkube.runtime.tools import PYTHON_INTERPRETER, ToolEnvironment, WebSettings
@@ -126,6 +127,7 @@ async def open_runtime(
         async with (
             open_agent_model(agent, choice, environ, data_dir, settings.rag_front) as model,
             open_mcp_tools(agent.spec.tools, settings.mcp) as mcp,
+            open_memory_tools(agent, environ, data_dir) as memory_tools,
         ):
             yield AgentRuntime(
                 agent,
@@ -135,7 +137,7 @@ async def open_runtime(
                     sandbox=sandbox,
                     limits=limits,
                     web=settings.web_settings(),
-                    toolsets=tuple(mcp.toolsets),
+                    toolsets=(*mcp.toolsets, *memory_tools),
                     delegator=delegator,
                 ),
                 history=history,

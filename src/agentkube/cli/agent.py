@@ -10,6 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agentkube.cli.options import (
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_TASK_TIMEOUT_S,
+    DataDir,
+    MaxRequests,
+    TaskTimeout,
+)
+
 if TYPE_CHECKING:  # the runtime and the server load only when serving starts
     from agentkube.runtime.agent import AgentRuntime
 
@@ -31,17 +39,13 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8080,
     model: Annotated[str | None, typer.Option(help="model to use instead of spec.model")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="where persistent memory lives")] = None,
+    data_dir: DataDir = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="tasks run at once")] = 4,
     sandbox_pool: Annotated[
         int, typer.Option(min=0, max=64, help="pre-started sandboxes kept warm")
     ] = 2,
-    max_requests: Annotated[
-        int, typer.Option(min=1, max=1000, help="model requests one task may make")
-    ] = 25,
-    task_timeout: Annotated[
-        float, typer.Option(min=1, max=86400, help="seconds before a task is cancelled")
-    ] = 600,
+    max_requests: MaxRequests = DEFAULT_MAX_REQUESTS,
+    task_timeout: TaskTimeout = DEFAULT_TASK_TIMEOUT_S,
     redis: Annotated[
         str | None,
         typer.Option(

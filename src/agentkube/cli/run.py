@@ -14,6 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentkube.cli.checks import printable
+from agentkube.cli.options import (
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_TASK_TIMEOUT_S,
+    DataDir,
+    MaxRequests,
+    TaskTimeout,
+)
 from agentkube.errors import UserError
 
 if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run starts
@@ -117,20 +124,13 @@ def run(
         str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for the endpoint")] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="where persistent memory lives (default ~/.local/share/agentkube)"),
-    ] = None,
+    data_dir: DataDir = None,
     conversation: Annotated[
         str,
         typer.Option(help="conversation to continue (its history, with memory persistent)"),
     ] = "default",
-    max_requests: Annotated[
-        int, typer.Option(min=1, max=1000, help="model requests the task may make")
-    ] = 25,
-    task_timeout: Annotated[
-        float, typer.Option(min=1, max=86400, help="seconds before the task is cancelled")
-    ] = 600,
+    max_requests: MaxRequests = DEFAULT_MAX_REQUESTS,
+    task_timeout: TaskTimeout = DEFAULT_TASK_TIMEOUT_S,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run one task with the agent of FILE (and the agents it delegates to); print the answer."""

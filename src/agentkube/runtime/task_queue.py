@@ -96,6 +96,17 @@ class TaskQueue(Protocol):
     async def aclose(self) -> None: ...
 
 
+def running_state(state: TaskState, deliveries: int, consumer: str) -> TaskState:
+    """``state`` as the replica ``consumer`` starts its ``deliveries``-th delivery."""
+    update = {
+        "status": "running",
+        "started_at": time.time(),
+        "deliveries": deliveries,
+        "replica": consumer,
+    }
+    return state.model_copy(update=update)
+
+
 def dead_letter_state(state: TaskState, deliveries: int, limit: int) -> TaskState:
     return state.model_copy(
         update={
@@ -227,14 +238,7 @@ class RedisTaskQueue:
             if await self.finish(delivery, dead):
                 await self._redis.xadd(self._dead, {"id": state.id, "entry": delivery.entry})
             return None
-        running = state.model_copy(
-            update={
-                "status": "running",
-                "started_at": time.time(),
-                "deliveries": delivery.deliveries,
-                "replica": consumer,
-            }
-        )
+        running = running_state(state, delivery.deliveries, consumer)
         await self._redis.set(self._record + state.id, running.model_dump_json())
         return running
 
@@ -335,14 +339,7 @@ class LocalTaskQueue:
                 delivery, dead_letter_state(state, delivery.deliveries - 1, self.max_deliveries)
             )
             return None
-        running = state.model_copy(
-            update={
-                "status": "running",
-                "started_at": time.time(),
-                "deliveries": delivery.deliveries,
-                "replica": consumer,
-            }
-        )
+        running = running_state(state, delivery.deliveries, consumer)
         await self._store.set(self._prefix + state.id, running.model_dump_json().encode())
         return running
 

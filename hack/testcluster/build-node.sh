@@ -5,7 +5,8 @@
 #   gvisor           runsc, containerd-shim-runsc-v1 (node/gvisor, patched: oom-score-adj.patch)
 #   kube-router      the NetworkPolicy enforcer (node/kube-router)
 #   pause            the pod sandbox's process (node/pause)
-#   images           image archives: a Debian minbase rootfs with python3, and pause
+#   images           image archives: a Debian minbase rootfs with python3 (the whole standard
+#                    library, as sandbox pods need), and pause
 # runc, the CNI plugins, iptables, ipset and conntrack come from Debian (scripts/setup.sh).
 # Each piece is cached under its own key (a hash of its inputs and of its own build function),
 # so changing one piece rebuilds only that piece; the node's bin directory gathers them.
@@ -94,7 +95,7 @@ build_images() {
   suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
   mirror="${AGENTKUBE_DEBIAN_MIRROR:-$(debian_mirror)}"
   [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set AGENTKUBE_DEBIAN_MIRROR."
-  debootstrap --variant=minbase --include=python3-minimal "$suite" "$work/python" "$mirror" \
+  debootstrap --variant=minbase --include=python3 "$suite" "$work/python" "$mirror" \
     > "$1/.debootstrap.log" 2>&1 || die "debootstrap failed; its log is $1/.debootstrap.log."
   rm -rf "$work/python"/var/cache/apt/archives/*.deb "$work/python"/var/lib/apt/lists/* \
     "$work/python"/usr/share/{doc,man,info,locale} "$work/python"/var/log/*

@@ -221,6 +221,9 @@ def kubelet_config(
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "maxPods": 110,
+        # A fork bomb in one pod must not take the node's process table: the sandbox pool's
+        # nodes cap every pod's processes (docs/sandbox-gateway.md).
+        "podPidsLimit": 1024,
         "serializeImagePulls": False,
     }
     if evented_pleg:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -36,12 +37,14 @@ from agentkube.kube_errors import classify
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
     EXECUTION_LABEL,
     GATEWAY_LABEL,
     JSON,
     MAX_PAYLOAD_BYTES,
+    RUNTIME_CLASS_AUTO,
     PodSettings,
     deny_all_network_policy,
     job_deadline_exceeded,
@@ -52,6 +55,7 @@ from agentkube.sandbox.kubernetes.rendering import (
     result_in_log,
     timeout_result,
 )
+from agentkube.sandbox.kubernetes.runtime_class import choose_runtime_class
 from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
 from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
@@ -118,6 +122,11 @@ class KubernetesSandbox:
             raise
 
     async def _start(self) -> None:
+        if self.settings.runtime_class_name == RUNTIME_CLASS_AUTO:
+            chosen = await choose_runtime_class(self._client, RUNTIME_CLASS_AUTO)
+            self.settings = dataclasses.replace(self.settings, runtime_class_name=chosen)
+            if self._warm is not None:
+                self._warm.settings = self.settings
         async with _translated(f"prepare namespace {self.settings.namespace}"):
             policy: Any = NetworkPolicy.from_dict(deny_all_network_policy(self.settings))
             await self._client.apply(
@@ -230,26 +239,33 @@ class KubernetesSandbox:
         return None
 
     async def _last_log_line(self, pod: JSON) -> str | None:
-        """The last line of a finished sandbox pod's log: the runner's whole result.
+        """The runner's whole result from a finished sandbox pod's log: its last line that
+        starts with the result marker.
 
-        Read before the pod is deleted; only the last line is asked for (``tailLines=1``).
+        Read before the pod is deleted, from the start: the container's stdout holds only the
+        runner's own lines (the code's output goes to the runner's pipes), and ``tailLines``
+        cannot be used because container runtimes store a long line as 16 KiB partial records,
+        which the kubelet counts as lines. At most what the policy's largest result can take is
+        read (stdout, stderr and files at the output cap, each JSON-escaped up to six times its
+        size); past that the message's cut copy stays the result.
         """
         name = pod["metadata"]["name"]
+        most = 3 * 6 * self.policy.max_output_bytes + (1 << 20)
+        found, read = None, 0
         try:
-            lines = [
-                line
-                async for line in self._client.log(
-                    name,
-                    namespace=self.settings.namespace,
-                    container=CONTAINER,
-                    tail_lines=1,
-                    newlines=False,
-                )
-            ]
+            async for line in self._client.log(
+                name, namespace=self.settings.namespace, container=CONTAINER, newlines=False
+            ):
+                read += len(line)
+                if read > most:
+                    log.warning("the log of sandbox pod %s exceeds %d bytes", name, most)
+                    return None
+                if line.startswith(LOG_MARKER):
+                    found = line
         except (ApiError, httpx2.HTTPError) as e:  # the message's cut copy is still a result
             log.warning("could not read the log of sandbox pod %s (output stays cut): %s", name, e)
             return None
-        return lines[-1] if lines else None
+        return found
 
     async def _pod_refused(self, name: str) -> str | None:
         """The job controller's ``FailedCreate`` message for Job ``name``, if it has one."""

@@ -31,6 +31,7 @@ import threading
 import time
 
 # Annotations are never evaluated (__future__), so builtin generics are fine on Python 3.8.
+from collections.abc import Callable
 from typing import IO, Any
 
 MESSAGE_LIMIT = 4096
@@ -55,7 +56,15 @@ def _request() -> dict[str, Any]:
     return request
 
 
-def _reader(stream: IO[bytes], cap: int, chunks: list[bytes], flags: dict[str, bool]) -> None:
+def _reader(
+    stream: IO[bytes],
+    cap: int,
+    chunks: list[bytes],
+    flags: dict[str, bool],
+    overflow: Callable[[], None],
+) -> None:
+    """Keep the first ``cap`` bytes of stream; past them the code is killed (as the local backend
+    does: ``killed: output_limit``), so a flood costs neither time nor memory."""
     size = 0
     while True:
         data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
@@ -63,8 +72,9 @@ def _reader(stream: IO[bytes], cap: int, chunks: list[bytes], flags: dict[str, b
             return
         if size < cap:
             chunks.append(data[: cap - size])
-        if size + len(data) > cap:
+        if size + len(data) > cap and not flags["truncated"]:
             flags["truncated"] = True
+            overflow()
         size += len(data)
 
 
@@ -120,10 +130,16 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     )
     out: list[bytes] = []
     err: list[bytes] = []
-    flags = {"truncated": False}
+    flags = {"truncated": False, "overflowed": False}
+
+    def overflow() -> None:
+        flags["overflowed"] = True
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
     readers = [
-        threading.Thread(target=_reader, args=(proc.stdout, cap, out, flags), daemon=True),
-        threading.Thread(target=_reader, args=(proc.stderr, cap, err, flags), daemon=True),
+        threading.Thread(target=_reader, args=(s, cap, kept, flags, overflow), daemon=True)
+        for s, kept in ((proc.stdout, out), (proc.stderr, err))
     ]
     for reader in readers:
         reader.start()
@@ -132,6 +148,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         proc.wait(timeout=float(request.get("timeout_s", 30)))
     except subprocess.TimeoutExpired:
         killed = "timeout"
+    if killed is None and flags["overflowed"]:
+        killed = "output_limit"
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

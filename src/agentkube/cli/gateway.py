@@ -41,8 +41,13 @@ def gateway(
         str, typer.Option("--image", help="sandbox image with python3 and bash (kubernetes)")
     ] = "python:3.12-slim",
     runtime_class: Annotated[
-        str | None, typer.Option("--runtime-class", help="e.g. gvisor (kubernetes)")
-    ] = None,
+        str,
+        typer.Option(
+            "--runtime-class",
+            help="RuntimeClass of sandbox pods: auto (gvisor if the cluster has it), a name, "
+            "or none (the nodes' default runtime) (kubernetes)",
+        ),
+    ] = "auto",
     node_selector: Annotated[
         list[str] | None, typer.Option("--node-selector", help="key=value, repeatable")
     ] = None,
@@ -87,7 +92,7 @@ def gateway(
         namespace=namespace,
         gateway=name,
         image=image,
-        runtime_class_name=runtime_class,
+        runtime_class_name=None if runtime_class == "none" else runtime_class,
         node_selector=parse_pairs(node_selector, "--node-selector")
         if node_selector
         else defaults.node_selector,

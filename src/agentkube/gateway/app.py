@@ -109,16 +109,31 @@ async def _while_connected(
                 await work
 
 
-async def _start(backend: Sandbox) -> None:
-    start: Any = getattr(backend, "start", None)
-    if start is not None:
-        await start()
+class _Starter:
+    """Starts the backend until it has started; meanwhile says why not, in one line."""
+
+    def __init__(self, backend: Sandbox) -> None:
+        self.backend = backend
+        self.ready = False
+
+    async def __call__(self) -> str | None:
+        if self.ready:
+            return None
+        start: Any = getattr(self.backend, "start", None)
+        try:
+            if start is not None:
+                await start()
+        except (SandboxUnavailable, SandboxFailure) as e:
+            return str(e)
+        self.ready = True
+        return None
 
 
 async def _admit(
-    request: Request, identity: Identity, settings: GatewaySettings
+    request: Request, identity: Identity, settings: GatewaySettings, started: _Starter
 ) -> ExecutionRequest | Response:
-    """The caller's request if it may run: allowed caller, bounded body, valid, within policy."""
+    """The caller's request if it may run: allowed caller, bounded body, valid, within policy,
+    and a backend that has started."""
     if not settings.allows(identity):
         log.warning("execution refused: %s is not on the allow-list", identity.name)
         return _error(403, f"{identity.name} may not run sandboxes on this gateway")
@@ -126,12 +141,17 @@ async def _admit(
     if len(body) > settings.max_body_bytes:
         return _error(413, f"the request is over {settings.max_body_bytes} bytes")
     try:
-        return settings.policy.check(ExecutionRequest.model_validate_json(body))
+        checked = settings.policy.check(ExecutionRequest.model_validate_json(body))
     except ValidationError as e:
         return _error(422, f"invalid execution request: {describe(e)}")
     except SandboxRequestError as e:
         log.info("execution by %s refused by the policy: %s", identity.name, e)
         return _error(422, str(e))
+    reason = await started()
+    if reason is not None:
+        log.error("execution by %s: the sandbox backend is not started: %s", identity.name, reason)
+        return _error(503, reason)
+    return checked
 
 
 def create_app(  # noqa: C901 - one small closure per route
@@ -149,18 +169,21 @@ def create_app(  # noqa: C901 - one small closure per route
     settings = settings or GatewaySettings()
     quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
     mcp = mcp_endpoint(backend, authenticator, quota)
-    ready = False
+    try_start = _Starter(backend)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal ready
-        await _start(backend)
-        ready = True
+        # A backend that cannot start yet (API server down, a right missing) does not stop the
+        # server: it is not ready (/healthz 503 with the reason), every execution and health
+        # check tries the start again, and it serves as soon as one succeeds.
+        reason = await try_start()
+        if reason is not None:
+            log.error("the sandbox backend did not start (tried again on use): %s", reason)
         try:
             async with mcp.running():
                 yield
         finally:
-            ready = False
+            try_start.ready = False
             if close_backend:
                 await backend.aclose()
             if kube_client is not None:
@@ -177,8 +200,9 @@ def create_app(  # noqa: C901 - one small closure per route
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        if not ready:
-            return _error(503, "the sandbox backend is starting")
+        reason = await try_start()
+        if reason is not None:
+            return _error(503, f"the sandbox backend is not started: {reason}")
         return JSONResponse({"status": "ok"})
 
     @app.get("/v1/policy")
@@ -195,7 +219,7 @@ def create_app(  # noqa: C901 - one small closure per route
                 "token, see docs/gateway-auth.md)",
                 {"WWW-Authenticate": 'Bearer realm="agentkube-sandbox-gateway"'},
             )
-        parsed = await _admit(request, identity, settings)
+        parsed = await _admit(request, identity, settings, try_start)
         if isinstance(parsed, Response):
             return parsed
         return await _run(request, parsed, identity)

@@ -49,6 +49,9 @@ def runner_source() -> str:
     )
 
 
+RUNTIME_CLASS_AUTO = "auto"  # gVisor where the cluster has it (runtime_class.py)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PodSettings:
     """Where and how sandbox pods run; the gateway's configuration, not the agent's."""
@@ -148,6 +151,8 @@ def pod_spec(
             *(volumes or []),
         ],
     }
+    if settings.runtime_class_name == RUNTIME_CLASS_AUTO:
+        raise ValueError("runtime_class_name 'auto' must be chosen (at start) before rendering")
     if settings.runtime_class_name:
         spec["runtimeClassName"] = settings.runtime_class_name
     return spec

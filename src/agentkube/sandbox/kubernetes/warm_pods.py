@@ -73,7 +73,7 @@ class WarmPodPool:
         self.size = size
         self.limits = limits
         self._client = client
-        self._settings = settings
+        self.settings = settings
         self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time
         self._pending: set[str] = set()  # created, not Running yet
         self._claimed: set[str] = set()  # never ready again, whatever late events say
@@ -126,7 +126,7 @@ class WarmPodPool:
                     Pod,
                     name,
                     body,
-                    namespace=self._settings.namespace,
+                    namespace=self.settings.namespace,
                     patch_type=PatchType.MERGE,
                     field_manager=GATEWAY_FIELD_MANAGER,
                 )
@@ -174,7 +174,7 @@ class WarmPodPool:
     async def _create(self) -> None:
         name = f"sbx-warm-{secrets.token_hex(5)}"
         self._pending.add(name)
-        pod: Any = Pod.from_dict(render_warm_pod(name, self.limits, self._settings))
+        pod: Any = Pod.from_dict(render_warm_pod(name, self.limits, self.settings))
         try:
             await self._client.create(pod, field_manager=GATEWAY_FIELD_MANAGER)
         except (ApiError, httpx2.HTTPError) as e:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/gateway_bench.py [--runs 30] [--concurrency 4] [--pool 4]
                                                  [--output BYTES]
 
-Starts a test cluster (or attaches to `hack/testcluster/testcluster up` with
+Starts a test cluster with its real node (or attaches to `hack/testcluster/testcluster up` with
 AGENTKUBE_TESTCLUSTER_ATTACH=1), registers the sandbox kubelet stand-in (tests/standins/ —
 kwok runs no containers), serves the gateway on loopback (uvicorn, the real HTTP path, static
 token) with the Kubernetes backend, and measures, per execution of `print(1)`:
@@ -15,13 +15,16 @@ once (executions per second). ``--output BYTES`` prints that many bytes instead:
 result no longer fits the termination message and comes back through the pod log. Baseline in
 the same run: the same HTTP gateway in front of the local backend (no cluster at all), and the
 stand-in's own cost (one local-sandbox run of the pod runner), which a real kubelet replaces with
-its container start.
+its container start. Then the same two paths with the pods in real containers on the real node
+(containerd), on runc and on gVisor. Each row prints the end-to-end time (request sent -> result
+received) and the overhead, p50/p95.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import secrets
 import statistics
@@ -30,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,9 +43,8 @@ from hack.testcluster.cli import DEFAULT_STATE_DIR  # noqa: E402
 from hack.testcluster.cluster import TestCluster  # noqa: E402
 from lightkube import AsyncClient, KubeConfig  # noqa: E402
 from measuring import kubectl, percentile  # noqa: E402
+from tests.realnode.pods import real_node_settings  # noqa: E402
 from tests.standins.sandbox_kubelet import LOG_BYTES, running_sandbox_kubelet  # noqa: E402
-
-# The figures are overheads: wall time of one execution minus the code's own run time.
 from tests.standins.serving import serve  # noqa: E402
 
 from agentkube.gateway.app import GatewaySettings, create_app  # noqa: E402
@@ -77,12 +80,13 @@ async def timed(
 
 async def sequential(
     sandbox: Sandbox, work: tuple[ExecutionRequest, str], runs: int
-) -> list[float]:
-    overheads = []
+) -> list[tuple[float, float]]:
+    """(end-to-end wall time, overhead) of each of runs executions, one after another."""
+    times = []
     for _ in range(runs):
         wall, result = await timed(sandbox, work)
-        overheads.append(wall - result.duration_ms)
-    return overheads
+        times.append((wall, wall - result.duration_ms))
+    return times
 
 
 async def throughput(
@@ -104,11 +108,14 @@ async def throughput(
 
 
 def report(
-    name: str, overheads: list[float], rate: float | None, standin: float | None = None
+    name: str, times: list[tuple[float, float]], rate: float | None, standin: float | None = None
 ) -> None:
+    """One row: end-to-end p50/p95, overhead p50/p95 (minus the code's own run time), rate."""
+    walls, overheads = [w for w, _ in times], [o for _, o in times]
     rate_text = f"{rate:6.1f}/s" if rate is not None else "     -  "
     line = (
-        f"{name:<38} p50 {statistics.median(overheads):7.1f} ms   "
+        f"{name:<40} e2e p50 {statistics.median(walls):7.1f} p95 {percentile(walls, 0.95):7.1f}"
+        f"   overhead p50 {statistics.median(overheads):7.1f} ms "
         f"p95 {percentile(overheads, 0.95):7.1f} ms   {rate_text}"
     )
     if standin is not None:
@@ -116,7 +123,9 @@ def report(
     print(line)
 
 
-async def standin_cost(settings: PodSettings, request: ExecutionRequest, runs: int) -> list[float]:
+async def standin_cost(
+    settings: PodSettings, request: ExecutionRequest, runs: int
+) -> list[tuple[float, float]]:
     """What the stand-in itself costs per pod: the pod runner started in the local sandbox under
     the pod's limits, minus the code's own run time (a real kubelet's container start instead)."""
     import json
@@ -142,7 +151,8 @@ async def standin_cost(settings: PodSettings, request: ExecutionRequest, runs: i
         started = time.perf_counter()
         result = await sandbox.execute(pod_command)
         wall = (time.perf_counter() - started) * 1000
-        costs.append(wall - json.loads(result.files["termination-log"])["ms"])
+        cost = wall - json.loads(result.files["termination-log"])["ms"]
+        costs.append((wall, cost))
     await sandbox.aclose()
     return costs
 
@@ -153,30 +163,60 @@ def measure(
     runs: int,
     concurrency: int,
     tokens: dict[str, str],
-) -> tuple[list[float], float]:
+) -> tuple[list[tuple[float, float]], float]:
     def client(token: str = "bench-0") -> Sandbox:
         return RemoteSandbox(url, token=lambda: token)
 
-    async def run() -> tuple[list[float], float]:
+    async def run() -> tuple[list[tuple[float, float]], float]:
         one = client()
         await timed(one, work)  # warm-up: first connection, first pod
-        overheads = await sequential(one, work, runs)
+        times = await sequential(one, work, runs)
         await one.aclose()
         names = iter(tokens)
         rate = await throughput(lambda: client(next(names)), work, runs, concurrency)
-        return overheads, rate
+        return times, rate
 
     return asyncio.run(run())
 
 
 def kube_gateway(
     kubeconfig: Path, settings: PodSettings, pool: int, tokens: StaticTokens, concurrency: int
-) -> object:
+) -> tuple[Any, KubernetesSandbox]:
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
     backend = KubernetesSandbox(client, settings, warm_pool=pool)
     limits = GatewaySettings(max_concurrent_per_agent=concurrency)
     app = create_app(backend, tokens, limits, kube_client=client)
     return app, backend
+
+
+def real_node(
+    cluster: TestCluster,
+    namespace: str,
+    work: tuple[ExecutionRequest, str],
+    args: argparse.Namespace,
+    tokens: StaticTokens,
+    token_names: dict[str, str],
+) -> None:
+    """The same gateway with its pods in real containers on the real node: runc and gVisor."""
+    node = cluster.real_node
+    if node is None:
+        print(f"real node: none ({cluster.real_node_unavailable})")
+        return
+    for runtime in ("runc", "gvisor"):
+        settings = real_node_settings(node, namespace, runtime)
+        cold, _ = kube_gateway(cluster.kubeconfig, settings, 0, tokens, args.concurrency)
+        with serve(cold) as url:
+            times, rate = measure(url, work, args.runs, args.concurrency, token_names)
+        report(f"real node {runtime}, cold Job path", times, rate)
+        warm_settings = dataclasses.replace(settings, gateway=f"bench-w-{secrets.token_hex(2)}")
+        app, warm = kube_gateway(
+            cluster.kubeconfig, warm_settings, args.pool, tokens, args.concurrency
+        )
+        with serve(app) as url:
+            times, rate = measure(url, work, args.runs, args.concurrency, token_names)
+        report(f"real node {runtime}, warm pool ({args.pool} pods)", times, rate)
+        assert warm.warm is not None
+        print(f"  warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
 
 
 def main() -> int:
@@ -202,6 +242,7 @@ def main() -> int:
         cluster.attach()
     else:
         cluster.start(binaries.locate(), tie_to_parent=True)
+        cluster.start_real_node()
     kubeconfig = cluster.kubeconfig
     node = f"sandbox-kubelet-bench-{secrets.token_hex(2)}"
     namespace = f"sandbox-bench-{secrets.token_hex(2)}"
@@ -240,7 +281,7 @@ def main() -> int:
             report("baseline: gateway + local backend", overheads, rate)
 
             costs = asyncio.run(standin_cost(settings, work[0], args.runs))
-            standin = statistics.median(costs)
+            standin = statistics.median(c for _, c in costs)
             report("stand-in kubelet: runner start + exit", costs, None)
 
             cold_app, _ = kube_gateway(kubeconfig, settings, 0, tokens, args.concurrency)
@@ -257,6 +298,7 @@ def main() -> int:
             report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)
             assert warm.warm is not None
             print(f"warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
+        real_node(cluster, namespace, work, args, tokens, token_names)
     finally:
         kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
         kubectl(kubeconfig, "delete", "node", node, "--wait=false", "--ignore-not-found")

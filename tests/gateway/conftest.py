@@ -1,5 +1,7 @@
 """Fixtures: a real gateway on loopback in front of the real local sandbox, and the Kubernetes
-backend on the real test control plane with the kubelet stand-in."""
+backend on the real test control plane whose sandbox pods run on its real node (containerd), on
+runc and on gVisor (``pod_settings`` is parametrized over both). The kubelet stand-in
+(``sandbox_kubelet``) serves only the tests that need what a real node cannot give quickly."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from hack.testcluster.realnode import Info as RealNodeInfo
 from lightkube import AsyncClient, KubeConfig
 
 from agentkube.gateway.app import GatewaySettings, create_app
 from agentkube.gateway.auth import StaticTokens
 from agentkube.sandbox.kubernetes.rendering import PodSettings
 from tests.plugins.testcluster import Cluster
+from tests.realnode.pods import RUNTIMES, real_node_settings
 from tests.standins.sandbox_kubelet import SandboxKubelet, running_sandbox_kubelet
 from tests.standins.serving import serve
 
@@ -76,9 +80,23 @@ def sandbox_namespace(testcluster: Cluster, request: pytest.FixtureRequest) -> I
     testcluster.delete_namespace(name)
 
 
+@pytest.fixture(params=RUNTIMES)
+def pod_settings(
+    sandbox_namespace: str, real_node: RealNodeInfo, request: pytest.FixtureRequest
+) -> PodSettings:
+    """Sandbox pods on the real node, once on runc and once on gVisor."""
+    return real_node_settings(real_node, sandbox_namespace, request.param)
+
+
 @pytest.fixture
-def pod_settings(sandbox_namespace: str, sandbox_kubelet: SandboxKubelet) -> PodSettings:
-    """Sandbox pods go to the stand-in's node (kwok would 'complete' them without running)."""
+def gvisor_pod_settings(sandbox_namespace: str, real_node: RealNodeInfo) -> PodSettings:
+    """Sandbox pods on the real node on gVisor: the gateway's default where a cluster has it."""
+    return real_node_settings(real_node, sandbox_namespace, "gvisor")
+
+
+@pytest.fixture
+def standin_pod_settings(sandbox_namespace: str, sandbox_kubelet: SandboxKubelet) -> PodSettings:
+    """Sandbox pods on the kubelet stand-in's node (kwok would 'complete' them without running)."""
     return PodSettings(
         namespace=sandbox_namespace,
         gateway=f"gw-{secrets.token_hex(3)}",

@@ -30,7 +30,7 @@ from agentkube.gateway.client import RemoteSandbox
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
 from agentkube.sandbox.errors import SandboxRefused, SandboxUnavailable
 from agentkube.sandbox.kubernetes import KubernetesSandbox
-from agentkube.sandbox.kubernetes.rendering import GATEWAY_LABEL, PodSettings
+from agentkube.sandbox.kubernetes.rendering import GATEWAY_LABEL, RUNTIME_CLASS_AUTO, PodSettings
 from tests.plugins.testcluster import Cluster
 from tests.standins.serving import serve
 
@@ -44,17 +44,29 @@ def _gateway_objects(system_ns: str, sandbox_ns: str) -> list[dict]:
         ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True
     ).stdout
     text = rendered.replace("agentkube-sandbox-gateway-token-review", f"{system_ns}-review")
+    text = text.replace("agentkube-sandbox-gateway-runtime-class", f"{system_ns}-runtime-class")
     text = text.replace("namespace: agentkube-system", f"namespace: {system_ns}")
     text = text.replace("namespace: agentkube-sandbox", f"namespace: {sandbox_ns}")
     return [o for o in yaml.safe_load_all(text) if o and o["kind"] != "Namespace"]
 
 
+CLUSTER_WIDE = ("ClusterRole", "ClusterRoleBinding")
+
+
 @contextlib.contextmanager
-def _gateway(testcluster: Cluster, settings: PodSettings) -> Iterator[str]:
-    """A gateway on loopback with deploy/gateway's RBAC, its Kubernetes backend using settings."""
+def _gateway(
+    testcluster: Cluster, settings: PodSettings, *, without: str | None = None
+) -> Iterator[str]:
+    """A gateway on loopback with deploy/gateway's RBAC (less the objects whose name ends with
+    ``without``), its Kubernetes backend using settings."""
     system_ns = testcluster.create_namespace("gw-system")
     objects = _gateway_objects(system_ns, settings.namespace)
-    rbac = [o for o in objects if o["kind"] not in ("Deployment", "Service")]
+    dropped = ("Deployment", "Service")
+    rbac = [
+        o
+        for o in objects
+        if o["kind"] not in dropped and not (without and o["metadata"]["name"].endswith(without))
+    ]
     testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
     kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
     client = gateway_client(kubeconfig)  # used only on the server's event loop
@@ -68,9 +80,16 @@ def _gateway(testcluster: Cluster, settings: PodSettings) -> Iterator[str]:
             yield url
     finally:
         testcluster.delete_namespace(system_ns)
-        testcluster.kubectl(
-            "delete", "clusterrolebinding", f"{system_ns}-review", "--ignore-not-found"
-        )
+        for o in rbac:
+            if o["kind"] in CLUSTER_WIDE:
+                name = o["metadata"]["name"]
+                testcluster.kubectl("delete", o["kind"].lower(), name, "--ignore-not-found")
+
+
+@pytest.fixture
+def pod_settings(gvisor_pod_settings: PodSettings) -> PodSettings:
+    """Every gateway here runs its sandboxes on the real node on gVisor, its default there."""
+    return gvisor_pod_settings
 
 
 @pytest.fixture
@@ -109,6 +128,45 @@ async def test_agent_with_a_gateway_audience_token_runs_code_and_is_logged_by_id
     assert (result.exit_code, result.stdout) == (0, "45\n")
     logged = [r.getMessage() for r in caplog.records if r.name == "agentkube.gateway"]
     assert any(f" by {identity}: " in line for line in logged), logged
+
+
+KERNEL = "print(open('/proc/version').read(), end='')"
+
+
+async def test_by_default_the_gateway_runs_code_on_gvisor_where_the_cluster_has_it(
+    testcluster: Cluster, pod_settings: PodSettings
+) -> None:
+    # The cluster has the RuntimeClass gvisor (the real node's): code sees gVisor's kernel, not
+    # the node's. The same code on runc sees the node's own kernel.
+    host_kernel = Path("/proc/version").read_text()
+    auto = dataclasses.replace(pod_settings, runtime_class_name=RUNTIME_CLASS_AUTO)
+    with _gateway(testcluster, auto) as url:
+        on_default, _ = await _execute_as_an_agent(testcluster, url, ExecutionRequest(code=KERNEL))
+    runc = dataclasses.replace(pod_settings, runtime_class_name=None)
+    with _gateway(testcluster, runc) as url:
+        on_runc, _ = await _execute_as_an_agent(testcluster, url, ExecutionRequest(code=KERNEL))
+    assert on_default.exit_code == 0 and on_runc.exit_code == 0, (on_default, on_runc)
+    assert on_runc.stdout == host_kernel
+    assert on_default.stdout and on_default.stdout != host_kernel
+
+
+async def test_a_gateway_that_may_not_read_the_runtime_class_refuses_to_guess(
+    testcluster: Cluster, pod_settings: PodSettings
+) -> None:
+    # Without `get` on the RuntimeClass the gateway cannot tell whether gVisor is there: it
+    # serves, but is not ready and runs nothing, naming the missing right.
+    auto = dataclasses.replace(pod_settings, runtime_class_name=RUNTIME_CLASS_AUTO)
+    refused = pytest.raises(SandboxUnavailable, match="grant get on runtimeclasses")
+    with _gateway(testcluster, auto, without="-runtime-class") as url:
+        health = httpx.get(f"{url}/healthz")
+        with refused:
+            await _execute_as_an_agent(testcluster, url, ExecutionRequest(code="print(1)"))
+    assert health.status_code == 503
+    assert "runtimeclasses" in health.json()["detail"]
+    selector = f"{GATEWAY_LABEL}={auto.gateway}"
+    assert not testcluster.kubectl_json("get", "jobs", "-n", auto.namespace, "-l", selector)[
+        "items"
+    ], "nothing ran on a runtime the gateway did not choose"
 
 
 async def test_a_job_whose_pod_is_refused_fails_at_once_naming_the_reason(

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]
 
 
 @pytest.fixture
-def cluster_gateway(testcluster: Cluster, pod_settings: PodSettings) -> Iterator[Gateway]:
-    with _gateway(testcluster, pod_settings) as url:
+def cluster_gateway(testcluster: Cluster, gvisor_pod_settings: PodSettings) -> Iterator[Gateway]:
+    with _gateway(testcluster, gvisor_pod_settings) as url:
         yield Gateway(url)
 
 

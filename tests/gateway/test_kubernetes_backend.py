@@ -1,8 +1,9 @@
 """The Kubernetes backend on the real control plane: Jobs, deadlines, admission, clean-up.
 
-Pods run on a stand-in kubelet (tests/standins/sandbox_kubelet.py) that executes their command in
-the local sandbox; Job control, deadlines, TTL, garbage collection and Pod Security admission are
-the real kube-controller-manager's and kube-apiserver's.
+Pods run in real containers on the test cluster's real node (containerd; each test once on runc
+and once on gVisor); Job control, deadlines, TTL, garbage collection and Pod Security admission
+are the real kube-controller-manager's and kube-apiserver's, OOM kills and timeouts the kernel's
+(or gVisor's) and the kubelet's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hack.testcluster.realnode import Info as RealNodeInfo
 from lightkube import AsyncClient
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
@@ -25,10 +27,12 @@ from agentkube.sandbox.kubernetes import KubernetesSandbox
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.rendering import (
     GATEWAY_LABEL,
+    RUNTIME_CLASS_AUTO,
     PodSettings,
     render_job,
     render_warm_pod,
 )
+from agentkube.sandbox.kubernetes.runtime_class import choose_runtime_class
 from tests.plugins.testcluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]
@@ -175,6 +179,18 @@ def test_finished_job_is_removed_by_the_ttl_controller(
     _nothing_left(testcluster, settings)
 
 
+async def test_auto_chooses_gvisor_where_the_cluster_has_it_and_else_the_default_runtime(
+    kube_client: AsyncClient, real_node: RealNodeInfo, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert "gvisor" in real_node.runtime_classes  # the real node installs it
+    assert await choose_runtime_class(kube_client, RUNTIME_CLASS_AUTO) == "gvisor"
+    absent = await choose_runtime_class(kube_client, RUNTIME_CLASS_AUTO, preferred="gvisor-absent")
+    assert absent is None
+    assert "no RuntimeClass 'gvisor-absent'" in caplog.text
+    assert await choose_runtime_class(kube_client, None) is None  # asked for the default
+    assert await choose_runtime_class(kube_client, "kata") == "kata"  # asked for a name
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -205,7 +221,10 @@ def _start_gateway_process(
     ]
     for key, value in settings.node_selector.items():
         argv += ["--node-selector", f"{key}={value}"]
-    argv += ["--toleration", "agentkube.openvn/pool=sandbox:NoSchedule"]
+    for toleration in settings.tolerations:
+        pair = toleration["key"] + (f"={toleration['value']}" if "value" in toleration else "")
+        argv += ["--toleration", f"{pair}:{toleration['effect']}"]
+    argv += ["--image", settings.image, "--runtime-class", settings.runtime_class_name or "none"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     testcluster.wait_until(
         lambda: process.poll() is not None or _healthy(port), "the gateway process to serve"
@@ -267,7 +286,7 @@ async def test_pod_watches_and_executions_carry_on_after_an_api_server_restart(
     testcluster: Cluster, kube_client: AsyncClient, pod_settings: PodSettings
 ) -> None:
     # While the API server is down every reconnect is refused; the gateway's pod watch and the
-    # kubelet stand-in's must both come back (a watch that died would see no more pods).
+    # real kubelet's must both come back (a watch that died would see no more pods).
     events = PodEvents(kube_client, namespace=pod_settings.namespace, gateway=pod_settings.gateway)
     seen: list[str] = []
     events.subscribe(lambda pod, deleted: seen.append(pod["metadata"]["name"]))

@@ -8,9 +8,25 @@ from typing import Any
 
 from hack.testcluster.realnode import Info
 
+from agentkube.sandbox.kubernetes.rendering import PodSettings
 from tests.plugins.testcluster import Cluster
 
 RUNTIMES = ("runc", "gvisor")  # runc: no RuntimeClass; gvisor: the RuntimeClass of that name
+
+
+def real_node_settings(node: Info, namespace: str, runtime: str) -> PodSettings:
+    """The gateway's sandbox pods on the real node, on runtime, from the image imported into its
+    containerd."""
+    return PodSettings(
+        namespace=namespace,
+        gateway=f"gw-{secrets.token_hex(3)}",
+        image=node.images["python"],
+        image_pull_policy="Never",  # imported, never pulled (the machine reaches no registry)
+        runtime_class_name=None if runtime == "runc" else runtime,
+        node_selector=dict(node.node_selector),
+        tolerations=[dict(t) for t in node.tolerations],
+        ttl_seconds_after_finished=30,
+    )
 
 
 def pod_spec(

@@ -167,7 +167,7 @@ def test_the_model_server_root_is_read_only_and_its_writable_volumes_are_bounded
     pod = deployment(model())["spec"]["template"]["spec"]
     (server,) = pod["containers"]
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
-    assert server["securityContext"]["runAsUser"] == CONFIG.serving_user_id != 0
+    assert server["securityContext"]["runAsUser"] == CONFIG.agent_user_id == 65532  # like agents
     mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
     volumes = {v["name"]: v["emptyDir"] for v in pod["volumes"]}
     assert volumes[mounts["/cache"]] == {"sizeLimit": "200Gi"}

@@ -175,7 +175,7 @@ class OperatorConfig(_Config):
     agent_user_id: int = 65532
     serving_images: ServingImages = Field(default_factory=ServingImages)
     serving_port: int = 8000
-    serving_user_id: int = 1000
+    serving_user_id: int = 65532
     serving_resources: ResourceDefaults = Field(
         default_factory=_serving_resources,
         description="cpu/memory a Model server gets where serve.resources does not say",

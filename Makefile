@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
 
-.PHONY: setup setup-dev demo test test-fast lint fmt crds
+.PHONY: setup setup-dev demo test test-fast lint fmt crds scan
 
 setup:
 	@scripts/setup.sh
@@ -40,3 +40,8 @@ test-fast: setup-dev
 crds: setup
 	$(VENV)/agentkube crds --output-dir deploy/crds
 
+
+# checkov and kube-score over deploy/ and the operator's objects for examples/ (installs both
+# into .cache/scan on first use); remaining findings are accepted in docs/security.md.
+scan: setup-dev
+	@hack/scan.sh

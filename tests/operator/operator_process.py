@@ -75,8 +75,17 @@ def cluster_config(cluster: Cluster, **overrides: Any) -> dict[str, Any]:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, kubeconfig: Path, workdir: Path, config: dict[str, Any]):
+    def __init__(
+        self,
+        cluster: Cluster,
+        kubeconfig: Path,
+        workdir: Path,
+        config: dict[str, Any],
+        *,
+        namespaces: tuple[str, ...] = (),  # --namespace each; none: cluster-wide
+    ):
         self.cluster = cluster
+        self.namespaces = namespaces
         self.kubeconfig = kubeconfig
         self.config_path = workdir / "operator.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -88,6 +97,7 @@ class OperatorProcess:
         argv = [
             str(AGENTKUBE), "operator", "--config", str(self.config_path),
             "--metrics-port", str(self.metrics_port), "--verbose",
+            *(arg for ns in self.namespaces for arg in ("--namespace", ns)),
         ]  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:

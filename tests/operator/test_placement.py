@@ -4,7 +4,7 @@ import pytest
 
 from agentkube.api.models import Placement, Toleration
 from agentkube.operator.config import OperatorConfig, PoolProfile
-from agentkube.operator.placement import UnknownPoolError, pool_scheduling
+from agentkube.operator.placement import PlacementNotAllowed, UnknownPoolError, pool_scheduling
 from agentkube.operator.rendering import render_agent
 from tests.operator.conftest import agent
 
@@ -71,3 +71,54 @@ def test_a_runtime_class_in_a_profile_reaches_the_pod() -> None:
         pools={**CONFIG.pools, "spot": PoolProfile(runtime_class_name="gvisor")}
     )
     assert pool_scheduling(config, "spot", None) == {"runtimeClassName": "gvisor"}
+
+
+# --------------------------------------------------------------------------- offered pools
+
+
+def placed(**fields: object) -> Placement:
+    return Placement.model_validate(fields)
+
+
+def test_tenants_cannot_name_the_sandbox_pool() -> None:
+    with pytest.raises(PlacementNotAllowed, match=r"pool 'sandbox' is not offered to namespace t"):
+        pool_scheduling(CONFIG, CONFIG.agent_pool, placed(pool="sandbox"), "t")
+
+
+def test_a_keyless_exists_toleration_is_refused() -> None:
+    keyless = placed(tolerations=[{"operator": "Exists"}])
+    with pytest.raises(PlacementNotAllowed, match=r"tolerations\[0\] has no key"):
+        pool_scheduling(CONFIG, CONFIG.agent_pool, keyless)
+
+
+@pytest.mark.parametrize(
+    "placement",
+    [
+        {"tolerations": [{"key": "agentkube.openvn/pool", "operator": "Exists"}]},
+        {"tolerations": [{"key": "agentkube.openvn/pool", "value": "sandbox"}]},
+        {"nodeSelector": {"agentkube.openvn/pool": "sandbox"}},
+    ],
+)
+def test_a_withheld_pool_cannot_be_reached_by_its_taint_or_its_label(
+    placement: dict[str, object],
+) -> None:
+    with pytest.raises(PlacementNotAllowed, match=r"pool 'sandbox', which is not offered"):
+        pool_scheduling(CONFIG, CONFIG.agent_pool, placed(**placement))
+
+
+def test_pools_are_offered_per_namespace() -> None:
+    config = OperatorConfig(tenant_pools=["spot"], namespace_pools={"ml": ["spot", "gpu"]})
+    assert pool_scheduling(config, "spot", placed(pool="gpu"), "ml")["nodeSelector"] == {
+        "accelerator": "nvidia-tesla"
+    }
+    with pytest.raises(
+        PlacementNotAllowed, match=r"'gpu' is not offered to namespace web; use one of spot"
+    ):
+        pool_scheduling(config, "spot", placed(pool="gpu"), "web")
+    # The kind's own default pool is always allowed: Models still go to the GPU pool.
+    assert pool_scheduling(config, "gpu", placed(pool="gpu"), "web")
+
+
+def test_an_offered_pool_that_is_not_a_profile_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match=r"namespacePools\.ml names 'tpu'"):
+        OperatorConfig(namespace_pools={"ml": ["tpu"]})

@@ -55,7 +55,7 @@ def test_the_sidecar_is_locked_down_like_the_agent() -> None:
     assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert sidecar["resources"]["limits"]["memory"] == "1Gi"
     assert {"name": "rag-proxy-tmp", "mountPath": "/tmp"} in sidecar["volumeMounts"]
-    assert {"name": "rag-proxy-tmp", "emptyDir": {}} in spec["volumes"]
+    assert {"name": "rag-proxy-tmp", "emptyDir": {"sizeLimit": "256Mi"}} in spec["volumes"]
     assert "automountServiceAccountToken" in spec and spec["automountServiceAccountToken"] is False
     # The memory tenant is the Agent's namespace, from the downward API.
     assert env_of(sidecar)[ENV_NAMESPACE] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

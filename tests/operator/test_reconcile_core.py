@@ -31,6 +31,7 @@ class RecordingWriter:
         self.applied: list[str] = []
         self.statuses: list[JSON] = []
         self.fail_next: Exception | None = None
+        self.existing: dict[tuple[str, str, str], JSON] = {}  # what reads find on the server
         self._versions = itertools.count(1)
 
     def clock(self) -> datetime:
@@ -44,6 +45,9 @@ class RecordingWriter:
         self.applied.append(obj["kind"])
         meta = {**obj["metadata"], "resourceVersion": str(next(self._versions)), "generation": 1}
         return {**obj, "metadata": meta}
+
+    async def read(self, kind: str, namespace: str, name: str) -> JSON | None:
+        return self.existing.get((kind, namespace, name))
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self.writes[f"delete {kind}"] += 1
@@ -120,6 +124,58 @@ async def test_an_agent_this_release_cannot_run_gets_no_pod_and_says_why() -> No
     ready = next(c for c in writer.statuses[0]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
     assert "'mcp:search-tools' (mcp:<name> tools" in ready["message"]
+
+
+async def test_an_existing_object_without_the_agents_controller_reference_is_not_adopted() -> None:
+    reconciler, _, writer = _setup()
+    foreign = {"kind": "Service", "metadata": {"name": "research-agent", "namespace": "team-a"}}
+    writer.existing[("Service", "team-a", "research-agent")] = foreign
+    assert await reconciler.reconcile("Agent", "team-a", "research-agent") is True  # retried
+    assert "Service" not in writer.applied
+    reconciled = next(c for c in writer.statuses[-1]["conditions"] if c["type"] == "Reconciled")
+    assert reconciled["status"] == "False"
+    assert reconciled["reason"] == "AdoptionRefused"
+    assert reconciled["message"].startswith("Service team-a/research-agent already exists")
+    assert writer.writes["create Event"] == 1
+
+
+async def test_an_object_another_owner_controls_is_not_adopted_either() -> None:
+    reconciler, cache, writer = _setup()
+    owner = {"apiVersion": "ai.openvn/v1", "kind": "Agent", "name": "x", "uid": "other"}
+    cache.put(
+        {
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "research-agent",
+                "namespace": "team-a",
+                "ownerReferences": [{**owner, "controller": True}],
+            },
+        }
+    )
+    await reconciler.reconcile("Agent", "team-a", "research-agent")
+    assert "ConfigMap" not in writer.applied
+    reconciled = next(c for c in writer.statuses[-1]["conditions"] if c["type"] == "Reconciled")
+    assert reconciled["reason"] == "AdoptionRefused"
+
+
+async def test_its_own_object_found_on_the_server_is_applied() -> None:
+    reconciler, _, writer = _setup()
+    mine = {"apiVersion": "ai.openvn/v1", "kind": "Agent", "name": "research-agent", "uid": "uid-1"}
+    writer.existing[("Service", "team-a", "research-agent")] = {
+        "kind": "Service",
+        "metadata": {"ownerReferences": [{**mine, "controller": True}]},
+    }
+    assert await reconciler.reconcile("Agent", "team-a", "research-agent") is False
+    assert "Service" in writer.applied
+
+
+async def test_a_refused_placement_is_the_agents_condition_and_no_pod() -> None:
+    reconciler, _, writer = _setup(placement={"pool": "sandbox"})
+    assert await reconciler.reconcile("Agent", "team-a", "research-agent") is False
+    assert writer.applied == []
+    reconciled = next(c for c in writer.statuses[-1]["conditions"] if c["type"] == "Reconciled")
+    assert reconciled["reason"] == "PlacementNotAllowed"
+    assert "'sandbox' is not offered to namespace team-a" in reconciled["message"]
 
 
 async def test_the_queue_runs_one_reconcile_per_object_at_a_time_and_coalesces() -> None:

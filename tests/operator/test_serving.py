@@ -21,7 +21,7 @@ def test_only_agent_pods_may_reach_a_serving_model() -> None:
     spec = policy["spec"]
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    assert spec["policyTypes"] == ["Ingress"]  # egress stays open: weights come from a hub
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = spec["ingress"]
     assert rule["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "agent"}}}
@@ -44,7 +44,7 @@ def test_a_serving_model_runs_vllm_on_the_gpu_pool() -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
-    assert server["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert server["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}
     assert dep["metadata"]["name"] == "llama-3-70b-model"
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "Model"
 
@@ -131,3 +131,45 @@ def test_only_serving_objects_this_model_controls_are_stale() -> None:
     assert stale_children(owner, "ns", set(), cache) == [("Deployment", "llama-3-70b-model")]
     rendered = {("Deployment", "llama-3-70b-model")}
     assert stale_children(owner, "ns", rendered, cache) == []
+
+
+def test_the_model_server_egress_reaches_dns_and_anywhere_but_the_cloud_metadata_address() -> None:
+    (_, _, policy) = render_model(model(), "ns", CONFIG)
+    dns, anywhere = policy["spec"]["egress"]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert anywhere == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
+    }
+
+
+def test_the_model_server_has_cpu_and_memory_requests_and_limits_by_default() -> None:
+    server = deployment(model())["spec"]["template"]["spec"]["containers"][0]
+    assert server["resources"] == {
+        "requests": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": "1"},
+        "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+    }
+
+
+def test_defaults_fill_what_serve_resources_leaves_out_without_contradicting_it() -> None:
+    given = {"requests": {"memory": "64Gi"}, "limits": {"cpu": "1"}}
+    server = deployment(model(serve={"model": "m", "gpus": 0, "resources": given}))["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    # A default memory limit below the given request is raised to it; a default cpu request
+    # above the given limit is lowered to it (the API server refuses request > limit).
+    assert server["resources"] == {
+        "requests": {"memory": "64Gi", "cpu": "1"},
+        "limits": {"cpu": "1", "memory": "64Gi"},
+    }
+
+
+def test_the_model_server_root_is_read_only_and_its_writable_volumes_are_bounded() -> None:
+    pod = deployment(model())["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["securityContext"]["runAsUser"] == CONFIG.agent_user_id == 65532  # like agents
+    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
+    volumes = {v["name"]: v["emptyDir"] for v in pod["volumes"]}
+    assert volumes[mounts["/cache"]] == {"sizeLimit": "200Gi"}
+    assert volumes[mounts["/tmp"]] == {"sizeLimit": "256Mi"}
+    assert volumes[mounts["/dev/shm"]] == {"medium": "Memory", "sizeLimit": "4Gi"}

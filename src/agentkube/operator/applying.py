@@ -82,6 +82,17 @@ class Applier:
         log.info("applied %s %s/%s", kind, meta["namespace"], meta["name"])
         return dict(cast(Any, live).to_dict())
 
+    async def read(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """The live object (not a write), or None when there is none."""
+        try:
+            async with _translated(f"read {kind} {namespace}/{name}"):
+                live = await self.client.get(CHILD_KINDS[kind], name, namespace=namespace)
+        except RejectedByApi as e:
+            if _not_found(e):
+                return None
+            raise
+        return dict(cast(Any, live).to_dict())
+
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child the operator no longer renders (already gone is fine)."""
         resource = CHILD_KINDS[kind]
@@ -89,7 +100,7 @@ class Applier:
             async with _translated(f"delete {kind} {namespace}/{name}"):
                 await self.client.delete(resource, name, namespace=namespace)
         except RejectedByApi as e:
-            if isinstance(e.__cause__, ApiError) and e.__cause__.status.code == 404:
+            if _not_found(e):
                 return
             raise
         self.writes[f"delete {kind}"] += 1
@@ -141,6 +152,11 @@ class Applier:
             return
         self.writes["create Event"] += 1
         log.info("posted event %s on %s/%s", reason, meta["namespace"], meta["name"])
+
+
+def _not_found(error: RejectedByApi) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, ApiError) and cause.status.code == 404
 
 
 class _translated:

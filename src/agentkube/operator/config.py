@@ -100,6 +100,16 @@ class Peer(_Config):
     ports: list[int] = Field(..., min_length=1)
     protocols: list[Protocol] = Field(default_factory=_tcp)
 
+    def egress_rule(self) -> JSON:
+        """A NetworkPolicy egress rule allowing exactly these pods and ports."""
+        to: JSON = {"podSelector": {"matchLabels": dict(self.pod_labels)}}
+        if self.namespace_labels is not None:
+            to["namespaceSelector"] = {"matchLabels": dict(self.namespace_labels)}
+        ports = [
+            {"protocol": proto, "port": port} for port in self.ports for proto in self.protocols
+        ]
+        return {"to": [to], "ports": ports}
+
 
 def _dns_peer() -> Peer:
     return Peer(
@@ -145,6 +155,12 @@ class ResourceDefaults(_Config):
     limits: dict[str, str] = Field(default_factory=lambda: {"memory": "1Gi"})
 
 
+def _serving_resources() -> ResourceDefaults:
+    return ResourceDefaults(
+        requests={"cpu": "2", "memory": "16Gi"}, limits={"cpu": "8", "memory": "32Gi"}
+    )
+
+
 class ServingImages(_Config):
     vllm: str = "vllm/vllm-openai:v0.8.5"
     llama_cpp: str = Field("ghcr.io/ggml-org/llama.cpp:server-cuda", alias="llamaCpp")
@@ -159,10 +175,29 @@ class OperatorConfig(_Config):
     agent_user_id: int = 65532
     serving_images: ServingImages = Field(default_factory=ServingImages)
     serving_port: int = 8000
-    serving_user_id: int = 1000
+    serving_user_id: int = 65532
+    serving_resources: ResourceDefaults = Field(
+        default_factory=_serving_resources,
+        description="cpu/memory a Model server gets where serve.resources does not say",
+    )
+    serving_cache_size: str = Field("200Gi", description="sizeLimit of the weights cache")
+    serving_shm_size: str = Field("4Gi", description="sizeLimit of /dev/shm (counts as memory)")
+    serving_egress_excluded_cidrs: list[str] = Field(
+        default_factory=lambda: ["169.254.169.254/32"],
+        description="addresses a Model server may never reach (the cloud metadata service)",
+    )
+    tmp_size_limit: str = Field("256Mi", description="sizeLimit of every pod's /tmp emptyDir")
     pools: dict[str, PoolProfile] = Field(default_factory=default_pools)
     agent_pool: str = "spot"
     model_pool: str = "gpu"
+    tenant_pools: list[str] | None = Field(
+        None,
+        description="pools a tenant may pick with spec.placement (besides the kind's default "
+        "pool); unset means every pool but `sandbox`",
+    )
+    namespace_pools: dict[str, list[str]] = Field(
+        default_factory=dict, description="per-namespace tenantPools, replacing it there"
+    )
     default_endpoint: DefaultEndpoint | None = None
     sandbox_url: str | None = Field(
         None, description="the sandbox gateway's URL, passed to agents as AGENTKUBE_SANDBOX_URL"
@@ -197,6 +232,13 @@ class OperatorConfig(_Config):
                     f"{field} {pool!r} is not a pool profile; define it under pools "
                     f"(known: {', '.join(sorted(self.pools)) or 'none'})"
                 )
+        offered = [("tenantPools", p) for p in self.tenant_pools or []]
+        offered += [
+            (f"namespacePools.{ns}", p) for ns, ps in self.namespace_pools.items() for p in ps
+        ]
+        for field, pool in offered:
+            if pool not in self.pools:
+                raise ValueError(f"{field} names {pool!r}, which is not a pool profile")
         return self
 
 

@@ -49,3 +49,24 @@ def _same_quantity(live: object, desired: object) -> bool:
 def drifted(live: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
     """Whether ``desired`` must be (re)applied: the object is missing or differs."""
     return live is None or not contains(live, desired)
+
+
+def adoption_conflict(live: dict[str, Any] | None, desired: dict[str, Any]) -> str | None:
+    """Why ``live`` must not be taken over by applying ``desired``, or None when it may.
+
+    Server-side apply with ``force`` would silently adopt any object of the same name: a
+    hand-made Service, another Agent's Deployment. Only an object that already names the same
+    controller (owner uid) as ``desired`` is the operator's to write.
+    """
+    if live is None:
+        return None
+    owner = next(o for o in desired["metadata"]["ownerReferences"] if o.get("controller"))
+    refs = live.get("metadata", {}).get("ownerReferences") or []
+    if any(r.get("uid") == owner["uid"] and r.get("controller") for r in refs):
+        return None
+    meta = desired["metadata"]
+    return (
+        f"{desired['kind']} {meta['namespace']}/{meta['name']} already exists and is not "
+        f"controlled by {owner['kind']} {owner['name']}; the operator does not adopt it: "
+        f"delete or rename that {desired['kind']}, or rename the {owner['kind']}"
+    )

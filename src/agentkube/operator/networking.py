@@ -25,15 +25,7 @@ JSON = dict[str, Any]
 
 
 def peer_rule(peer: Peer) -> JSON:
-    to: JSON = {"podSelector": {"matchLabels": dict(peer.pod_labels)}}
-    if peer.namespace_labels is not None:
-        to["namespaceSelector"] = {"matchLabels": dict(peer.namespace_labels)}
-    return {
-        "to": [to],
-        "ports": [
-            {"protocol": proto, "port": port} for port in peer.ports for proto in peer.protocols
-        ],
-    }
+    return peer.egress_rule()
 
 
 def _anywhere(ports: list[int], excluded: list[str]) -> JSON:

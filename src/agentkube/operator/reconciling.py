@@ -22,7 +22,7 @@ from agentkube.api.loading import describe
 from agentkube.api.models import Agent, Model
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
-from agentkube.operator.drift import drifted
+from agentkube.operator.drift import adoption_conflict, drifted
 from agentkube.operator.errors import (
     NamespaceTerminating,
     ReconcileError,
@@ -30,7 +30,7 @@ from agentkube.operator.errors import (
     TransientApiError,
 )
 from agentkube.operator.naming import model_child_name
-from agentkube.operator.placement import UnknownPoolError
+from agentkube.operator.placement import PlacementError
 from agentkube.operator.rendering import endpoint, render_agent
 from agentkube.operator.serving import (
     ResolvedModel,
@@ -69,6 +69,8 @@ class Writer(Protocol):
     def clock(self) -> datetime: ...
 
     async def apply(self, obj: JSON) -> JSON: ...
+
+    async def read(self, kind: str, namespace: str, name: str) -> JSON | None: ...
 
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
 
@@ -113,10 +115,8 @@ class Reconciler:
             return await self._finish(body, checks, {}) or False
         try:
             children = render_agent(agent, namespace, model, self.config)
-        except UnknownPoolError as e:
-            checks.append(
-                Check(type="Reconciled", ok=False, reason="InvalidPlacement", message=str(e))
-            )
+        except PlacementError as e:
+            checks.append(Check(type="Reconciled", ok=False, reason=e.reason, message=str(e)))
             return await self._finish(body, checks, {}) or False
         applied = await self._apply_all(children)
         deployment = self.cache.get("Deployment", namespace, agent.metadata.name)
@@ -163,8 +163,8 @@ class Reconciler:
             return await self._finish(body, [check], {}) or False
         try:
             children = render_model(model, namespace, self.config)
-        except UnknownPoolError as e:
-            check = Check(type="Reconciled", ok=False, reason="InvalidPlacement", message=str(e))
+        except PlacementError as e:
+            check = Check(type="Reconciled", ok=False, reason=e.reason, message=str(e))
             return await self._finish(body, [check], {}) or False
         applied = await self._apply_all(children)
         if applied.check.ok:
@@ -215,9 +215,20 @@ class Reconciler:
 
     async def _apply_one(self, child: JSON) -> Applied | None:
         kind, meta = child["kind"], child["metadata"]
-        if not drifted(self.cache.get(kind, meta["namespace"], meta["name"]), child):
+        live = self.cache.get(kind, meta["namespace"], meta["name"])
+        if not drifted(live, child):
             return None
         try:
+            if live is None:  # not watched: an object without the managed-by label may exist
+                live = await self.applier.read(kind, meta["namespace"], meta["name"])
+            conflict = adoption_conflict(live, child)
+            if conflict is not None:
+                # Retried with back-off: a deleted Agent's old children may still be going.
+                log.warning("%s", conflict)
+                check = Check(
+                    type="Reconciled", ok=False, reason="AdoptionRefused", message=conflict
+                )
+                return Applied(check=check, retry=True)
             self.cache.put(await self.applier.apply(child), kind)
         except NamespaceTerminating:
             return Applied(check=TERMINATING, retry=False)

@@ -169,7 +169,7 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
     name = agent.metadata.name
     volumes: list[JSON] = [
         {"name": "config", "configMap": {"name": name}},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": config.tmp_size_limit}},
     ]
     if agent.spec.memory == "persistent":
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": name}})
@@ -186,7 +186,9 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
         **({"initContainers": init_containers} if init_containers else {}),
         "containers": [runtime_container(agent, model, config)],
         "volumes": volumes,
-        **pool_scheduling(config, config.agent_pool, agent.spec.placement),
+        **pool_scheduling(
+            config, config.agent_pool, agent.spec.placement, agent.metadata.namespace
+        ),
     }
 
 

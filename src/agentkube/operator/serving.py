@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from agentkube.api.models import Model, Serve
 from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
+from agentkube.api.quantity import parse_quantity
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import (
     agent_pods,
@@ -120,17 +121,14 @@ def engine_container(serve: Serve, config: OperatorConfig) -> JSON:
         "imagePullPolicy": config.image_pull_policy,
         "args": [*args, *(serve.args or [])],
         "ports": [{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
-        "resources": _gpu_resources(serve),
+        "resources": server_resources(serve, config),
         # Model weights take minutes to load: a generous startup probe, then strict liveness.
         "startupProbe": {**probe, "failureThreshold": 180},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6},
-        # Pod Security `restricted`, as agents: the engines run as any user once HOME and the
-        # Hugging Face cache point at a writable volume.
-        # Inference servers write caches under their home and /tmp (issue: read-only root).
-        "securityContext": restricted_container_security(
-            config.serving_user_id, read_only_root=False
-        ),
+        # Pod Security `restricted` and a read-only root, as agents: the engines write only
+        # under HOME (the weights and compile caches, a size-limited volume) and /tmp.
+        "securityContext": restricted_container_security(config.serving_user_id),
         "env": [
             {"name": "HOME", "value": CACHE_DIR},
             {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
@@ -138,19 +136,32 @@ def engine_container(serve: Serve, config: OperatorConfig) -> JSON:
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
             {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
 
 
-def _gpu_resources(serve: Serve) -> JSON:
-    resources = (
-        serve.resources.model_dump(by_alias=True, exclude_none=True) if serve.resources else {}
-    )
+def server_resources(serve: Serve, config: OperatorConfig) -> JSON:
+    """The server's requests and limits: ``serve.resources``, cpu and memory it leaves out
+    from the configuration (kept consistent with what it gives: a default request never above
+    its limit, a default limit never below its request), and the GPUs."""
+    given = serve.resources.model_dump(by_alias=True, exclude_none=True) if serve.resources else {}
+    requests = {n: str(q) for n, q in given.get("requests", {}).items()}
+    limits = {n: str(q) for n, q in given.get("limits", {}).items()}
+    defaults = config.serving_resources
+    for name in ("cpu", "memory"):
+        request, limit = defaults.requests.get(name), defaults.limits.get(name)
+        if name not in requests and request is not None:
+            cap = limits.get(name)
+            fits = cap is None or parse_quantity(request) <= parse_quantity(cap)
+            requests[name] = request if fits else cap  # type: ignore[assignment]
+        if name not in limits and limit is not None:
+            floor = requests.get(name)
+            fits = floor is None or parse_quantity(limit) >= parse_quantity(floor)
+            limits[name] = limit if fits else floor  # type: ignore[assignment]
     if serve.gpus > 0:
-        gpus = str(serve.gpus)
-        resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": gpus}
-        resources["requests"] = {**resources.get("requests", {}), "nvidia.com/gpu": gpus}
-    return {k: {n: str(q) for n, q in v.items()} for k, v in resources.items()}
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(serve.gpus)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
 def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[JSON]:
@@ -167,13 +178,14 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
     pod_spec: JSON = {
         "containers": [engine_container(serve, config)],
         "volumes": [
-            {"name": "shm", "emptyDir": {"medium": "Memory"}},
-            {"name": "cache", "emptyDir": {}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": config.serving_shm_size}},
+            {"name": "cache", "emptyDir": {"sizeLimit": config.serving_cache_size}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": config.tmp_size_limit}},
         ],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": restricted_pod_security(config.serving_user_id),
-        **pool_scheduling(config, config.model_pool, serve.placement),
+        **pool_scheduling(config, config.model_pool, serve.placement, namespace),
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -203,20 +215,23 @@ def render_model(model: Model, namespace: str, config: OperatorConfig) -> list[J
             ],
         },
     }
-    # Ingress only: the server's own egress (model weights from a hub) stays as the cluster has it.
+    # Ingress from agent pods only; egress to DNS and anywhere else (weights come from a model
+    # hub) but the cloud metadata address, whose credentials a pulled model must never see.
+    anywhere = {"cidr": "0.0.0.0/0", "except": list(config.serving_egress_excluded_cidrs)}
     policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(child, namespace, labels, owner),
         "spec": {
             "podSelector": {"matchLabels": model_selector(name)},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": agent_pods()}}],
                     "ports": [{"protocol": "TCP", "port": "http"}],
                 }
             ],
+            "egress": [config.dns.egress_rule(), {"to": [{"ipBlock": anywhere}]}],
         },
     }
     return [stamp(service), stamp(deployment), stamp(policy)]

@@ -131,4 +131,4 @@ def rag_sidecar_parts(
     container = rag_sidecar_container(agent, model, config)
     if container is None:
         return [], []
-    return [container], [{"name": TMP_VOLUME, "emptyDir": {}}]
+    return [container], [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": config.tmp_size_limit}}]

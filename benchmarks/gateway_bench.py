@@ -54,6 +54,7 @@ from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbo
 from agentkube.sandbox.kubernetes import KubernetesSandbox  # noqa: E402
 from agentkube.sandbox.kubernetes.rendering import PodSettings  # noqa: E402
 from agentkube.sandbox.local import LocalSandbox  # noqa: E402
+from agentkube.sandbox.policy import DEFAULT_POLICY  # noqa: E402
 
 POOL_LABEL = "agentkube.openvn/pool"
 
@@ -144,7 +145,9 @@ async def standin_cost(
         code=shlex.join(container["command"]),
         limits=Limits(cpu=0.5, memory_bytes=128 * 1024 * 1024, output_bytes=LOG_BYTES),
     )
-    sandbox = LocalSandbox(pool_size=2)
+    # The stand-in runs the pod's whole runner, whose log line may be as large as its own cap.
+    policy = DEFAULT_POLICY.model_copy(update={"max_output_bytes": LOG_BYTES})
+    sandbox = LocalSandbox(pool_size=2, policy=policy)
     await sandbox.start()
     costs = []
     for _ in range(runs):

@@ -1,11 +1,10 @@
 """Fixtures: a real gateway on loopback in front of the real local sandbox, and the Kubernetes
 backend on the real test control plane whose sandbox pods run on its real node (containerd), on
-runc and on gVisor (``pod_settings`` is parametrized over both). The kubelet stand-in
-(``sandbox_kubelet``) serves only the tests that need what a real node cannot give quickly."""
+runc and on gVisor (``pod_settings`` is parametrized over both; ``gvisor_pod_settings`` is the
+gateway's default where a cluster has gVisor)."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from agentkube.gateway.auth import StaticTokens
 from agentkube.sandbox.kubernetes.rendering import PodSettings
 from tests.plugins.testcluster import Cluster
 from tests.realnode.pods import RUNTIMES, real_node_settings
-from tests.standins.sandbox_kubelet import SandboxKubelet, running_sandbox_kubelet
 from tests.standins.serving import serve
 
 TOKENS = {"token-of-agent-a": "agent-a", "token-of-agent-b": "agent-b"}
@@ -55,23 +53,6 @@ RESTRICTED = {
 }
 
 
-@pytest.fixture(scope="session")
-def sandbox_kubelet(testcluster: Cluster) -> Iterator[SandboxKubelet]:
-    """One stand-in kubelet node in the sandbox pool for the whole session."""
-    name = f"sandbox-kubelet-{secrets.token_hex(3)}"
-    taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
-    with running_sandbox_kubelet(
-        testcluster.kubeconfig,
-        name,
-        {POOL_LABEL: "sandbox"},
-        [taint],
-        testcluster.kubelet_serving_cert(name),
-    ) as kubelet:
-        testcluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
-        yield kubelet
-    testcluster.kubectl("delete", "node", name, "--wait=false", "--ignore-not-found")
-
-
 @pytest.fixture
 def sandbox_namespace(testcluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace that enforces Pod Security `restricted`, as deploy/gateway's does."""
@@ -92,17 +73,6 @@ def pod_settings(
 def gvisor_pod_settings(sandbox_namespace: str, real_node: RealNodeInfo) -> PodSettings:
     """Sandbox pods on the real node on gVisor: the gateway's default where a cluster has it."""
     return real_node_settings(real_node, sandbox_namespace, "gvisor")
-
-
-@pytest.fixture
-def standin_pod_settings(sandbox_namespace: str, sandbox_kubelet: SandboxKubelet) -> PodSettings:
-    """Sandbox pods on the kubelet stand-in's node (kwok would 'complete' them without running)."""
-    return PodSettings(
-        namespace=sandbox_namespace,
-        gateway=f"gw-{secrets.token_hex(3)}",
-        node_selector={POOL_LABEL: "sandbox", "kubernetes.io/hostname": sandbox_kubelet.node_name},
-        ttl_seconds_after_finished=30,
-    )
 
 
 @pytest.fixture

@@ -147,7 +147,12 @@ def _wait_healthy(url: str, ca: Path, process: subprocess.Popen[bytes], log: Pat
         if process.poll() is not None:
             pytest.fail(f"the webhook exited {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/healthz", verify=ssl.create_default_context(cafile=ca), timeout=2).status_code == 200:
+            if (
+                httpx.get(
+                    f"{url}/healthz", verify=ssl.create_default_context(cafile=ca), timeout=2
+                ).status_code
+                == 200
+            ):
                 return
         except httpx.TransportError:
             pass

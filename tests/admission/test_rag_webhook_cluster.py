@@ -315,3 +315,12 @@ def test_a_bad_annotation_refuses_the_pod_naming_it(
     assert message in result.stderr
     missing = testcluster.kubectl("get", "pod", "refused", "-n", opted_in, check=False)
     assert missing.returncode != 0
+
+
+def test_the_shipped_install_is_accepted_by_the_api_server(testcluster: Cluster) -> None:
+    testcluster.apply(DEPLOY / "namespace.yaml")
+    result = testcluster.kubectl("apply", "-k", str(WEBHOOK_DIR), "--dry-run=server")
+    for kind in ("serviceaccount", "clusterrole", "deployment", "service",
+                 "mutatingwebhookconfiguration"):  # fmt: skip
+        assert f"{kind}" in result.stdout
+    assert "agentkube-rag-injection" in result.stdout

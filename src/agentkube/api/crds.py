@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from agentkube.api.models import GROUP, VERSION, Agent, Model
+from agentkube.api.models import GROUP, VERSION, Agent, KnowledgeBase, Model
+
+Kind = type[Agent] | type[Model] | type[KnowledgeBase]
 
 JSON = dict[str, Any]
 
@@ -52,7 +54,19 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
     ],
 }
 
-SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"]}
+PRINTER_COLUMNS["KnowledgeBase"] = [
+    {"name": "Collection", "type": "string", "jsonPath": ".spec.collection"},
+    {"name": "Documents", "type": "integer", "jsonPath": ".status.documents"},
+    {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"], "KnowledgeBase": ["kb"]}
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -89,7 +103,7 @@ def _collapse_any_of(node: JSON, defs: JSON) -> JSON:
     return {**structural(branches[0], defs), **node}
 
 
-def object_schema(kind: type[Agent] | type[Model]) -> JSON:
+def object_schema(kind: Kind) -> JSON:
     """The ``openAPIV3Schema`` of one kind."""
     raw = kind.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -108,7 +122,7 @@ def object_schema(kind: type[Agent] | type[Model]) -> JSON:
     }
 
 
-def crd(kind: type[Agent] | type[Model]) -> JSON:
+def crd(kind: Kind) -> JSON:
     """The full CustomResourceDefinition of one kind."""
     name = kind.kind_name
     return {
@@ -141,7 +155,7 @@ def crd(kind: type[Agent] | type[Model]) -> JSON:
 
 
 def all_crds() -> list[JSON]:
-    return [crd(Agent), crd(Model)]
+    return [crd(Agent), crd(Model), crd(KnowledgeBase)]
 
 
 def to_yaml(obj: JSON) -> str:

@@ -22,17 +22,20 @@ JSON = dict[str, Any]
 
 _DROPPED_KEYS = {"title", "$defs"}
 
+READY_AND_AGE: list[JSON] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 PRINTER_COLUMNS: dict[str, list[JSON]] = {
     "Agent": [
         {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
         {"name": "Tools", "type": "string", "jsonPath": ".spec.tools"},
         {"name": "Memory", "type": "string", "jsonPath": ".spec.memory"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *READY_AND_AGE,
         # `kubectl get agents -o wide` adds why it is (not) ready and where it answers.
         {
             "name": "Reason",
@@ -45,26 +48,15 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
     "Model": [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.serve.engine"},
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *READY_AND_AGE,
+    ],
+    "KnowledgeBase": [
+        {"name": "Collection", "type": "string", "jsonPath": ".spec.collection"},
+        {"name": "Documents", "type": "integer", "jsonPath": ".status.documents"},
+        {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
+        *READY_AND_AGE,
     ],
 }
-
-PRINTER_COLUMNS["KnowledgeBase"] = [
-    {"name": "Collection", "type": "string", "jsonPath": ".spec.collection"},
-    {"name": "Documents", "type": "integer", "jsonPath": ".status.documents"},
-    {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
-    {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-    },
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
 
 SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"], "KnowledgeBase": ["kb"]}
 

@@ -211,7 +211,9 @@ class AgentSpec(_Wire):
         return tools
 
 
-class AgentStatus(_Wire):
+class ObjectStatus(_Wire):
+    """What every kind's status has: its conditions and the generation they describe."""
+
     model_config = ConfigDict(extra="allow")
 
     conditions: list[Condition] = Field(
@@ -219,6 +221,9 @@ class AgentStatus(_Wire):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = None
+
+
+class AgentStatus(ObjectStatus):
     endpoint: str | None = None
 
 
@@ -292,14 +297,7 @@ class ModelSpec(_Wire):
         return self
 
 
-class ModelStatus(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = None
+class ModelStatus(ObjectStatus):
     url: str | None = None
 
 
@@ -348,14 +346,7 @@ class KnowledgeBaseSpec(_Wire):
     sources: KnowledgeSources = Field(default_factory=KnowledgeSources)
 
 
-class KnowledgeBaseStatus(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = None
+class KnowledgeBaseStatus(ObjectStatus):
     documents: int | None = None
     chunks: int | None = None
     last_sync_time: datetime | None = Field(None, strict=False)

@@ -38,23 +38,15 @@ def serve(
     check_tls(tls_cert, tls_key)
     check_listen(host, port)
 
-    import httpx2
     import uvicorn
-    from lightkube import AsyncClient, KubeConfig
-    from lightkube.core.exceptions import ConfigError
 
     from agentkube.admission.webhook import KubeModels, create_app
     from agentkube.operator.config import load_config
+    from agentkube.operator.running import make_client
 
     settings = load_config(config)
-    try:
-        kubeconfig = KubeConfig.from_env()
-    except (ConfigError, OSError) as e:
-        raise UserError(
-            f"no usable Kubernetes configuration ({e}); run in a pod, or set KUBECONFIG"
-        ) from e
     # The API server waits for the webhook at most timeoutSeconds (5 in deploy/webhook).
-    client = AsyncClient(config=kubeconfig, timeout=httpx2.Timeout(3.0))
+    client = make_client(settings, timeout_seconds=3.0)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -238,6 +238,12 @@ def test_an_annotated_pod_gets_the_proxy_once_and_its_apps_point_at_it(
     for container in stored["spec"]["containers"]:
         assert base_urls(container) == [PROXY_URL]
     assert {"name": "rag-proxy-tmp", "emptyDir": {}} in stored["spec"]["volumes"]
+    # The apps keep the pod's ServiceAccount token; the proxy, which needs none, is kept out of it.
+    token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
+    (tokens,) = {m["name"] for c in stored["spec"]["containers"] for m in c["volumeMounts"]}
+    assert tokens.startswith("kube-api-access-")
+    at_token_path = [m["name"] for m in sidecar["volumeMounts"] if m["mountPath"] == token_path]
+    assert at_token_path == ["rag-proxy-no-token"]
 
 
 def test_a_copy_of_an_injected_pod_is_not_injected_again(
@@ -248,11 +254,11 @@ def test_a_copy_of_an_injected_pod_is_not_injected_again(
     # What `kubectl get -o yaml` shows, re-created under another name; the API server's own
     # token volume and its mounts are added again on creation, so they are dropped.
     spec = {k: first["spec"][k] for k in ("initContainers", "containers", "volumes")}
-    own = "rag-proxy-tmp"
-    spec["volumes"] = [v for v in spec["volumes"] if v["name"] == own]
+    own = ("rag-proxy-tmp", "rag-proxy-no-token")
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] in own]
     for container in [*spec["initContainers"], *spec["containers"]]:
         container["volumeMounts"] = [
-            m for m in container.get("volumeMounts", []) if m["name"] == own
+            m for m in container.get("volumeMounts", []) if m["name"] in own
         ]
     meta = {"name": "copy", "annotations": first["metadata"]["annotations"]}
     copy_of: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}

@@ -63,6 +63,7 @@ async def test_an_annotated_pod_is_answered_with_a_base64_json_patch() -> None:
     assert [op["path"] for op in patch] == [
         "/spec/initContainers",
         "/spec/volumes",
+        "/spec/volumes/-",
         "/spec/containers/0/env",
     ]
 

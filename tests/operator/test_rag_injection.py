@@ -96,7 +96,14 @@ def test_the_sidecar_is_the_one_agents_get_first_among_init_containers() -> None
     )
     deployment = next(c for c in children if c["kind"] == "Deployment")
     (agents,) = deployment["spec"]["template"]["spec"]["initContainers"]
-    assert {**sidecar, "securityContext": agents["securityContext"]} == agents
+    mounts = sidecar["volumeMounts"]
+    assert mounts[-1] == {
+        "name": "rag-proxy-no-token",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
+    same = {**sidecar, "securityContext": agents["securityContext"], "volumeMounts": mounts[:-1]}
+    assert same == agents
     assert sidecar["securityContext"]["runAsUser"] == CONFIG.agent_user_id
     assert sidecar["restartPolicy"] == "Always"
 
@@ -106,6 +113,7 @@ def test_a_pod_without_lists_gets_them_created() -> None:
     paths = {op["path"]: op for op in ops}
     assert paths["/spec/initContainers"]["value"][0]["name"] == sc.CONTAINER_NAME
     assert paths["/spec/volumes"]["value"] == [{"name": "rag-proxy-tmp", "emptyDir": {}}]
+    assert paths["/spec/volumes/-"]["value"] == {"name": "rag-proxy-no-token", "emptyDir": {}}
     assert paths["/spec/containers/0/env"]["value"] == [
         {"name": "OPENAI_BASE_URL", "value": "http://127.0.0.1:8081/v1"}
     ]
@@ -123,7 +131,8 @@ def test_every_app_container_is_pointed_at_the_proxy_replacing_its_own_base_url(
         volumes=[{"name": "data", "emptyDir": {}}],
     )
     ops = {op["path"]: op for op in patch_for(pod)}
-    assert ops["/spec/volumes/-"]["op"] == "add"
+    added = [op["value"]["name"] for op in patch_for(pod) if op["path"] == "/spec/volumes/-"]
+    assert added == ["rag-proxy-tmp", "rag-proxy-no-token"]
     assert ops["/spec/containers/0/env/-"]["value"]["name"] == "OPENAI_BASE_URL"
     replaced = ops["/spec/containers/1/env/1"]
     assert replaced["op"] == "replace"

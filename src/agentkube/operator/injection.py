@@ -32,6 +32,11 @@ from agentkube.operator.sidecars import local_url, proxy_container, proxy_volume
 
 JSON = dict[str, Any]
 
+# The proxy needs no Kubernetes credentials. The ServiceAccount admission plugin mounts the pod's
+# token into every container (again after this webhook, by reinvocation) unless the container
+# already mounts something at the token's path: an empty read-only directory there keeps it out.
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # noqa: S105 - a path
+NO_TOKEN_VOLUME = "rag-proxy-no-token"  # noqa: S105 - a volume name
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")  # as the operator's defaultEndpoint.url
 _RAG_FIELDS = {"collection": sc.ANNOTATION_COLLECTION, "topK": sc.ANNOTATION_TOP_K}
 
@@ -125,9 +130,17 @@ def injection_patch(
         config=config,
         user_id=config.agent_user_id,  # the pod may set no uid; the proxy never runs as root
     )
+    sidecar["volumeMounts"].append(
+        {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True}
+    )
     ops: list[JSON] = [
         _add_first("/spec/initContainers", spec.get("initContainers"), sidecar),
         _add_last("/spec/volumes", spec.get("volumes"), proxy_volume()),
+        {
+            "op": "add",
+            "path": "/spec/volumes/-",
+            "value": {"name": NO_TOKEN_VOLUME, "emptyDir": {}},
+        },
     ]
     base_url = {"name": sc.ENV_OPENAI_BASE_URL, "value": f"{local_url(config)}/v1"}
     for i, container in enumerate(spec.get("containers") or []):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +27,8 @@ from agentkube.memory.embeddings.local import WordLlamaEmbedder
 from agentkube.memory.knowledge_bases import SourceUnreadable, ingest_knowledge_bases
 from agentkube.memory.vectors.chroma import EmbeddedChroma
 from tests.cli_process import agentkube
+from tests.memory.servers import free_port
+from tests.sidecar.conftest import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "knowledge-agent.yaml"
@@ -164,3 +168,22 @@ def test_agentkube_run_ingests_the_files_knowledge_then_answers_from_it(tmp_path
     again = agentkube("run", str(EXAMPLE), "--task", task, "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert "(0 added, 2 unchanged, 0 removed)" in again.stderr
+
+
+def test_agent_serve_ingests_the_files_knowledge_before_it_is_ready(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTKUBE_", "OPENAI_"))}
+    env["AGENTKUBE_DATA_DIR"] = str(tmp_path / "data")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentkube", "agent", "serve", str(EXAMPLE), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, timeout=180)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    line = "KnowledgeBase release-handbook -> collection release-handbook: 2 documents, 2 chunks"
+    assert line in stderr.decode()

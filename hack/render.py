@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from agentkube.api.loading import load_file
-from agentkube.api.models import Agent, Model
+from agentkube.api.models import Agent, Model, Resource
 from agentkube.errors import AgentkubeError
 from agentkube.operator.config import OperatorConfig, load_config
 from agentkube.operator.rendering import render_agent
@@ -44,10 +44,11 @@ def served(name: str) -> Model:
 
 
 def render_resources(
-    resources: Iterable[Agent | Model], namespace: str, config: OperatorConfig
+    resources: Iterable[Resource], namespace: str, config: OperatorConfig
 ) -> list[JSON]:
-    """Every child of the Models and Agents, as the operator would apply them."""
-    resources = [_placed(r, namespace) for r in resources]
+    """Every child of the Models and Agents, as the operator would apply them (other kinds
+    render no pods here)."""
+    resources = [_placed(r, namespace) for r in resources if isinstance(r, Agent | Model)]
     models = {r.metadata.name: r for r in resources if isinstance(r, Model)}
     for agent in (r for r in resources if isinstance(r, Agent)):
         models.setdefault(agent.spec.model, _placed(served(agent.spec.model), namespace))

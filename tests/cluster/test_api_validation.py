@@ -47,3 +47,26 @@ def test_agent_with_an_unknown_memory_mode_is_rejected_naming_spec_memory(
     assert "forever" in result.stderr
     listed = testcluster.kubectl("get", "agents", "-n", cluster_namespace, "-o", "name").stdout
     assert listed.strip() == ""
+
+
+def test_an_agent_and_its_knowledge_base_apply_from_one_file(
+    testcluster: Cluster, agentkube_crds: list[str], cluster_namespace: str
+) -> None:
+    example = REPO / "examples" / "knowledge-agent.yaml"
+    out = testcluster.kubectl("apply", "-n", cluster_namespace, "-f", str(example)).stdout
+    assert "knowledgebase.ai.openvn/release-handbook created" in out
+    assert "agent.ai.openvn/release-helper created" in out
+    kb = testcluster.kubectl_json("get", "kb", "release-handbook", "-n", cluster_namespace)
+    assert [d["name"] for d in kb["spec"]["sources"]["inline"]] == ["deploys.md", "rollbacks.md"]
+
+
+def test_a_knowledge_base_with_a_bad_url_is_rejected_naming_the_field(
+    testcluster: Cluster, agentkube_crds: list[str], cluster_namespace: str
+) -> None:
+    manifest = (
+        "apiVersion: ai.openvn/v1\nkind: KnowledgeBase\nmetadata: {name: bad}\n"
+        "spec: {collection: handbook, sources: {urls: ['ftp://example.com/a.md']}}\n"
+    )
+    result = testcluster.apply(manifest, cluster_namespace, check=False)
+    assert result.returncode != 0
+    assert "spec.sources.urls[0]" in result.stderr

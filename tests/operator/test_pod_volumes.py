@@ -26,7 +26,7 @@ from agentkube.sandbox.kubernetes.rendering import PodSettings, render_job, rend
 JSON = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-INSTALLS = ("deploy", "deploy/namespaced", "deploy/memory")
+INSTALLS = ("deploy", "deploy/namespaced", "deploy/memory", "deploy/webhook")
 
 
 def pod_specs(obj: JSON) -> Iterator[JSON]:

@@ -14,23 +14,28 @@ from typing import Any
 
 import yaml
 
-from agentkube.api.models import GROUP, VERSION, Agent, Model
+from agentkube.api.models import GROUP, VERSION, Agent, KnowledgeBase, Model
+
+Kind = type[Agent] | type[Model] | type[KnowledgeBase]
 
 JSON = dict[str, Any]
 
 _DROPPED_KEYS = {"title", "$defs"}
 
+READY_AND_AGE: list[JSON] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 PRINTER_COLUMNS: dict[str, list[JSON]] = {
     "Agent": [
         {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
         {"name": "Tools", "type": "string", "jsonPath": ".spec.tools"},
         {"name": "Memory", "type": "string", "jsonPath": ".spec.memory"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *READY_AND_AGE,
         # `kubectl get agents -o wide` adds why it is (not) ready and where it answers.
         {
             "name": "Reason",
@@ -43,16 +48,17 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
     "Model": [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.serve.engine"},
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *READY_AND_AGE,
+    ],
+    "KnowledgeBase": [
+        {"name": "Collection", "type": "string", "jsonPath": ".spec.collection"},
+        {"name": "Documents", "type": "integer", "jsonPath": ".status.documents"},
+        {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
+        *READY_AND_AGE,
     ],
 }
 
-SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"]}
+SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"], "KnowledgeBase": ["kb"]}
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -89,7 +95,7 @@ def _collapse_any_of(node: JSON, defs: JSON) -> JSON:
     return {**structural(branches[0], defs), **node}
 
 
-def object_schema(kind: type[Agent] | type[Model]) -> JSON:
+def object_schema(kind: Kind) -> JSON:
     """The ``openAPIV3Schema`` of one kind."""
     raw = kind.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -108,7 +114,7 @@ def object_schema(kind: type[Agent] | type[Model]) -> JSON:
     }
 
 
-def crd(kind: type[Agent] | type[Model]) -> JSON:
+def crd(kind: Kind) -> JSON:
     """The full CustomResourceDefinition of one kind."""
     name = kind.kind_name
     return {
@@ -141,7 +147,7 @@ def crd(kind: type[Agent] | type[Model]) -> JSON:
 
 
 def all_crds() -> list[JSON]:
-    return [crd(Agent), crd(Model)]
+    return [crd(Agent), crd(Model), crd(KnowledgeBase)]
 
 
 def to_yaml(obj: JSON) -> str:

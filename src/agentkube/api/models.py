@@ -211,7 +211,9 @@ class AgentSpec(_Wire):
         return tools
 
 
-class AgentStatus(_Wire):
+class ObjectStatus(_Wire):
+    """What every kind's status has: its conditions and the generation they describe."""
+
     model_config = ConfigDict(extra="allow")
 
     conditions: list[Condition] = Field(
@@ -219,6 +221,9 @@ class AgentStatus(_Wire):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = None
+
+
+class AgentStatus(ObjectStatus):
     endpoint: str | None = None
 
 
@@ -292,14 +297,7 @@ class ModelSpec(_Wire):
         return self
 
 
-class ModelStatus(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = None
+class ModelStatus(ObjectStatus):
     url: str | None = None
 
 
@@ -316,5 +314,60 @@ class Model(_Wire):
     status: ModelStatus | None = None
 
 
-Resource = Agent | Model
-KINDS: dict[str, type[Agent] | type[Model]] = {"Agent": Agent, "Model": Model}
+# --------------------------------------------------------------------------- KnowledgeBase
+
+
+class InlineDocument(_Wire):
+    """A document written in the manifest; a name ending in .md is chunked as Markdown."""
+
+    name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    text: str = Field(..., max_length=1024 * 1024)
+
+
+class ConfigMapSource(_Wire):
+    """Documents in a ConfigMap of the KnowledgeBase's namespace: its keys, or only these."""
+
+    name: str = Field(..., pattern=rf"^{DNS_LABEL}(\.{DNS_LABEL})*$", max_length=253)
+    keys: list[str] | None = Field(None, max_length=256)
+
+
+class KnowledgeSources(_Wire):
+    inline: list[InlineDocument] = Field(default_factory=list, max_length=256)
+    config_maps: list[ConfigMapSource] = Field(default_factory=list, max_length=64)
+    urls: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)]] = (
+        Field(default_factory=list, max_length=64)
+    )
+
+
+class KnowledgeBaseSpec(_Wire):
+    """A collection and the sources it mirrors (ingested idempotently, by content hash)."""
+
+    collection: str = Field(..., min_length=3, max_length=63, pattern=rf"^{DNS_LABEL}$")
+    sources: KnowledgeSources = Field(default_factory=KnowledgeSources)
+
+
+class KnowledgeBaseStatus(ObjectStatus):
+    documents: int | None = None
+    chunks: int | None = None
+    last_sync_time: datetime | None = Field(None, strict=False)
+
+
+class KnowledgeBase(_Wire):
+    """Knowledge as a Kubernetes object: a vector collection and its sources."""
+
+    kind_name: ClassVar[str] = "KnowledgeBase"
+    plural: ClassVar[str] = "knowledgebases"
+
+    api_version: Literal["ai.openvn/v1"]
+    kind: Literal["KnowledgeBase"]
+    metadata: ObjectMeta
+    spec: KnowledgeBaseSpec
+    status: KnowledgeBaseStatus | None = None
+
+
+Resource = Agent | Model | KnowledgeBase
+KINDS: dict[str, type[Agent] | type[Model] | type[KnowledgeBase]] = {
+    "Agent": Agent,
+    "Model": Model,
+    "KnowledgeBase": KnowledgeBase,
+}

@@ -50,3 +50,15 @@ def proxy_args(
     elif data_dir:
         args += ["--data-dir", data_dir]
     return args
+
+
+# Injection into any pod (the mutating webhook, docs/rag.md): a pod asks for the proxy with
+# these annotations, in a namespace labelled for it; its app containers then find the proxy
+# through the OpenAI clients' own variable.
+ANNOTATION_COLLECTION: Final = "ai.openvn/rag-collection"  # asks for injection
+ANNOTATION_UPSTREAM: Final = "ai.openvn/rag-upstream"  # the model's base URL ...
+ANNOTATION_MODEL: Final = "ai.openvn/rag-model"  # ... or a Model of the pod's namespace
+ANNOTATION_TOP_K: Final = "ai.openvn/rag-top-k"  # optional, as spec.rag.topK
+NAMESPACE_OPT_IN_LABEL: Final = "ai.openvn/rag-injection"
+NAMESPACE_OPT_IN_VALUE: Final = "enabled"
+ENV_OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"

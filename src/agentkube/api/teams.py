@@ -9,13 +9,13 @@ refuses a delegation that would close it), a dangling reference is not.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentkube.api.capabilities import unsupported_message
 from agentkube.api.errors import ManifestError
 from agentkube.api.loading import load_file
-from agentkube.api.models import Agent, Model, Resource
+from agentkube.api.models import Agent, KnowledgeBase, Model, Resource
 
 AGENT_TOOL_PREFIX = "agent:"
 DEFAULT_MAX_DEPTH = 3
@@ -33,6 +33,7 @@ class Team:
     lead: Agent
     members: dict[str, Agent]
     models: list[Model]
+    knowledge: list[KnowledgeBase] = field(default_factory=list)  # ingested before the run
 
     @property
     def is_solo(self) -> bool:
@@ -89,7 +90,27 @@ def select_team(
                     f"Agent of this file; add an Agent named {target} or remove the tool"
                 )
             pending.append(by_name[target])
-    return Team(lead=lead, members=members, models=[r for r in resources if isinstance(r, Model)])
+    return Team(
+        lead=lead,
+        members=members,
+        models=[r for r in resources if isinstance(r, Model)],
+        knowledge=_knowledge_bases(resources, source),
+    )
+
+
+def _knowledge_bases(resources: list[Resource], source: str) -> list[KnowledgeBase]:
+    """The file's KnowledgeBases; each owns its collection (ingestion prunes what it lacks)."""
+    owners: dict[str, str] = {}
+    bases = [r for r in resources if isinstance(r, KnowledgeBase)]
+    for kb in bases:
+        name, collection = kb.metadata.name, kb.spec.collection
+        if collection in owners:
+            raise ManifestError(
+                f"{source}: KnowledgeBase {name}: spec.collection {collection!r} is also "
+                f"KnowledgeBase {owners[collection]}'s; give each its own collection"
+            )
+        owners[collection] = name
+    return bases
 
 
 def load_team(path: Path, name: str | None = None, *, elsewhere: Collection[str] = ()) -> Team:

@@ -108,6 +108,13 @@ def serve(
 
     @asynccontextmanager
     async def runtime() -> AsyncIterator[AgentRuntime]:
+        from agentkube.runtime.knowledge_bases import ingest_local_knowledge, summary
+
+        def note(text: str) -> None:
+            typer.echo(text, err=True)
+
+        for report in await ingest_local_knowledge(team.knowledge, settings, note):
+            note(summary(report))
         if peers:  # the agents it names run elsewhere: reach them over A2A
             descriptions = {
                 n: a.spec.system_prompt or n

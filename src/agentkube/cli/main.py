@@ -58,7 +58,7 @@ def crds(
 def _register_subcommands() -> None:
     # Imported here, not at the top, so importing this module stays cheap; the heavy layers
     # (pydantic-ai, lightkube, kopf) load inside the commands that use them.
-    from agentkube.cli import agent, gateway, mcp, memory, operator, run, sandbox, sidecar
+    from agentkube.cli import agent, gateway, mcp, memory, operator, run, sandbox, sidecar, webhook
 
     app.command("run")(run.run)
     app.add_typer(agent.app, name="agent")
@@ -68,6 +68,7 @@ def _register_subcommands() -> None:
     app.command("operator")(operator.command)
     app.add_typer(memory.app, name="memory")
     app.add_typer(sidecar.app, name="sidecar")
+    sidecar.app.command("webhook")(webhook.serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -89,6 +89,10 @@ def read_task(task: str) -> str:
     return text
 
 
+def _stderr_line(text: str) -> None:
+    typer.echo(printable(text), err=True)
+
+
 async def _run(
     team: Team,
     task: str,
@@ -96,7 +100,12 @@ async def _run(
     settings: RuntimeSettings,
     progress: Progress | None,
 ) -> RunOutcome:
+    from agentkube.runtime.knowledge_bases import ingest_local_knowledge, summary
     from agentkube.runtime.team import open_team
+
+    note = _stderr_line
+    for report in await ingest_local_knowledge(team.knowledge, settings, note):
+        note(summary(report))
 
     async with open_team(team, settings) as runtime:
         if progress is None:

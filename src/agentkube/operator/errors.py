@@ -1,7 +1,8 @@
 """Operator-layer errors.
 
 UserError
-└── OperatorConfigError    the operator configuration file is wrong: names file, field, fix
+├── OperatorConfigError    the operator configuration file is wrong: names file, field, fix
+└── InjectionRefused       a pod's RAG annotations are wrong: names the annotation, the fix
 RuntimeFailure
 └── ReconcileError         a reconcile failed
     ├── TransientApiError  the API server is unreachable or overloaded: retry with back-off
@@ -16,6 +17,10 @@ from agentkube.errors import RuntimeFailure, UserError
 
 class OperatorConfigError(UserError):
     """The operator configuration is malformed or invalid."""
+
+
+class InjectionRefused(UserError):
+    """A pod asked for the RAG proxy in a way it cannot be given; the pod is refused."""
 
 
 class ReconcileError(RuntimeFailure):

@@ -81,10 +81,12 @@ class Operator:
         )
 
 
-def make_client(config: OperatorConfig) -> AsyncClient:
+def make_client(config: OperatorConfig, *, timeout_seconds: float | None = None) -> AsyncClient:
+    """The client of the in-cluster ServiceAccount, else ``$KUBECONFIG``; one line if neither."""
     # A loaded API server (thousands of objects created at once) answers slowly: a timeout
-    # here only turns into a retry that loads it more.
-    timeout = httpx2.Timeout(config.request_timeout_seconds)
+    # here only turns into a retry that loads it more. (The admission webhook, which the API
+    # server waits for only seconds, passes its own.)
+    timeout = httpx2.Timeout(timeout_seconds or config.request_timeout_seconds)
     try:
         kubeconfig = KubeConfig.from_env()
     except (ConfigError, OSError) as e:

@@ -87,11 +87,27 @@ def rag_sidecar_container(
     rag = agent.spec.rag
     if rag is None or model is None:
         return None
+    return proxy_container(
+        upstream=model.base_url, collection=rag.collection, top_k=rag.top_k, config=config
+    )
+
+
+def proxy_container(
+    *,
+    upstream: str,
+    collection: str,
+    top_k: int,
+    config: OperatorConfig,
+    user_id: int | None = None,
+) -> JSON:
+    """The proxy as a native sidecar in front of ``upstream``: the one rendering that agent
+    pods (the operator) and any annotated pod (the injection webhook) get. ``user_id`` pins
+    the uid where the pod itself may not set one."""
     own = config.rag_sidecar
     args = sc.proxy_args(
-        upstream=model.base_url,
-        collections=[rag.collection],
-        top_k=rag.top_k,
+        upstream=upstream,
+        collections=[collection],
+        top_k=top_k,
         host=ALL_INTERFACES,
         port=own.port,
         vector_url=own.vector_url,
@@ -107,7 +123,7 @@ def rag_sidecar_container(
         "args": args,
         "ports": [{"name": "rag", "containerPort": own.port, "protocol": "TCP"}],
         "env": [
-            # The memory tenant is the Agent's namespace (collections of others stay unseen).
+            # The memory tenant is the pod's namespace (collections of others stay unseen).
             {
                 "name": sc.ENV_MEMORY_NAMESPACE,
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
@@ -115,13 +131,18 @@ def rag_sidecar_container(
             {"name": "HOME", "value": "/tmp"},
         ],
         "resources": resources,
-        # The agent container starts only once this passes: its first request finds the proxy.
+        # The app starts only once this passes: its first request finds the proxy.
         "startupProbe": _probe("/healthz", periodSeconds=1, failureThreshold=120),
         "livenessProbe": _probe("/healthz", failureThreshold=3),
         "readinessProbe": _probe("/readyz", failureThreshold=3),
-        "securityContext": restricted_container_security(),
+        "securityContext": restricted_container_security(user_id),
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
     }
+
+
+def proxy_volume(config: OperatorConfig) -> JSON:
+    """The proxy's writable ``/tmp`` (its root filesystem is read-only), size-limited."""
+    return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": config.tmp_size_limit}}
 
 
 def rag_sidecar_parts(
@@ -131,4 +152,4 @@ def rag_sidecar_parts(
     container = rag_sidecar_container(agent, model, config)
     if container is None:
         return [], []
-    return [container], [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": config.tmp_size_limit}}]
+    return [container], [proxy_volume(config)]

@@ -1,0 +1,1 @@
+"""Admission webhooks: the RAG proxy injected into any annotated pod (docs/rag.md)."""

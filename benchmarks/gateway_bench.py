@@ -228,6 +228,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", type=int, default=4, help="warm pool size")
     parser.add_argument(
+        "--real-node-only", action="store_true", help="skip the local and stand-in rows"
+    )
+    parser.add_argument(
         "--output", type=int, default=0, help="bytes each execution prints (default: print(1))"
     )
     args = parser.parse_args()
@@ -255,52 +258,13 @@ def main() -> int:
     )
     token_names = {f"bench-{i}": f"agent-{i}" for i in range(max(args.concurrency, 1))}
     tokens = StaticTokens(token_names)
-    taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
     print(
         f"gateway benchmark: {args.runs} sequential runs of {what}, then {args.concurrency} "
         f"concurrent agents; warm pool {args.pool}; load {os.getloadavg()[0]:.1f}"
     )
     try:
-        serving = cluster.kubelet_serving_cert(node)
-        with running_sandbox_kubelet(
-            kubeconfig,
-            node,
-            {POOL_LABEL: "sandbox"},
-            [taint],
-            (serving.cert, serving.key),
-            warm_sandboxes=2,
-        ):
-            kubectl(kubeconfig, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s")
-            settings = PodSettings(
-                namespace=namespace,
-                gateway=f"bench-{secrets.token_hex(2)}",
-                node_selector={POOL_LABEL: "sandbox", "kubernetes.io/hostname": node},
-            )
-            local_app = create_app(
-                LocalSandbox(), tokens, GatewaySettings(max_concurrent_per_agent=args.concurrency)
-            )
-            with serve(local_app) as url:
-                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
-            report("baseline: gateway + local backend", overheads, rate)
-
-            costs = asyncio.run(standin_cost(settings, work[0], args.runs))
-            standin = statistics.median(c for _, c in costs)
-            report("stand-in kubelet: runner start + exit", costs, None)
-
-            cold_app, _ = kube_gateway(kubeconfig, settings, 0, tokens, args.concurrency)
-            with serve(cold_app) as url:
-                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
-            report("kubernetes, cold Job path", overheads, rate, standin)
-
-            warm_settings = PodSettings(
-                **{**settings.__dict__, "gateway": f"bench-warm-{secrets.token_hex(2)}"}
-            )
-            app, warm = kube_gateway(kubeconfig, warm_settings, args.pool, tokens, args.concurrency)
-            with serve(app) as url:
-                overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
-            report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)
-            assert warm.warm is not None
-            print(f"warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
+        if not args.real_node_only:
+            standin_rows(cluster, node, namespace, work, args, tokens, token_names)
         real_node(cluster, namespace, work, args, tokens, token_names)
     finally:
         kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
@@ -308,6 +272,60 @@ def main() -> int:
         if not attach:
             cluster.stop()
     return 0
+
+
+def standin_rows(
+    cluster: TestCluster,
+    node: str,
+    namespace: str,
+    work: tuple[ExecutionRequest, str],
+    args: argparse.Namespace,
+    tokens: StaticTokens,
+    token_names: dict[str, str],
+) -> None:
+    """The local baseline, then the gateway's two paths with the kubelet stand-in's pods."""
+    kubeconfig = cluster.kubeconfig
+    taint = {"key": POOL_LABEL, "value": "sandbox", "effect": "NoSchedule"}
+    serving = cluster.kubelet_serving_cert(node)
+    with running_sandbox_kubelet(
+        kubeconfig,
+        node,
+        {POOL_LABEL: "sandbox"},
+        [taint],
+        (serving.cert, serving.key),
+        warm_sandboxes=2,
+    ):
+        kubectl(kubeconfig, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s")
+        settings = PodSettings(
+            namespace=namespace,
+            gateway=f"bench-{secrets.token_hex(2)}",
+            node_selector={POOL_LABEL: "sandbox", "kubernetes.io/hostname": node},
+        )
+        local_app = create_app(
+            LocalSandbox(), tokens, GatewaySettings(max_concurrent_per_agent=args.concurrency)
+        )
+        with serve(local_app) as url:
+            overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
+        report("baseline: gateway + local backend", overheads, rate)
+
+        costs = asyncio.run(standin_cost(settings, work[0], args.runs))
+        standin = statistics.median(c for _, c in costs)
+        report("stand-in kubelet: runner start + exit", costs, None)
+
+        cold_app, _ = kube_gateway(kubeconfig, settings, 0, tokens, args.concurrency)
+        with serve(cold_app) as url:
+            overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
+        report("kubernetes, cold Job path", overheads, rate, standin)
+
+        warm_settings = PodSettings(
+            **{**settings.__dict__, "gateway": f"bench-warm-{secrets.token_hex(2)}"}
+        )
+        app, warm = kube_gateway(kubeconfig, warm_settings, args.pool, tokens, args.concurrency)
+        with serve(app) as url:
+            overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
+        report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)
+        assert warm.warm is not None
+        print(f"warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
 
 
 if __name__ == "__main__":

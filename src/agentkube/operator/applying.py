@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import (
     ConfigMap,
     Event,
     PersistentVolumeClaim,
+    Secret,
     Service,
     ServiceAccount,
 )
@@ -47,6 +48,7 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "Service": Service,
     "NetworkPolicy": NetworkPolicy,
     "Deployment": Deployment,
+    "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
 }
 OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
 
@@ -80,6 +82,17 @@ class Applier:
             )
         self.writes[f"apply {kind}"] += 1
         log.info("applied %s %s/%s", kind, meta["namespace"], meta["name"])
+        return dict(cast(Any, live).to_dict())
+
+    async def get(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """The live object, or None when there is none (a read, so not counted)."""
+        try:
+            async with _translated(f"get {kind} {namespace}/{name}"):
+                live = await self.client.get(CHILD_KINDS[kind], name, namespace=namespace)
+        except RejectedByApi as e:
+            if isinstance(e.__cause__, ApiError) and e.__cause__.status.code == 404:
+                return None
+            raise
         return dict(cast(Any, live).to_dict())
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:

@@ -4,8 +4,9 @@ Per namespace, once (then again every ``recheckSeconds``, or when its Secret cha
 
 1. the Secret ``agentkube-memory`` — read from the watch-fed cache (else one GET), created with a
    generated password when missing, re-applied only when it differs from what it should hold
-   (the server's URL changed, a key was edited away). An existing password is always kept, so
-   running pods keep working; an unchanged namespace costs no request at all;
+   (the server's URL changed, a key was edited away). An existing password is always kept — a
+   deleted Secret comes back with the password the operator last set — so running pods keep
+   working; an unchanged namespace costs no request at all;
 2. the namespace's Redis ACL user, set with that password through the operator's admin
    connection (:class:`~agentkube.memory.redis_admin.RedisAdmin`; its password from the Secret
    named in the configuration).
@@ -145,7 +146,10 @@ class NamespaceMemory:
                     "delete or rename it so the operator can keep the namespace's memory "
                     "credentials there",
                 )
-            password = secret_password(live) or new_password()
+            # A deleted Secret comes back with the password running pods still use.
+            ensured = self._ensured.get(namespace)
+            kept = ensured.password if ensured is not None else None
+            password = secret_password(live) or kept or new_password()
             desired = render_secret(namespace, self.server.url, password)
             if drifted(live, desired):
                 self.cache.put(await self.api.apply(desired), "Secret")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from agentkube.operator.reconciling import Reconciler
 from tests.memory.servers import RedisServer
 from tests.operator.conftest import agent
 from tests.operator.test_reconcile_core import RecordingWriter
+from tests.plugins.redis import ADMIN_PASSWORD
 
 JSON = dict[str, Any]
-ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 class RecordingApi(RecordingWriter):
@@ -48,14 +48,6 @@ class RecordingApi(RecordingWriter):
         return self.objects.get((kind, namespace, name))
 
 
-@pytest.fixture(scope="module")
-def redis_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-admin"), "--requirepass", ADMIN_PASSWORD)
-    server.start()
-    yield server
-    server.stop()
-
-
 def admin_secret() -> JSON:
     encoded = base64.b64encode(ADMIN_PASSWORD.encode()).decode()
     return {
@@ -69,11 +61,11 @@ Setup = tuple[Reconciler, NamespaceMemory, Cache, RecordingApi]
 
 
 @pytest.fixture
-async def setup(redis_with_password: RedisServer) -> AsyncIterator[Setup]:
+async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
     config = OperatorConfig.model_validate(
         {
             "defaultEndpoint": {"url": "http://models.example/v1"},
-            "memory": {"redis": {"url": f"redis://127.0.0.1:{redis_with_password.port}/0"}},
+            "memory": {"redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0"}},
         }
     )
     assert config.memory is not None and config.memory.redis is not None
@@ -83,7 +75,7 @@ async def setup(redis_with_password: RedisServer) -> AsyncIterator[Setup]:
     reconciler = Reconciler(cache=cache, applier=api, config=config, memory=memory)
     yield reconciler, memory, cache, api
     await memory.aclose()
-    admin = aioredis.from_url(redis_with_password.url, password=ADMIN_PASSWORD)
+    admin = aioredis.from_url(redis_with_admin_password.url, password=ADMIN_PASSWORD)
     for user in await admin.acl_users():
         name = user.decode() if isinstance(user, bytes) else str(user)
         if name.startswith("agentkube-"):
@@ -104,7 +96,7 @@ def condition(api: RecordingApi, type_: str) -> JSON:
 
 
 async def test_the_namespace_gets_a_secret_and_a_user_that_works_and_nothing_is_rewritten(
-    setup: Setup, redis_with_password: RedisServer
+    setup: Setup, redis_with_admin_password: RedisServer
 ) -> None:
     reconciler, _, cache, api = setup
     add_agent(cache, "team-a")

@@ -27,21 +27,13 @@ from tests.operator.test_cluster import (
     get,
     wait_condition,
 )
+from tests.plugins.redis import ADMIN_PASSWORD
 from tests.plugins.testcluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
-ADMIN_PASSWORD = "cluster-test-admin-password"
 OPERATOR = "system:serviceaccount:agentkube-system:agentkube-operator"
 VECTOR_URL = "http://chroma.example.test:8000"
-
-
-@pytest.fixture(scope="module")
-def memory_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-memory"), "--requirepass", ADMIN_PASSWORD)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +55,12 @@ def memory_installed(installed: Cluster) -> Cluster:
 @pytest.fixture(scope="module")
 def memory_operator(
     memory_installed: Cluster,
-    memory_redis: RedisServer,
+    redis_with_admin_password: RedisServer,
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     memory = {
-        "redis": {"url": f"redis://127.0.0.1:{memory_redis.port}/0", "peer": None},
+        "redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0", "peer": None},
         "vector": {"url": VECTOR_URL, "peer": None},
     }
     process = OperatorProcess(
@@ -113,7 +105,9 @@ def test_the_operator_may_touch_only_the_memory_secrets(memory_installed: Cluste
 
 
 def test_an_agent_namespace_gets_its_secret_env_and_a_user_confined_to_its_keys(
-    memory_installed: Cluster, memory_operator: OperatorProcess, memory_redis: RedisServer
+    memory_installed: Cluster,
+    memory_operator: OperatorProcess,
+    redis_with_admin_password: RedisServer,
 ) -> None:
     cluster = memory_installed
     namespaces = [
@@ -201,18 +195,18 @@ def test_an_unchanged_namespace_writes_nothing_and_a_deleted_secret_comes_back_t
 def test_a_redis_that_is_down_is_the_agents_condition_until_it_is_back(
     memory_installed: Cluster,
     memory_operator: OperatorProcess,
-    memory_redis: RedisServer,
+    redis_with_admin_password: RedisServer,
     agent_namespace: str,
 ) -> None:
     cluster, ns = memory_installed, agent_namespace
-    memory_redis.kill()
+    redis_with_admin_password.kill()
     try:
         cluster.apply(ENDPOINT_MODEL % "m", ns)
         cluster.apply(agent("patient", "m"), ns)
         found = wait_condition(cluster, "agent", "patient", ns, "MemoryReady", "False")
         memory = condition(found, "MemoryReady")
         assert memory is not None and memory["reason"] == "RedisUnavailable"
-        url = f"redis://127.0.0.1:{memory_redis.port}/0"
+        url = f"redis://127.0.0.1:{redis_with_admin_password.port}/0"
         assert memory["message"].startswith(f"Redis at {url} is unavailable")
         assert "\n" not in memory["message"]
         ready = condition(found, "Ready")
@@ -220,5 +214,5 @@ def test_a_redis_that_is_down_is_the_agents_condition_until_it_is_back(
         assert get(cluster, "deployment", "patient", ns) is not None  # the rest is applied
         assert memory_operator.proc is not None and memory_operator.proc.poll() is None
     finally:
-        memory_redis.start()
+        redis_with_admin_password.start()
     wait_condition(cluster, "agent", "patient", ns, "MemoryReady", "True", timeout=90)

@@ -123,7 +123,7 @@ class NamespaceMemory:
         )
 
     def forget(self, namespace: str) -> None:
-        """The namespace's Secret changed or went away: set its user up again next time."""
+        """Set the namespace's ACL user again at its next ensure (its Secret was rewritten)."""
         self._ensured.pop(namespace, None)
 
     async def aclose(self) -> None:

@@ -117,3 +117,103 @@ def test_the_real_api_server_admits_the_memory_servers_under_restricted(
             assert dry.returncode == 0 and "PodSecurity" not in dry.stderr
     finally:
         testcluster.delete_namespace(namespace)
+
+
+# ------------------------------------------------- the operator's side must match this one
+
+OPERATOR_DEPLOYMENT = DEPLOY.parent / "operator" / "deployment.yaml"
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels only, as both sides use) selects ``labels``."""
+    if selector is None:
+        return False
+    assert set(selector) <= {"matchLabels"}, selector
+    return dict(selector.get("matchLabels") or {}).items() <= labels.items()
+
+
+def namespace_labels(namespace: dict[str, Any]) -> dict[str, str]:
+    """A Namespace's labels as the API server keeps them (it adds its name as a label)."""
+    name = namespace["metadata"]["name"]
+    return {**namespace["metadata"].get("labels", {}), "kubernetes.io/metadata.name": name}
+
+
+def shared_memory_pod() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """An agent pod's labels and its egress, as the operator renders them with memory on."""
+    from agentkube.operator.config import parse_config
+    from agentkube.operator.rendering import render_agent
+    from tests.operator.conftest import agent
+
+    config = parse_config({"memory": {}})
+    children = render_agent(agent(memory="persistent"), "team-a", None, config)
+    deployment = next(c for c in children if c["kind"] == "Deployment")
+    policy = next(c for c in children if c["kind"] == "NetworkPolicy")
+    return deployment["spec"]["template"]["metadata"]["labels"], policy["spec"]["egress"]
+
+
+def test_the_operators_egress_to_memory_selects_exactly_deploy_memorys_servers() -> None:
+    from agentkube.operator.config import DEFAULT_REDIS_URL, DEFAULT_VECTOR_URL
+
+    (namespace,) = of_kind("Namespace")
+    servers = of_kind("StatefulSet")
+    _, egress = shared_memory_pod()
+    reached = {}
+    for rule in egress:
+        for peer in rule["to"]:
+            if not selects(peer.get("namespaceSelector"), namespace_labels(namespace)):
+                continue
+            (server,) = [
+                s
+                for s in servers
+                if selects(peer["podSelector"], s["spec"]["template"]["metadata"]["labels"])
+            ]
+            container_ports = {
+                p["containerPort"]
+                for c in server["spec"]["template"]["spec"]["containers"]
+                for p in c["ports"]
+            }
+            assert {p["port"] for p in rule["ports"]} <= container_ports
+            reached[server["metadata"]["name"]] = rule["ports"]
+    assert sorted(reached) == ["agentkube-chroma", "agentkube-redis"]
+    # ... and the URLs agents get are these servers' Services, on the same ports.
+    services = {s["metadata"]["name"]: s for s in of_kind("Service")}
+    for url, name in (
+        (DEFAULT_REDIS_URL, "agentkube-redis"),
+        (DEFAULT_VECTOR_URL, "agentkube-chroma"),
+    ):
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        assert host == f"{name}.{namespace['metadata']['name']}"
+        service = services[name]
+        assert service["metadata"]["namespace"] == namespace["metadata"]["name"]
+        assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+        assert [{"protocol": "TCP", "port": int(port)}] == reached[name]
+
+
+def test_deploy_memory_admits_the_agent_pods_and_the_operator_and_no_other_pod() -> None:
+    from agentkube.operator.naming import model_labels
+
+    agent_pod, _ = shared_memory_pod()
+    operator_pod = yaml.safe_load(OPERATOR_DEPLOYMENT.read_text())["spec"]["template"]
+    system = {"kubernetes.io/metadata.name": "agentkube-system"}
+    agents_ns = {"kubernetes.io/metadata.name": "team-a"}
+    servers = {s["metadata"]["name"]: s for s in of_kind("StatefulSet")}
+    for policy in (p for p in of_kind("NetworkPolicy") if p["spec"].get("ingress")):
+        spec = policy["spec"]
+        (server,) = [
+            s for s in servers.values()
+            if selects(spec["podSelector"], s["spec"]["template"]["metadata"]["labels"])
+        ]  # fmt: skip
+
+        def admitted(labels: dict[str, str], ns: dict[str, str], spec: Any = spec) -> bool:
+            return any(
+                selects(peer["namespaceSelector"], ns) and selects(peer["podSelector"], labels)
+                for rule in spec["ingress"]
+                for peer in rule["from"]
+            )
+
+        name = server["metadata"]["name"]
+        assert admitted(agent_pod, agents_ns), name
+        assert admitted(operator_pod["metadata"]["labels"], system), name
+        assert not admitted(model_labels("llm"), agents_ns), name  # a model server is no agent
+        assert not admitted({"app": "anything"}, agents_ns), name
+        assert not admitted(operator_pod["metadata"]["labels"], agents_ns), name  # wrong namespace

@@ -61,12 +61,19 @@ def test_a_served_model_is_reached_on_its_serving_pods_only() -> None:
     }
 
 
-def test_memory_peers_are_reachable_unless_memory_is_none() -> None:
+def test_memory_servers_are_reached_only_when_configured_and_chroma_only_by_its_users() -> None:
     def ports(spec: dict[str, Any]) -> set[int]:
         return {p["port"] for r in spec["egress"] for p in r["ports"]}
 
-    assert 6379 in ports(policy(agent(tools=[], memory="persistent")))
-    assert 6379 not in ports(policy(agent(tools=[], memory="none")))
+    assert ports(policy(agent(tools=[], memory="persistent"))) == {53}  # no memory configured
+    shared = OperatorConfig.model_validate({"memory": {}})
+
+    def with_memory(a: Any) -> set[int]:
+        return ports(render_network_policy(a, "ns", None, shared, {"name": "x"})["spec"])
+
+    assert with_memory(agent(tools=[], memory="persistent")) == {53, 6379, 8000}
+    assert with_memory(agent(tools=[], memory="none")) == {53, 6379}  # the task hand-off
+    assert with_memory(agent(tools=[], memory="ephemeral")) == {53, 6379}
 
 
 def test_python_interpreter_reaches_the_sandbox_gateway() -> None:

@@ -40,7 +40,7 @@ def test_the_proxy_is_a_native_sidecar_in_front_of_the_agents_model() -> None:
     assert args[3] == "http://llama-3-70b-model.ns.svc:8000/v1"  # the Agent's Model
     assert args[args.index("--collection") + 1] == "handbook"
     assert args[args.index("--top-k") + 1] == "3"
-    assert args[args.index("--vector-url") + 1] == CONFIG.rag_sidecar.vector_url
+    assert "--vector-url" not in args  # no memory server configured: see test_memory_wiring
     agent_env = env_of(spec["containers"][0])
     assert agent_env["AGENTKUBE_MODEL_BASE_URL"] == "http://127.0.0.1:8081/v1"
     assert agent_env[sc.ENV_RAG_SIDECAR] == "http://127.0.0.1:8081"

@@ -19,3 +19,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+@pytest.fixture(scope="module")
+def redis_with_admin_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the module's own whose admin (``default``) user has a password
+    (:data:`ADMIN_PASSWORD`), as deploy/memory's has; a test may kill and restart it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis-admin"), "--requirepass", ADMIN_PASSWORD)
+    server.start()
+    yield server
+    server.stop()

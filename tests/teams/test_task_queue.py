@@ -10,23 +10,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from agentkube.memory.state.redis import RedisState
 from agentkube.memory.state.sqlite import SqliteState
-from agentkube.memory.tenancy import key_prefix
+from agentkube.memory.tenancy import (
+    delete_redis_user,
+    ensure_redis_user,
+    key_prefix,
+    namespace_url,
+)
 from agentkube.runtime.task_queue import LocalTaskQueue, RedisTaskQueue, TaskQueue, TaskState
 from tests.memory.servers import RedisServer
 
 CLAIM_IDLE_S = 0.3
 
 
-@pytest.fixture(params=["redis", "local"])
+@pytest.fixture(params=["redis", "redis-namespace-user", "local"])
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueue]:
     namespace = f"t-{uuid.uuid4().hex[:10]}"
-    if request.param == "redis":
+    store: RedisState | SqliteState
+    admin: aioredis.Redis | None = None
+    if request.param.startswith("redis"):
         server: RedisServer = request.getfixturevalue("redis_server")
-        store: RedisState | SqliteState = RedisState(server.url, namespace)
-        assert isinstance(store, RedisState)
+        url = server.url
+        if request.param == "redis-namespace-user":  # what agent pods get in a cluster
+            admin, password = aioredis.from_url(server.url), uuid.uuid4().hex
+            await ensure_redis_user(admin, namespace, password)
+            url = namespace_url(server.url, namespace, password)
+        store = RedisState(url, namespace)
         yield RedisTaskQueue(
             store.client,
             key_prefix(namespace),
@@ -38,6 +50,9 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         store = SqliteState(tmp_path / "state.sqlite3", namespace)
         yield LocalTaskQueue(store, "coder", claim_idle_s=CLAIM_IDLE_S, max_deliveries=2)
     await store.aclose()
+    if admin is not None:
+        await delete_redis_user(admin, namespace)
+        await admin.aclose()
 
 
 def _state(text: str = "add 2 and 3") -> TaskState:
@@ -137,3 +152,22 @@ async def test_redis_results_stream_names_each_finished_task_once(
     entries: Any = await store.client.xrange(queue.results_stream)
     assert sorted(fields[b"id"].decode() for _, fields in entries) == sorted(s.id for s in states)
     await store.aclose()
+
+
+async def test_replicas_finishing_one_task_at_once_write_exactly_one_result(
+    queue: TaskQueue,
+) -> None:
+    state = _state()
+    await queue.submit(state)
+    delivery = await queue.take("r", 1.0)
+    assert delivery is not None
+    running = await queue.begin("r", delivery)
+    assert running is not None
+    outcomes = [
+        running.model_copy(update={"status": "succeeded", "result": {"output": str(i)}})
+        for i in range(8)
+    ]
+    wrote = await asyncio.gather(*(queue.finish(delivery, o) for o in outcomes))
+    assert sorted(wrote) == [False] * 7 + [True]
+    final = await queue.read(state.id)
+    assert final is not None and final.result == outcomes[wrote.index(True)].result

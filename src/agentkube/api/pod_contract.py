@@ -22,6 +22,10 @@ ENV_SANDBOX_URL: Final = "AGENTKUBE_SANDBOX_URL"
 ENV_SANDBOX_TOKEN_FILE: Final = "AGENTKUBE_SANDBOX_TOKEN_FILE"  # noqa: S105 - a name
 ENV_WEB_ALLOW_PRIVATE: Final = "AGENTKUBE_WEB_ALLOW_PRIVATE"
 # Shared memory (docs/memory.md): the servers, and an embeddings endpoint instead of wordllama.
+# In a cluster the operator sets ENV_REDIS_URL from the namespace's Secret (secretKeyRef): one
+# whole URL, redis://agentkube-<ns>:<password>@host:port/db, the namespace's own ACL user, so
+# every reader of the variable (state store, task queue, `agent serve --redis`) works unchanged
+# and no credential appears in a pod spec. ENV_VECTOR_URL is a plain value (Chroma has no auth).
 ENV_REDIS_URL: Final = "AGENTKUBE_REDIS_URL"
 ENV_VECTOR_URL: Final = "AGENTKUBE_VECTOR_URL"
 ENV_EMBEDDINGS_URL: Final = "AGENTKUBE_EMBEDDINGS_URL"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from agentkube.memory.errors import InvalidName
 
@@ -67,6 +68,19 @@ def chroma_tenant(namespace: str) -> str:
 
 def redis_username(namespace: str) -> str:
     return f"{KEY_ROOT}-{check_namespace(namespace)}"
+
+
+def namespace_url(url: str, namespace: str, password: str) -> str:
+    """``url`` (a server without credentials) with the credentials of ``namespace``'s user."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # never echo a credential back
+        raise InvalidName(
+            "the Redis server URL must not hold credentials: give redis://HOST[:PORT]"
+        )
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise InvalidName(f"Redis URL {url!r} must look like redis://HOST[:PORT][/DB]")
+    user = quote(redis_username(namespace), safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc}"))
 
 
 def redis_acl_rules(namespace: str, password: str) -> list[str]:

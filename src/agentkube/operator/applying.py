@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import (
     ConfigMap,
     Event,
     PersistentVolumeClaim,
+    Secret,
     Service,
     ServiceAccount,
 )
@@ -47,6 +48,7 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "Service": Service,
     "NetworkPolicy": NetworkPolicy,
     "Deployment": Deployment,
+    "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
 }
 OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
 
@@ -83,7 +85,7 @@ class Applier:
         return dict(cast(Any, live).to_dict())
 
     async def read(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """The live object (not a write), or None when there is none."""
+        """The live object, or None when there is none (a read, so not counted as a write)."""
         try:
             async with _translated(f"read {kind} {namespace}/{name}"):
                 live = await self.client.get(CHILD_KINDS[kind], name, namespace=namespace)

@@ -6,7 +6,9 @@ selector, tolerations, affinity) is configuration. The defaults follow the commo
 conventions: logic agents *prefer* spot nodes (karpenter, GKE, AKS and EKS labels) and tolerate
 their taints, so they still run on a cluster without spot nodes; serving Models go to
 ``accelerator: nvidia-tesla`` nodes and tolerate the NVIDIA device plugin's ``nvidia.com/gpu``
-taint. A YAML file (``agentkube operator --config``) overrides any of it.
+taint. Shared memory (``memory``) is off unless configured: ``memory: {}`` names deploy/memory's
+Redis and Chroma, or give the URLs of managed ones. A YAML file (``agentkube operator
+--config``) overrides any of it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from agentkube import __version__
 from agentkube.api.loading import describe
 from agentkube.api.models import Toleration
 from agentkube.api.pod_contract import OPERATOR_FIELD_MANAGER, SANDBOX_GATEWAY_AUDIENCE
+from agentkube.memory.errors import InvalidName
+from agentkube.memory.tenancy import DEFAULT_NAMESPACE, namespace_url
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.sidecars import RagSidecarConfig
 
@@ -120,14 +131,76 @@ def _dns_peer() -> Peer:
     )
 
 
-def _memory_peers() -> list[Peer]:
-    return [
-        Peer(
-            pod_labels={"app.kubernetes.io/part-of": "agentkube", "app.kubernetes.io/component": c},
-            ports=[p],
-        )
-        for c, p in (("redis", 6379), ("vector-store", 8000))
-    ]
+# deploy/memory: its namespace, the labels of its pods, its Services.
+MEMORY_NAMESPACE = "agentkube-memory"
+DEFAULT_REDIS_URL = f"redis://agentkube-redis.{MEMORY_NAMESPACE}:6379/0"
+DEFAULT_VECTOR_URL = f"http://agentkube-chroma.{MEMORY_NAMESPACE}:8000"
+
+
+def _memory_pods(name: str, port: int) -> Peer:
+    return Peer(
+        namespace_labels={"kubernetes.io/metadata.name": MEMORY_NAMESPACE},
+        pod_labels={"app.kubernetes.io/name": name},
+        ports=[port],
+    )
+
+
+class SecretKeyRef(_Config):
+    """One key of a Secret the operator reads (RBAC: ``get`` on that Secret only)."""
+
+    namespace: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    name: str = Field(..., pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+    key: str = Field(..., pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class RedisServer(_Config):
+    """The Redis agents share (sessions, task hand-off); one ACL user per agent namespace."""
+
+    url: str = Field(
+        DEFAULT_REDIS_URL,
+        description="the server, without credentials: each namespace gets its own user",
+    )
+    admin_username: str = "default"
+    admin_password_secret: SecretKeyRef | None = Field(
+        default_factory=lambda: SecretKeyRef(
+            namespace=MEMORY_NAMESPACE, name="agentkube-redis", key="password"
+        ),
+        description="the admin password the operator creates namespace users with; "
+        "null for a server without authentication",
+    )
+    peer: Peer | None = Field(
+        default_factory=lambda: _memory_pods("agentkube-redis", 6379),
+        description="the server's pods, for agents' egress; null: its port on any address",
+    )
+    recheck_seconds: float = Field(
+        300.0, gt=0, description="how often a namespace's ACL user is set again"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, url: str) -> str:
+        try:
+            namespace_url(url, DEFAULT_NAMESPACE, "-")  # the URL agents will get, or why not
+        except InvalidName as e:
+            raise ValueError(str(e)) from None  # the message never echoes a credential
+        return url
+
+
+class VectorServer(_Config):
+    """The Chroma server holding knowledge collections; one tenant per agent namespace."""
+
+    url: str = Field(DEFAULT_VECTOR_URL, pattern=r"^https?://[^\s/@]+/?$")
+    peer: Peer | None = Field(
+        default_factory=lambda: _memory_pods("agentkube-chroma", 8000),
+        description="the server's pods, for agents' egress; null: its port on any address",
+    )
+
+
+class MemoryServers(_Config):
+    """``memory``: shared servers (defaults: deploy/memory's); unset, memory stays in the pod."""
+
+    redis: RedisServer | None = Field(default_factory=RedisServer)
+    vector: VectorServer | None = Field(default_factory=VectorServer)
 
 
 def _sandbox_gateway_peer() -> Peer:
@@ -207,7 +280,9 @@ class OperatorConfig(_Config):
         description="audience of the projected token agents show the sandbox gateway",
     )
     dns: Peer = Field(default_factory=_dns_peer)
-    memory_peers: list[Peer] = Field(default_factory=_memory_peers)
+    memory: MemoryServers | None = Field(
+        None, description="shared memory servers; unset: every pod keeps its memory embedded"
+    )
     sandbox_gateway: Peer = Field(default_factory=_sandbox_gateway_peer)
     web_ports: list[int] = Field(default_factory=lambda: [80, 443])
     web_excluded_cidrs: list[str] = Field(

@@ -8,7 +8,9 @@ watch (Agents, Models, and the children, filtered server-side by the ``managed-b
 - asks the :class:`~agentkube.operator.queueing.ReconcileQueue` to reconcile the owner — so a
   deleted or hand-edited child is repaired, and a Deployment becoming available updates the
   Agent's status;
-- a Model's event also reconciles the Agents of its namespace that name it.
+- a Model's event also reconciles the Agents of its namespace that name it;
+- a namespace's memory Secret (only with shared memory configured) reconciles its Agents, so a
+  deleted one is made again.
 
 A periodic resync re-runs every reconcile as a safety net (cheap: unchanged objects cost no
 request). kopf re-lists after a watch breaks, so an API server restart is survived.
@@ -26,6 +28,7 @@ import kopf
 
 from agentkube.api.models import GROUP, VERSION
 from agentkube.operator.cache import Cache
+from agentkube.operator.memory import SECRET_NAME as MEMORY_SECRET
 from agentkube.operator.naming import AGENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
 from agentkube.operator.queueing import ReconcileQueue, Ref
 
@@ -43,6 +46,9 @@ CHILDREN = {
     "Deployment": ("apps", "v1", "deployments"),
 }
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+# Objects one per namespace, shared by its Agents: an event reconciles every Agent there. The
+# watch names them (a field selector), so RBAC can grant exactly those names.
+SHARED = {"Secret": ("", "v1", "secrets", f"metadata.name={MEMORY_SECRET}")}
 
 
 class Controller:
@@ -84,6 +90,12 @@ class Controller:
             if owner and self.cache.get(owner_kind, namespace, owner) is not None:
                 await self.queue.run((owner_kind, namespace, owner))
 
+    async def on_shared(self, kind: str, event: JSON) -> None:
+        namespace, _, _ = self._record(kind, event)
+        for ns, name in self.cache.keys("Agent"):
+            if ns == namespace:
+                self.queue.submit(("Agent", ns, name))
+
     def _agents_using(self, namespace: str, model: str) -> list[str]:
         return [
             name
@@ -109,14 +121,17 @@ class Controller:
         await self.queue.close()
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
-    """kopf settings the operator relies on."""
+def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
+    """kopf settings the operator relies on (``shared``: it watches :data:`SHARED` too)."""
     # Events are posted by the reconciler, only on failures: kopf's would be extra writes.
     settings.posting.enabled = False
     # Agents and Models are named explicitly: no cluster-wide CRD watch, no RBAC for it.
     settings.scanning.disabled = True
     for group, version, plural in CHILDREN.values():
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
+    for group, version, plural, fields in SHARED.values() if shared else ():
+        settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
+        settings.watching.field_selectors[group, version, plural] = fields
     # Reconnect quickly after an API server restart; a watch is re-opened at least every 5 min.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
@@ -125,8 +140,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.batching.idle_timeout = 30.0
 
 
-def build_registry(controller: Controller) -> kopf.OperatorRegistry:
-    """A kopf registry with the operator's handlers bound to ``controller``."""
+def build_registry(controller: Controller, *, shared: bool = False) -> kopf.OperatorRegistry:
+    """A kopf registry with the operator's handlers bound to ``controller`` (``shared``: also
+    the watches of :data:`SHARED`, which only the memory wiring needs)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -150,6 +166,10 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
             _child_handler(controller, kind)
         )
+    for kind, (group, version, plural, _) in SHARED.items() if shared else ():
+        kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
+            _shared_handler(controller, kind)
+        )
     return registry
 
 
@@ -163,5 +183,12 @@ def _owner_handler(controller: Controller, kind: str) -> Handler:
 def _child_handler(controller: Controller, kind: str) -> Handler:
     async def handle(event: JSON, **_: Any) -> None:
         await controller.on_child(kind, event)
+
+    return handle
+
+
+def _shared_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_shared(kind, event)
 
     return handle

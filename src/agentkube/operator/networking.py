@@ -1,7 +1,9 @@
 """An agent's NetworkPolicy: deny by default, then allow only what its spec needs.
 
 Egress: DNS; its model (the serving pods of an in-cluster Model, else the endpoint's port);
-memory (Redis, the vector store) unless ``memory: none`` and no ``rag``; the sandbox gateway for
+the configured memory servers (:mod:`memory`: Redis for every agent, Chroma for those with
+``memory: persistent`` or ``rag``; their pods in deploy/memory's namespace, or the port of a
+managed server); the sandbox gateway for
 ``python-interpreter``; the agents named by ``agent:<name>`` tools; the ports of its
 ``mcp:<url>`` servers; and the public web (ports 80 and 443, private ranges excluded) only with
 ``web-browser``. Ingress: other agents of the
@@ -18,6 +20,7 @@ from typing import Any
 from agentkube.api.mcp import mcp_server_url, server_port
 from agentkube.api.models import Agent
 from agentkube.operator.config import OperatorConfig, Peer
+from agentkube.operator.memory import memory_peers
 from agentkube.operator.naming import agent_pods, agent_selector
 from agentkube.operator.serving import ResolvedModel
 
@@ -49,8 +52,8 @@ def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConf
     rules = [peer_rule(config.dns)]
     if model is not None:
         rules.append(model_rule(model))
-    if spec.memory != "none" or spec.rag is not None:
-        rules += [peer_rule(p) for p in config.memory_peers]
+    for peer, port in memory_peers(agent, config):
+        rules.append(peer_rule(peer) if peer is not None else _anywhere([port], []))
     if "python-interpreter" in spec.tools:
         rules.append(peer_rule(config.sandbox_gateway))
     peers = sorted(t.removeprefix("agent:") for t in spec.tools if t.startswith("agent:"))

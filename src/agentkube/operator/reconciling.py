@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Pods of a Deployment cannot be created before their ServiceAccount, ConfigMap and claim.
 PREREQUISITES = {"ServiceAccount", "ConfigMap", "PersistentVolumeClaim"}
-EVENT_WORTHY = {"ModelResolved", "Reconciled"}
+EVENT_WORTHY = {"ModelResolved", "MemoryReady", "Reconciled"}
 # The namespace is being deleted: write nothing more, the garbage collector is at work.
 TERMINATING = Check(type="Reconciled", ok=False, reason="NamespaceTerminating", message="")
 
@@ -79,11 +79,25 @@ class Writer(Protocol):
     async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
 
 
+class Memory(Protocol):
+    """Per namespace: its shared-memory credentials (:mod:`agentkube.operator.memory_access`)."""
+
+    async def ensure(self, namespace: str) -> Check: ...
+
+
 class Reconciler:
-    def __init__(self, *, cache: Cache, applier: Writer, config: OperatorConfig) -> None:
+    def __init__(
+        self,
+        *,
+        cache: Cache,
+        applier: Writer,
+        config: OperatorConfig,
+        memory: Memory | None = None,
+    ) -> None:
         self.cache = cache
         self.applier = applier
         self.config = config
+        self.memory = memory
 
     async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
         """Reconcile one object from the cache; True when it should be retried later."""
@@ -118,11 +132,16 @@ class Reconciler:
         except PlacementError as e:
             checks.append(Check(type="Reconciled", ok=False, reason=e.reason, message=str(e)))
             return await self._finish(body, checks, {}) or False
+        # Its pods read the namespace's memory Secret: ensured first; a memory server that is
+        # down is a condition and a retry, and the rest is applied all the same.
+        memory = await self.memory.ensure(namespace) if self.memory is not None else None
         applied = await self._apply_all(children)
         deployment = self.cache.get("Deployment", namespace, agent.metadata.name)
-        checks += [applied.check, deployment_available(deployment)]
+        checks += [*([memory] if memory else []), applied.check, deployment_available(deployment)]
         extra = {"endpoint": endpoint(agent, namespace, self.config)}
-        return await self._finish(body, checks, extra) or applied.retry
+        memory_retry = memory is not None and not memory.ok and applied.check != TERMINATING
+        retry = applied.retry or memory_retry
+        return await self._finish(body, checks, extra) or retry
 
     def _model_for(self, agent: Agent, namespace: str) -> ResolvedModel | None:
         models: dict[str, Model] = {}

@@ -17,6 +17,7 @@ from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent
 from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
 from agentkube.operator.config import OperatorConfig
+from agentkube.operator.memory import memory_env
 from agentkube.operator.naming import (
     CONFIG_HASH_ANNOTATION,
     agent_labels,
@@ -80,6 +81,7 @@ def runtime_env(agent: Agent, model: ResolvedModel | None, config: OperatorConfi
         *model_env(model_behind_sidecar(agent, model, config)),
     ]
     env += sidecar_env(agent, model, config)
+    env += memory_env(agent, config)
     if agent.spec.memory == "persistent":
         env.append({"name": pc.ENV_DATA_DIR, "value": pc.DATA_DIR})
     if config.sandbox_url:

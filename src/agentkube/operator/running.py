@@ -25,6 +25,7 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 
@@ -43,6 +44,7 @@ class Operator:
     client: AsyncClient
     cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
+    memory: NamespaceMemory | None = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
@@ -50,7 +52,11 @@ class Operator:
     def __post_init__(self) -> None:
         config = self.config
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
-        self.reconciler = Reconciler(cache=self.cache, applier=self.applier, config=config)
+        redis = config.memory.redis if config.memory is not None else None
+        self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
+        self.reconciler = Reconciler(
+            cache=self.cache, applier=self.applier, config=config, memory=self.memory
+        )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
             concurrency=config.max_concurrent_reconciles,
@@ -68,17 +74,22 @@ class Operator:
         liveness_endpoint: str | None = None,
     ) -> None:
         settings = kopf.OperatorSettings()
-        configure(settings)
-        await kopf.operator(
-            registry=build_registry(self.controller),
-            settings=settings,
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-            liveness_endpoint=liveness_endpoint,
-        )
+        shared = self.memory is not None
+        configure(settings, shared=shared)
+        try:
+            await kopf.operator(
+                registry=build_registry(self.controller, shared=shared),
+                settings=settings,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+                liveness_endpoint=liveness_endpoint,
+            )
+        finally:
+            if self.memory is not None:
+                await self.memory.aclose()
 
 
 def make_client(config: OperatorConfig, *, timeout_seconds: float | None = None) -> AsyncClient:

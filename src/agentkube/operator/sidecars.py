@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from agentkube.api import sidecar_contract as sc
 from agentkube.api.models import Agent
 from agentkube.api.pod_contract import restricted_container_security
+from agentkube.operator.memory import rag_vector_url
 
 if TYPE_CHECKING:  # config.py imports this module: no import cycle at run time
     from agentkube.operator.config import OperatorConfig
@@ -42,9 +43,8 @@ class RagSidecarConfig(BaseModel):
 
     image: str | None = Field(None, description="the proxy's image; the agent image by default")
     port: int = Field(sc.DEFAULT_PORT, ge=1, le=65535)
-    vector_url: str = Field(
-        "http://agentkube-chroma.agentkube-memory:8000",
-        description="the Chroma server the proxy reads (deploy/memory)",
+    vector_url: str | None = Field(
+        None, description="the Chroma server the proxy reads; default: memory.vector.url"
     )
     fail_closed: bool = False
     requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "50m", "memory": "256Mi"})
@@ -110,7 +110,7 @@ def proxy_container(
         top_k=top_k,
         host=ALL_INTERFACES,
         port=own.port,
-        vector_url=own.vector_url,
+        vector_url=rag_vector_url(config),
     )
     if own.fail_closed:
         args.append("--fail-closed")

@@ -3,6 +3,8 @@
 Agent conditions:
 
 - ``ModelResolved`` — ``spec.model`` names a Model (or the default endpoint serves it);
+- ``MemoryReady`` — with shared memory configured only: the namespace's Redis credentials and
+  ACL user are in place (:mod:`agentkube.operator.memory_access`);
 - ``Reconciled`` — every child was rendered and applied;
 - ``Available`` — the Deployment has its replicas updated and available;
 - ``Ready`` — all of the above; its reason is the first failing one's.

@@ -11,8 +11,9 @@ A :class:`TaskQueue` holds, per agent, the tasks waiting and running and the rec
   :class:`~agentkube.memory.state.StateStore`.
 
 Delivery is at-least-once; the result is written exactly once: :meth:`TaskQueue.finish` writes
-the final record only if none is there yet (a Lua script, atomic in Redis), acknowledges the
-entry, and appends the task id to the agent's ``results`` stream — what a waiting planner reads.
+the final record only if none is there yet (``WATCH`` + ``MULTI``: optimistic, atomic in Redis,
+and within what a namespace's ACL user may run — no scripts), acknowledges the entry, and
+appends the task id to the agent's ``results`` stream — what a waiting planner reads.
 A task delivered more than ``max_deliveries`` times is dead-lettered: its record says
 ``failed`` with the reason, its entry moves to the agent's ``dead`` stream.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
+from redis.exceptions import WatchError
 
 from agentkube.memory.state import StateStore, check_id
 
@@ -120,21 +122,6 @@ def dead_letter_state(state: TaskState, deliveries: int, limit: int) -> TaskStat
 
 # --------------------------------------------------------------------------- Redis
 
-_FINISH = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local status = cjson.decode(current)['status']
-  if status == 'succeeded' or status == 'failed' then
-    redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[4], 'status', ARGV[6])
-return 1
-"""
-
 GROUP = "workers"
 
 
@@ -158,7 +145,6 @@ class RedisTaskQueue:
         self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
         self.max_deliveries = max_deliveries
         self._results_kept = results_kept
-        self._finish = client.register_script(_FINISH)
         self._group_ready = False
         self._next_claim = 0.0
 
@@ -243,18 +229,30 @@ class RedisTaskQueue:
         return running
 
     async def finish(self, delivery: Delivery, state: TaskState) -> bool:
-        wrote = await self._finish(
-            keys=[self._record + state.id, self._stream, self._results],
-            args=[
-                state.model_dump_json(),
-                GROUP,
-                delivery.entry,
-                state.id,
-                self._results_kept,
-                state.status,
-            ],
-        )
-        return bool(wrote)
+        # WATCH/MULTI rather than a script: a namespace's ACL user may not run scripts.
+        key = self._record + state.id
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    current = await pipe.get(key)
+                    if current is not None and TaskState.model_validate_json(current).done:
+                        await pipe.reset()
+                        await self._redis.xack(self._stream, GROUP, delivery.entry)
+                        return False
+                    pipe.multi()
+                    pipe.set(key, state.model_dump_json())
+                    pipe.xack(self._stream, GROUP, delivery.entry)
+                    pipe.xadd(
+                        self._results,
+                        {"id": state.id, "status": state.status},
+                        maxlen=self._results_kept,
+                        approximate=True,
+                    )
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # written meanwhile (by another replica): look again
 
     async def release(self, delivery: Delivery) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -294,6 +292,7 @@ class LocalTaskQueue:
         self.max_deliveries = max_deliveries
         self._new: asyncio.Queue[str] = asyncio.Queue()
         self._pending: dict[str, _Pending] = {}
+        self._finishing = asyncio.Lock()
         self._ids = iter(range(1, 2**62))
 
     async def submit(self, state: TaskState) -> None:
@@ -345,10 +344,11 @@ class LocalTaskQueue:
 
     async def finish(self, delivery: Delivery, state: TaskState) -> bool:
         self._pending.pop(delivery.entry, None)
-        current = await self.read(state.id)
-        if current is not None and current.done:
-            return False
-        await self._store.set(self._prefix + state.id, state.model_dump_json().encode())
+        async with self._finishing:  # the check and the write, with no other finish between
+            current = await self.read(state.id)
+            if current is not None and current.done:
+                return False
+            await self._store.set(self._prefix + state.id, state.model_dump_json().encode())
         return True
 
     async def release(self, delivery: Delivery) -> None:

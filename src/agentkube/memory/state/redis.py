@@ -42,6 +42,20 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
+async def guarded(call: Callable[[], Awaitable[T]], *, kind: str, location: str, tenant: str) -> T:
+    """``call()``, with redis-py's failures as memory errors naming ``location``."""
+    try:
+        return await call()
+    except redis_errors.AuthenticationError as e:
+        raise AccessDenied(f"{kind} at {location} refused the credentials ({e})") from e
+    except redis_errors.NoPermissionError as e:
+        raise AccessDenied(f"{kind} at {location} denied {tenant} ({e})") from e
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+        raise StoreUnavailable(kind, location, str(e) or type(e).__name__) from e
+    except redis_errors.RedisError as e:
+        raise MemoryFailure(f"{kind} at {location}: {e}") from e
+
+
 class RedisState:
     kind = "state store"
 
@@ -78,20 +92,9 @@ class RedisState:
         return self._redis
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await call()
-        except redis_errors.AuthenticationError as e:
-            raise AccessDenied(
-                f"{self.kind} at {self._location} refused the credentials ({e})"
-            ) from e
-        except redis_errors.NoPermissionError as e:
-            raise AccessDenied(
-                f"{self.kind} at {self._location} denied namespace {self._namespace!r} ({e})"
-            ) from e
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
-            raise StoreUnavailable(self.kind, self._location, str(e) or type(e).__name__) from e
-        except redis_errors.RedisError as e:
-            raise MemoryFailure(f"{self.kind} at {self._location}: {e}") from e
+        return await guarded(
+            call, kind=self.kind, location=self._location, tenant=f"namespace {self._namespace!r}"
+        )
 
     def _session(self, agent: str, conversation: str) -> str:
         agent, conversation = check_id("agent", agent), check_id("conversation", conversation)

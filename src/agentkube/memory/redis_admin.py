@@ -1,0 +1,51 @@
+"""The operator's side of Redis tenancy: one admin connection that manages namespace users.
+
+The operator connects as the server's admin (deploy/memory: the ``default`` user, its password
+in a Secret) and gives each agent namespace its own ACL user
+(:func:`~agentkube.memory.tenancy.ensure_redis_user`). Agents connect with
+:func:`~agentkube.memory.tenancy.namespace_url` — the server's URL with that user's
+credentials — and reach only their namespace's keys. Failures are memory errors naming the
+server (never the password).
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from agentkube.memory.state.redis import guarded, redacted
+from agentkube.memory.tenancy import ensure_redis_user
+
+
+class RedisAdmin:
+    """An admin connection to one Redis server (opened on first use, reconnecting as needed)."""
+
+    kind = "Redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.location = redacted(url)
+        self._redis: aioredis.Redis = aioredis.from_url(
+            url,
+            username=username,
+            password=password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+
+    async def ensure_namespace_user(self, namespace: str, password: str) -> str:
+        """Create or reset ``namespace``'s ACL user with ``password``; its name."""
+        return await guarded(
+            lambda: ensure_redis_user(self._redis, namespace, password),
+            kind=self.kind,
+            location=self.location,
+            tenant="the operator's admin user",
+        )
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -72,4 +72,8 @@ def test_crds_command_prints_every_crd_as_yaml() -> None:
     ).stdout
     assert out == render_all()
     docs = list(yaml.safe_load_all(out))
-    assert [d["metadata"]["name"] for d in docs] == ["agents.ai.openvn", "models.ai.openvn"]
+    assert [d["metadata"]["name"] for d in docs] == [
+        "agents.ai.openvn",
+        "models.ai.openvn",
+        "mcpservers.ai.openvn",
+    ]

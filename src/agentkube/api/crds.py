@@ -14,9 +14,11 @@ from typing import Any
 
 import yaml
 
+from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import GROUP, VERSION, Agent, Model
 
 JSON = dict[str, Any]
+Kind = type[Agent] | type[Model] | type[MCPServer]
 
 _DROPPED_KEYS = {"title", "$defs"}
 
@@ -50,9 +52,25 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
+    "MCPServer": [
+        {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
+        {"name": "Tools", "type": "string", "jsonPath": ".status.tools"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+    ],
 }
 
-SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"]}
+SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"], "MCPServer": ["mcps"]}
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -89,7 +107,7 @@ def _collapse_any_of(node: JSON, defs: JSON) -> JSON:
     return {**structural(branches[0], defs), **node}
 
 
-def object_schema(kind: type[Agent] | type[Model]) -> JSON:
+def object_schema(kind: Kind) -> JSON:
     """The ``openAPIV3Schema`` of one kind."""
     raw = kind.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -108,7 +126,7 @@ def object_schema(kind: type[Agent] | type[Model]) -> JSON:
     }
 
 
-def crd(kind: type[Agent] | type[Model]) -> JSON:
+def crd(kind: Kind) -> JSON:
     """The full CustomResourceDefinition of one kind."""
     name = kind.kind_name
     return {
@@ -141,7 +159,7 @@ def crd(kind: type[Agent] | type[Model]) -> JSON:
 
 
 def all_crds() -> list[JSON]:
-    return [crd(Agent), crd(Model)]
+    return [crd(Agent), crd(Model), crd(MCPServer)]
 
 
 def to_yaml(obj: JSON) -> str:

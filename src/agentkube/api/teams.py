@@ -9,13 +9,14 @@ refuses a delegation that would close it), a dangling reference is not.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentkube.api.capabilities import unsupported_message
 from agentkube.api.errors import ManifestError
-from agentkube.api.loading import load_file
-from agentkube.api.models import Agent, Model, Resource
+from agentkube.api.loading import Resource, load_file
+from agentkube.api.mcpservers import MCPServer
+from agentkube.api.models import Agent, Model
 
 AGENT_TOOL_PREFIX = "agent:"
 DEFAULT_MAX_DEPTH = 3
@@ -33,6 +34,7 @@ class Team:
     lead: Agent
     members: dict[str, Agent]
     models: list[Model]
+    mcp_servers: dict[str, MCPServer] = field(default_factory=dict)
 
     @property
     def is_solo(self) -> bool:
@@ -89,7 +91,12 @@ def select_team(
                     f"Agent of this file; add an Agent named {target} or remove the tool"
                 )
             pending.append(by_name[target])
-    return Team(lead=lead, members=members, models=[r for r in resources if isinstance(r, Model)])
+    return Team(
+        lead=lead,
+        members=members,
+        models=[r for r in resources if isinstance(r, Model)],
+        mcp_servers={r.metadata.name: r for r in resources if isinstance(r, MCPServer)},
+    )
 
 
 def load_team(path: Path, name: str | None = None, *, elsewhere: Collection[str] = ()) -> Team:

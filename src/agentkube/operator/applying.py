@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 AgentResource = create_namespaced_resource(GROUP, VERSION, "Agent", "agents")
 ModelResource = create_namespaced_resource(GROUP, VERSION, "Model", "models")
+MCPServerResource = create_namespaced_resource(GROUP, VERSION, "MCPServer", "mcpservers")
 
 CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "ServiceAccount": ServiceAccount,
@@ -48,7 +49,7 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "NetworkPolicy": NetworkPolicy,
     "Deployment": Deployment,
 }
-OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
+OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource, "MCPServer": MCPServerResource}
 
 
 class Clock(Protocol):
@@ -96,7 +97,7 @@ class Applier:
         log.info("deleted %s %s/%s", kind, namespace, name)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None:
-        """Merge-patch the status subresource of an Agent or Model."""
+        """Merge-patch the status subresource of an Agent, Model or MCPServer."""
         resource = OWNER_KINDS[kind]
         async with _translated(f"update status of {kind} {namespace}/{name}"):
             await self.client.patch(

@@ -25,6 +25,7 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 
@@ -50,7 +51,12 @@ class Operator:
     def __post_init__(self) -> None:
         config = self.config
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
-        self.reconciler = Reconciler(cache=self.cache, applier=self.applier, config=config)
+        self.reconciler = Reconciler(
+            cache=self.cache,
+            applier=self.applier,
+            config=config,
+            discover=LiveDiscovery(self.client),
+        )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
             concurrency=config.max_concurrent_reconciles,

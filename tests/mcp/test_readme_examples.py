@@ -51,3 +51,20 @@ def test_the_example_agent_runs_its_code_through_the_sandbox_mcp_server(tmp_path
     assert outcome["output"] == "1024"
     [call] = outcome["tool_calls"]
     assert call["name"].endswith("_run_python") and call["ok"]
+
+
+def test_the_mcpservers_example_runs_its_code_through_a_stdio_mcpserver(tmp_path: Path) -> None:
+    example = (ROOT / "examples" / "mcp-servers.yaml").read_text()
+    assert "command: agentkube\n" in example
+    # This checkout's console script stands in for `agentkube` on PATH.
+    manifest = tmp_path / "mcp-servers.yaml"
+    command = str(Path(sys.executable).parent / "agentkube")
+    manifest.write_text(example.replace("command: agentkube\n", f"command: {command}\n"))
+    result = agentkube(
+        "run", str(manifest), "--json", "--task", "Powers:\n```python\nprint(2**10)\n```"
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["output"] == "1024"
+    [call] = outcome["tool_calls"]
+    assert call["name"] == "sandbox_run_python" and call["ok"]

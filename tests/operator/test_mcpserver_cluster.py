@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from tests.standins.mcp_server import mcp_server
 pytestmark = pytest.mark.cluster
 
 STANDIN_TOOLS = ["add", "search", "explode", "slow", "flood"]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mcp-servers.yaml"
 
 
 def mcpserver(name: str, **spec: Any) -> str:
@@ -165,3 +167,18 @@ def test_an_image_server_runs_locked_down_and_agents_reach_exactly_what_they_nam
     assert policy is not None
     by_port = [r["ports"] for r in policy["spec"]["egress"] if "ipBlock" in r["to"][0]]
     assert by_port == [[{"protocol": "TCP", "port": 443}]] * 2  # the model, and the url server
+
+
+def test_the_api_server_refuses_bad_servers_and_a_command_server_is_local_only(
+    installed: Cluster, operator: OperatorProcess, agent_namespace: str
+) -> None:
+    cluster, ns = installed, agent_namespace
+    both = mcpserver("both", url="https://a.example.com/mcp", command="npx")
+    refused = cluster.apply(both, ns, check=False)
+    assert refused.returncode != 0
+    assert "set exactly one of url (a remote server), image" in refused.stderr
+    no_port = cluster.apply(mcpserver("noport", image="ghcr.io/example/mcp:1"), ns, check=False)
+    assert "image and port go together" in no_port.stderr
+    cluster.apply(EXAMPLE, ns)  # examples/mcp-servers.yaml, verbatim
+    local = wait_condition(cluster, "mcpserver", "sandbox", ns, status="False")
+    assert condition(local, "Ready")["reason"] == "LocalOnly"  # type: ignore[index]

@@ -102,7 +102,8 @@ def test_agentkube_run_uses_a_stdio_mcpserver_of_the_same_file(
         ),
         (
             "---\napiVersion: ai.openvn/v1\nkind: MCPServer\nmetadata: {name: calc}\n"
-            "spec: {url: 'http://127.0.0.1:1/mcp', headersFrom: {secretName: s, headers: {A: k}}}\n",
+            "spec: {url: 'http://127.0.0.1:1/mcp', "
+            "headersFrom: {secretName: s, headers: {A: k}}}\n",
             "MCPServer calc: spec.headersFrom reads Secret s, which exists only in a cluster",
         ),
     ],

@@ -3,9 +3,10 @@
 Egress: DNS; its model (the serving pods of an in-cluster Model, else the endpoint's port);
 memory (Redis, the vector store) unless ``memory: none`` and no ``rag``; the sandbox gateway for
 ``python-interpreter``; the agents named by ``agent:<name>`` tools; the ports of its
-``mcp:<url>`` servers; and the public web (ports 80 and 443, private ranges excluded) only with
-``web-browser``. Ingress: other agents of the
-namespace, on the agent's port.
+``mcp:<url>`` servers (the MCPServers of ``mcp:<name>`` tools are added by
+:func:`agentkube.operator.mcpservers.with_mcp_servers`); and the public web (ports 80 and 443,
+private ranges excluded) only with ``web-browser``. Ingress: other agents of the namespace, on
+the agent's port.
 
 A NetworkPolicy cannot name a DNS host, so an external endpoint is allowed by port to any
 address; put an egress gateway in front of the cluster for per-host rules.

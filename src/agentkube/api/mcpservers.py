@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from agentkube.api.models import DNS_LABEL, Condition, ObjectMeta, Resources, _Wire
+from agentkube.api.models import DNS_LABEL, ObjectMeta, ObjectStatus, Resources, _Wire
 
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"  # an HTTP token (RFC 9110)
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -120,14 +120,7 @@ class MCPServerSpec(_Wire):
         return "url" if self.url is not None else "image" if self.image is not None else "command"
 
 
-class MCPServerStatus(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = None
+class MCPServerStatus(ObjectStatus):
     url: str | None = None
     tools: list[str] | None = None
 

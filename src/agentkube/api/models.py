@@ -211,7 +211,8 @@ class AgentSpec(_Wire):
         return tools
 
 
-class AgentStatus(_Wire):
+class ObjectStatus(_Wire):
+    # What every kind's status has: its conditions and the generation they describe.
     model_config = ConfigDict(extra="allow")
 
     conditions: list[Condition] = Field(
@@ -219,6 +220,9 @@ class AgentStatus(_Wire):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = None
+
+
+class AgentStatus(ObjectStatus):
     endpoint: str | None = None
 
 
@@ -292,14 +296,7 @@ class ModelSpec(_Wire):
         return self
 
 
-class ModelStatus(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = None
+class ModelStatus(ObjectStatus):
     url: str | None = None
 
 

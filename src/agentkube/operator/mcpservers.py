@@ -180,22 +180,24 @@ def resolve_servers(
             local.append(name)
         else:
             resolved.append(_resolved(server, url))
-    if missing:
-        return resolved, Check(
-            type="McpServersResolved",
-            ok=False,
-            reason="McpServerNotFound",
-            message=f"no MCPServer {', '.join(missing)} in namespace {namespace}; create it or "
-            "remove the mcp:<name> tool (the agent runs without it meanwhile)",
+    problem = (
+        (
+            "McpServerNotFound",
+            f"no MCPServer {', '.join(missing)} in namespace {namespace}; create it or remove "
+            "the mcp:<name> tool (the agent runs without it meanwhile)",
         )
-    if local:
-        return resolved, Check(
-            type="McpServersResolved",
-            ok=False,
-            reason="McpServerNotRunnable",
-            message=f"MCPServer {', '.join(local)} is a local command (stdio), which runs only on "
-            "one machine; give it an image and port, or a url",
+        if missing
+        else (
+            "McpServerNotRunnable",
+            f"MCPServer {', '.join(local)} is a local command (stdio), which runs only on one "
+            "machine; give it an image and port, or a url",
         )
+        if local
+        else None
+    )
+    if problem is not None:
+        reason, message = problem
+        return resolved, Check(type="McpServersResolved", ok=False, reason=reason, message=message)
     found = ", ".join(s.name for s in resolved)
     return resolved, Check(type="McpServersResolved", ok=True, reason="Found", message=found)
 

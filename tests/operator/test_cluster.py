@@ -120,8 +120,15 @@ def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: C
         return {r for rule in role["rules"] if verb in rule["verbs"] for r in rule["resources"]}
 
     assert not with_verb("*")
-    assert with_verb("update") == {"agents/finalizers", "models/finalizers"}
+    assert with_verb("update") == {
+        "agents/finalizers",
+        "models/finalizers",
+        "mcpservers/finalizers",
+    }
     assert with_verb("delete") == {"deployments", "services", "networkpolicies"}
+    # Secrets: one named get, for an MCPServer's headersFrom; never listed or watched.
+    assert "secrets" in with_verb("get")
+    assert "secrets" not in with_verb("list") | with_verb("watch")
     assert installed.kubectl_json(
         "get", "deployment", "agentkube-operator", "-n", "agentkube-system"
     )

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from fastmcp.client.transports import StdioTransport
 from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from measuring import percentile
-from fastmcp.client.transports import StdioTransport
 from pydantic_ai.mcp import MCPToolset
 
 from agentkube.operator.mcp_discovery import list_tools

@@ -206,6 +206,19 @@ async def test_an_image_server_is_listed_only_once_its_deployment_is_available()
     assert (ready["status"], ready["reason"]) == ("False", "Pending")
 
 
+async def test_an_image_server_switched_to_a_url_leaves_nothing_running(loopback_url: str) -> None:
+    reconciler, cache, writer, _ = _reconciler({"image": "ghcr.io/example/mcp:1", "port": 8000})
+    await reconciler.reconcile("MCPServer", "team-a", "tools")
+    body = cache.get("MCPServer", "team-a", "tools")
+    assert body is not None
+    cache.put({**body, "spec": {"url": loopback_url}})
+    assert await reconciler.reconcile("MCPServer", "team-a", "tools") is False
+    deleted = {w for w in writer.writes if w.startswith("delete")}
+    assert deleted == {"delete Deployment", "delete Service", "delete NetworkPolicy"}
+    assert cache.get("Deployment", "team-a", "tools-mcp") is None
+    assert writer.statuses[-1]["tools"] == ["add", "search", "explode", "slow", "flood"]
+
+
 async def test_a_command_server_is_reported_as_local_only() -> None:
     reconciler, _, writer, discovery = _reconciler({"command": "npx"})
     assert await reconciler.reconcile("MCPServer", "team-a", "tools") is False

@@ -209,11 +209,13 @@ class Reconciler:
         extra = {"url": model_base_url(model, namespace, self.config)}
         return await self._finish(body, checks, extra) or applied.retry
 
-    async def _prune(self, body: JSON, namespace: str, children: list[JSON]) -> Applied:
-        """Delete serving objects a Model no longer renders (it switched to an endpoint): a
-        forgotten inference Deployment would hold its GPU for nothing."""
+    async def _prune(
+        self, body: JSON, namespace: str, children: list[JSON], child: str | None = None
+    ) -> Applied:
+        """Delete serving objects a Model (or an MCPServer) no longer renders (it switched to an
+        endpoint or a url): a forgotten inference Deployment would hold its GPU for nothing."""
         rendered = {(c["kind"], c["metadata"]["name"]) for c in children}
-        for kind, name in stale_children(body, namespace, rendered, self.cache):
+        for kind, name in stale_children(body, namespace, rendered, self.cache, child):
             try:
                 await self.applier.delete(kind, namespace, name)
             except ReconcileError as e:
@@ -246,6 +248,9 @@ class Reconciler:
             return await self._finish(body, [check], {}) or False
         children = render_mcpserver(server, namespace, self.config)
         applied = await self._apply_all(children)
+        if applied.check.ok:  # an image server switched to a url leaves nothing running
+            child = mcpserver_child_name(server.metadata.name)
+            applied = await self._prune(body, namespace, children, child)
         checks, listable = [applied.check], applied.check.ok
         if children:
             name = mcpserver_child_name(server.metadata.name)
@@ -339,14 +344,19 @@ class Reconciler:
 
 
 def stale_children(
-    owner: JSON, namespace: str, rendered: set[tuple[str, str]], cache: Cache
+    owner: JSON,
+    namespace: str,
+    rendered: set[tuple[str, str]],
+    cache: Cache,
+    child: str | None = None,
 ) -> list[tuple[str, str]]:
-    """(kind, name) of the Model's serving objects that exist but are no longer rendered.
+    """(kind, name) of the owner's serving objects (named ``child``, by default the Model's)
+    that exist but are no longer rendered.
 
-    Only objects this very Model controls (owner uid) are candidates, never a look-alike.
+    Only objects this very owner controls (owner uid) are candidates, never a look-alike.
     """
     uid = owner["metadata"].get("uid")
-    name = model_child_name(owner["metadata"]["name"])
+    name = child or model_child_name(owner["metadata"]["name"])
     stale = []
     for kind in ("Deployment", "Service", "NetworkPolicy"):
         live = cache.get(kind, namespace, name)

@@ -121,7 +121,7 @@ class OperatorMetrics(Collector):
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]
         )
-        for kind in ("Agent", "Model", "Deployment"):
+        for kind in ("Agent", "Model", "MCPServer", "Deployment"):
             cached.add_metric([kind], self.operator.cache.count(kind))
         yield cached
 

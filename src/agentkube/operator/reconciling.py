@@ -236,6 +236,11 @@ class Reconciler:
         except ValidationError as e:
             check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=describe(e))
             return await self._finish(body, [check], {}) or False
+        children = render_mcpserver(server, namespace, self.config)
+        child = mcpserver_child_name(server.metadata.name)
+        applied = await self._apply_all(children)
+        if applied.check.ok:  # a server switched from image to url or command: nothing left over
+            applied = await self._prune(body, namespace, children, child)
         url = server_url(server, namespace)
         if url is None:
             check = Check(
@@ -245,16 +250,10 @@ class Reconciler:
                 message="a command (stdio) server runs only on one machine (agentkube run); "
                 "give it an image and port, or a url, to use it in a cluster",
             )
-            return await self._finish(body, [check], {}) or False
-        children = render_mcpserver(server, namespace, self.config)
-        applied = await self._apply_all(children)
-        if applied.check.ok:  # an image server switched to a url leaves nothing running
-            child = mcpserver_child_name(server.metadata.name)
-            applied = await self._prune(body, namespace, children, child)
+            return await self._finish(body, [check], {}) or applied.retry
         checks, listable = [applied.check], applied.check.ok
         if children:
-            name = mcpserver_child_name(server.metadata.name)
-            available = deployment_available(self.cache.get("Deployment", namespace, name))
+            available = deployment_available(self.cache.get("Deployment", namespace, child))
             checks.append(available)
             listable = listable and available.ok
         extra: JSON = {"url": url}

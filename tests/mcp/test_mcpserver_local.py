@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agentkube.api.mcp import ServerEndpoint, encode_servers
 from agentkube.errors import UserError
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.mcp_servers import named_servers
-from tests.cli_process import agentkube
-from tests.memory.servers import free_port
+from tests.cli_process import agent_service, agentkube, finished_task
 from tests.runtime.helpers import agent_from
-from tests.sidecar.conftest import wait_ready
 from tests.standins.mcp_server import create_server
 from tests.standins.openai_server import Reply, ScriptedModel, ToolCall, create_app
 from tests.standins.serving import serve
@@ -175,29 +170,9 @@ def test_agent_serve_connects_its_mcp_name_tools_to_a_stdio_mcpserver(
     ]
     manifest = tmp_path / "agent.yaml"
     manifest.write_text(f"{agent_doc(['mcp:calc'])}\n---\n{stdio_server('calc')}\n")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTKUBE_", "OPENAI_"))}
-    args = ["agent", "serve", str(manifest), "--base-url", base_url, "--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentkube", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, timeout=180)
-        task = httpx.post(f"{url}/v1/tasks", json={"task": "find pods"}).json()
-        deadline = time.monotonic() + 60
-        while (view := httpx.get(f"{url}/v1/tasks/{task['id']}").json())["status"] in (
-            "queued",
-            "running",
-        ):
-            assert time.monotonic() < deadline, view
-            time.sleep(0.1)
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    with agent_service(str(manifest), "--base-url", base_url, env=env) as url:
+        view = finished_task(url, "find pods")
     assert view["status"] == "succeeded", view
     assert view["result"]["output"] == "Found pods #1 and pods #2."
     [call] = view["result"]["tool_calls"]

@@ -8,7 +8,10 @@ Part 1 serves ``add(a, b)`` with the official SDK's MCPServer over streamable HT
 ``call_tool``, and pydantic-ai's ``MCPToolset.direct_call_tool`` (the path an ``mcp:<url>`` tool
 takes). Part 2 times ``print(1)``: ``agentkube sandbox exec --json`` (a process per run, as a
 tool shelling out pays), ``run_python`` on one long-lived ``agentkube sandbox mcp`` over stdio and
-over HTTP, and ``LocalSandbox.execute`` in process (the floor). Prints p50/p95 in ms.
+over HTTP, and ``LocalSandbox.execute`` in process (the floor). Part 3 times what an MCPServer
+costs: the operator's tools listing (a fresh official-SDK client per listing, as each reconcile
+makes) and a ``command`` MCPServer's start on one machine (``agentkube sandbox mcp`` as a stdio
+subprocess of pydantic-ai's toolset, connected and listed). Prints p50/p95 in ms.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from fastmcp.client.transports import StdioTransport
 from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from measuring import percentile
 from pydantic_ai.mcp import MCPToolset
 
+from agentkube.operator.mcp_discovery import list_tools
 from agentkube.sandbox import ExecutionRequest
 from agentkube.sandbox.local import LocalSandbox
 
@@ -164,6 +169,26 @@ async def run_python_paths(runs: int) -> dict[str, list[float]]:
     return samples
 
 
+async def mcpserver_costs(runs: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {"listing": [], "stdio start": []}
+    with served_add() as url:
+
+        async def listing() -> None:
+            assert await list_tools(url, {}) == ["add"]
+
+        async def stdio_start() -> None:
+            transport = StdioTransport(sys.executable, ["-m", "agentkube", "sandbox", "mcp"])
+            async with MCPToolset(transport, init_timeout=30) as toolset:
+                assert len(await toolset.list_tools()) == 2
+
+        await listing()
+        for _ in range(runs):
+            samples["listing"].append(await timed(listing))
+            if len(samples["stdio start"]) < max(3, runs // 3):
+                samples["stdio start"].append(await timed(stdio_start))
+    return samples
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
@@ -181,6 +206,11 @@ async def main() -> None:
     print("| path | p50 | p95 |\n|---|---|---|")
     for name, samples in paths.items():
         print(row(name, samples))
+    costs = await mcpserver_costs(args.runs)
+    print(f"\nMCPServer: {args.runs} listings, {len(costs['stdio start'])} stdio starts (ms)\n")
+    print("| path | p50 | p95 |\n|---|---|---|")
+    print(row("the operator's tools listing (new client each time)", costs["listing"]))
+    print(row("a command server's start: agentkube sandbox mcp over stdio", costs["stdio start"]))
     print(f"\nload at the end: {os.getloadavg()[0]:.1f}")
 
 

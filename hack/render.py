@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from agentkube.api.loading import load_file
-from agentkube.api.models import Agent, Model, Resource
+from agentkube.api.loading import Resource, load_file
+from agentkube.api.models import Agent, Model
 from agentkube.errors import AgentkubeError
 from agentkube.operator.config import OperatorConfig, load_config
 from agentkube.operator.rendering import render_agent

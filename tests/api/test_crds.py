@@ -73,4 +73,9 @@ def test_crds_command_prints_every_crd_as_yaml() -> None:
     assert out == render_all()
     docs = list(yaml.safe_load_all(out))
     names = [d["metadata"]["name"] for d in docs]
-    assert names == ["agents.ai.openvn", "models.ai.openvn", "knowledgebases.ai.openvn"]
+    assert names == [
+        "agents.ai.openvn",
+        "models.ai.openvn",
+        "knowledgebases.ai.openvn",
+        "mcpservers.ai.openvn",
+    ]

@@ -26,6 +26,19 @@ def readme_client_config() -> dict[str, object]:
     return config
 
 
+def run_powers(manifest: Path) -> dict[str, object]:
+    """``agentkube run`` a task with one Python block; the one tool call that computed it."""
+    result = agentkube(
+        "run", str(manifest), "--json", "--task", "Powers:\n```python\nprint(2**10)\n```"
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["output"] == "1024"
+    [call] = outcome["tool_calls"]
+    assert call["ok"]
+    return dict(call)
+
+
 async def test_the_readme_desktop_client_configuration_runs_code() -> None:
     [(name, entry)] = readme_client_config()["mcpServers"].items()  # type: ignore[attr-defined]
     assert name == "agentkube-sandbox"
@@ -43,11 +56,15 @@ def test_the_example_agent_runs_its_code_through_the_sandbox_mcp_server(tmp_path
     with http_server() as url:
         manifest = tmp_path / "mcp-agent.yaml"
         manifest.write_text(example.replace("http://127.0.0.1:8765/mcp", url))
-        result = agentkube(
-            "run", str(manifest), "--json", "--task", "Powers:\n```python\nprint(2**10)\n```"
-        )
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout)
-    assert outcome["output"] == "1024"
-    [call] = outcome["tool_calls"]
-    assert call["name"].endswith("_run_python") and call["ok"]
+        call = run_powers(manifest)
+    assert str(call["name"]).endswith("_run_python")
+
+
+def test_the_mcpservers_example_runs_its_code_through_a_stdio_mcpserver(tmp_path: Path) -> None:
+    example = (ROOT / "examples" / "mcp-servers.yaml").read_text()
+    assert "command: agentkube\n" in example
+    # This checkout's console script stands in for `agentkube` on PATH.
+    manifest = tmp_path / "mcp-servers.yaml"
+    command = str(Path(sys.executable).parent / "agentkube")
+    manifest.write_text(example.replace("command: agentkube\n", f"command: {command}\n"))
+    assert run_powers(manifest)["name"] == "sandbox_run_python"

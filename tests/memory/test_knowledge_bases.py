@@ -26,9 +26,8 @@ from agentkube.api.teams import select_team
 from agentkube.memory.embeddings.local import WordLlamaEmbedder
 from agentkube.memory.knowledge_bases import SourceUnreadable, ingest_knowledge_bases
 from agentkube.memory.vectors.chroma import EmbeddedChroma
-from tests.cli_process import agentkube
+from tests.cli_process import agentkube, wait_ready
 from tests.memory.servers import free_port
-from tests.sidecar.conftest import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "knowledge-agent.yaml"

@@ -54,7 +54,7 @@ OPERATOR_NAMESPACE = "agentkube-system"
 def installed(testcluster: Cluster) -> Cluster:
     """``kubectl apply -k deploy/``: namespace, CRDs, RBAC and the operator Deployment."""
     testcluster.kubectl("apply", "-k", str(DEPLOY))  # the install command, verbatim
-    for crd in ("agents.ai.openvn", "models.ai.openvn"):
+    for crd in ("agents.ai.openvn", "models.ai.openvn", "mcpservers.ai.openvn"):
         testcluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     return testcluster
 

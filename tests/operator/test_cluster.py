@@ -120,8 +120,15 @@ def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: C
         return {r for rule in role["rules"] if verb in rule["verbs"] for r in rule["resources"]}
 
     assert not with_verb("*")
-    assert with_verb("update") == {"agents/finalizers", "models/finalizers"}
+    assert with_verb("update") == {
+        "agents/finalizers",
+        "models/finalizers",
+        "mcpservers/finalizers",
+    }
     assert with_verb("delete") == {"deployments", "services", "networkpolicies"}
+    # Secrets: only each namespace's own agentkube-memory (shared memory's credentials).
+    secret_rules = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert [rule.get("resourceNames") for rule in secret_rules] == [["agentkube-memory"]]
     assert installed.kubectl_json(
         "get", "deployment", "agentkube-operator", "-n", "agentkube-system"
     )

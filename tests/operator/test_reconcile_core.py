@@ -118,12 +118,12 @@ async def test_a_transient_failure_asks_for_a_retry_and_a_rejection_does_not() -
 
 
 async def test_an_agent_this_release_cannot_run_gets_no_pod_and_says_why() -> None:
-    reconciler, _, writer = _setup(tools=["python-interpreter", "mcp:search-tools"])
+    reconciler, _, writer = _setup(tools=["python-interpreter", "mcp:ftp://tools.example/mcp"])
     await reconciler.reconcile("Agent", "team-a", "research-agent")
     assert writer.applied == []
     ready = next(c for c in writer.statuses[0]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
-    assert "'mcp:search-tools' (mcp:<name> tools" in ready["message"]
+    assert "'mcp:ftp://tools.example/mcp' (mcp: takes an http(s) URL" in ready["message"]
 
 
 async def test_an_existing_object_without_the_agents_controller_reference_is_not_adopted() -> None:

@@ -86,7 +86,7 @@ async def test_web_browser_refuses_loopback_by_default_and_the_call_is_recorded(
     assert kinds.index("tool.started") < kinds.index("tool.finished")
 
 
-@pytest.mark.parametrize("tool", ["agent:planner", "mcp:search-tools"])
+@pytest.mark.parametrize("tool", ["agent:planner", "mcp:ftp://tools.example/mcp"])
 def test_tools_this_release_cannot_provide_are_refused_by_name(tool: str) -> None:
     with pytest.raises(ToolConfigError, match=tool.split(":")[0]):
         build_tools([tool], ToolEnvironment())

@@ -207,7 +207,7 @@ def test_the_tool_description_states_the_real_limits() -> None:
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        ("{model: m, tools: ['mcp:search-tools']}", "'mcp:search-tools'"),
+        ("{model: m, tools: ['mcp:ftp://tools.example/mcp']}", "'mcp:ftp://tools.example/mcp'"),
     ],
 )
 def test_what_this_release_cannot_run_is_refused_at_load(

@@ -7,15 +7,12 @@ embedded Chroma, or a real ``chroma run`` server (tests/memory/servers.py) that 
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentkube.memory.embeddings.local import WordLlamaEmbedder
@@ -155,16 +152,3 @@ def proxy(
 ) -> Iterator[RunningProxy]:
     with running_proxy(embedded_knowledge, embedder, model) as running:
         yield running
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the proxy exited: {process.communicate()[1].decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail(f"the proxy at {url} was not ready within {timeout}s")

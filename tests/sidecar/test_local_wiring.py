@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentkube.api import sidecar_contract as sc
@@ -17,10 +13,9 @@ from agentkube.memory.settings import MemorySettings
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.errors import ModelConfigError
 from agentkube.sidecar.local import local_rag_front
-from tests.cli_process import agentkube
-from tests.memory.servers import free_port
+from tests.cli_process import agent_service, agentkube, finished_task
 from tests.runtime.helpers import agent_from
-from tests.sidecar.conftest import COLLECTION, wait_ready
+from tests.sidecar.conftest import COLLECTION
 from tests.standins.openai_server import Reply, ScriptedModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,30 +95,10 @@ def test_agent_serve_with_rag_enriches_through_the_proxy_it_runs_in_process(
         "apiVersion: ai.openvn/v1\nkind: Agent\nmetadata: {name: reader}\n"
         f"spec: {{model: standin-model, rag: {{collection: {COLLECTION}, topK: 1}}}}\n"
     )
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTKUBE_", "OPENAI_"))}
     env["AGENTKUBE_DATA_DIR"] = str(embedded_knowledge.data_dir)
-    args = ["agent", "serve", str(manifest), "--base-url", base_url, "--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentkube", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, timeout=180)  # pydantic-ai, the embedder, the index: slow
-        task = httpx.post(f"{url}/v1/tasks", json={"task": QUESTION}).json()
-        deadline = time.monotonic() + 60
-        while (view := httpx.get(f"{url}/v1/tasks/{task['id']}").json())["status"] in (
-            "queued",
-            "running",
-        ):
-            assert time.monotonic() < deadline, view
-            time.sleep(0.1)
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    with agent_service(str(manifest), "--base-url", base_url, env=env) as url:
+        view = finished_task(url, QUESTION)
     assert view["status"] == "succeeded" and view["result"]["output"] == "Orca [1]"
     (request,) = script.requests
     assert "[1] source: /docs/operator.md" in request["messages"][1]["content"]

@@ -12,9 +12,9 @@ import pytest
 
 from agentkube.api import sidecar_contract as sc
 from agentkube.memory.settings import MemorySettings
-from tests.cli_process import agentkube
+from tests.cli_process import agentkube, wait_ready
 from tests.memory.servers import free_port
-from tests.sidecar.conftest import COLLECTION, wait_ready
+from tests.sidecar.conftest import COLLECTION
 from tests.standins.openai_server import Reply, ScriptedModel
 
 

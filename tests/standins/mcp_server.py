@@ -56,3 +56,7 @@ def mcp_server(name: str = "standin-tools") -> Iterator[str]:
     app = create_server(name).streamable_http_app(streamable_http_path="/mcp")
     with serve(app) as base:
         yield f"{base}/mcp"
+
+
+if __name__ == "__main__":  # `python -m tests.standins.mcp_server`: the same tools over stdio
+    create_server("standin-stdio").run("stdio")

@@ -1,16 +1,15 @@
 """What this release can run of an Agent's spec (pure).
 
-The API accepts more than the runtime runs yet: ``mcp:<name>`` tools (naming a
-``kind: MCPServer``; ``mcp:<http(s) url>`` runs) are valid objects whose capability lands in a
-later release. The
-runtime refuses such an Agent with one line (exit 2), and the operator reports
+The API accepts more than the runtime runs: an ``mcp:`` tool that is neither an http(s) URL nor
+the name of an MCPServer (``mcp:ftp://…``, ``mcp:Not_A_Name``) is a valid object nothing can
+connect to. The runtime refuses such an Agent with one line (exit 2), and the operator reports
 ``Ready=False, reason Unsupported`` instead of starting a pod that would crash-loop. One list,
 used by both, shrinks as each capability lands.
 """
 
 from __future__ import annotations
 
-from agentkube.api.mcp import mcp_server_url
+from agentkube.api.mcp import mcp_server_name, mcp_server_url
 from agentkube.api.models import Agent
 
 
@@ -20,8 +19,10 @@ def unsupported_features(agent: Agent) -> list[str]:
     found: list[str] = []
     for tool in spec.tools:
         kind = tool.split(":", 1)[0]
-        if kind == "mcp" and mcp_server_url(tool) is None:
-            found.append(f"spec.tools: {tool!r} (mcp:<name> tools; mcp:<http(s) url> runs)")
+        if kind == "mcp" and mcp_server_url(tool) is None and mcp_server_name(tool) is None:
+            found.append(
+                f"spec.tools: {tool!r} (mcp: takes an http(s) URL or the name of an MCPServer)"
+            )
     return found
 
 

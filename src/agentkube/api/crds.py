@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
+from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import GROUP, VERSION, Agent, KnowledgeBase, Model
 
-Kind = type[Agent] | type[Model] | type[KnowledgeBase]
-
 JSON = dict[str, Any]
+Kind = type[Agent] | type[Model] | type[KnowledgeBase] | type[MCPServer]
 
 _DROPPED_KEYS = {"title", "$defs"}
 
@@ -56,9 +56,30 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
         *READY_AND_AGE,
     ],
+    "MCPServer": [
+        {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
+        {"name": "Tools", "type": "string", "jsonPath": ".status.tools"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+    ],
 }
 
-SHORT_NAMES = {"Agent": ["ag"], "Model": ["aimodel"], "KnowledgeBase": ["kb"]}
+SHORT_NAMES = {
+    "Agent": ["ag"],
+    "Model": ["aimodel"],
+    "KnowledgeBase": ["kb"],
+    "MCPServer": ["mcps"],
+}
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -147,7 +168,7 @@ def crd(kind: Kind) -> JSON:
 
 
 def all_crds() -> list[JSON]:
-    return [crd(Agent), crd(Model), crd(KnowledgeBase)]
+    return [crd(Agent), crd(Model), crd(KnowledgeBase), crd(MCPServer)]
 
 
 def to_yaml(obj: JSON) -> str:

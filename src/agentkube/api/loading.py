@@ -16,7 +16,13 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from agentkube.api.errors import ManifestError
-from agentkube.api.models import API_VERSION, KINDS, Agent, Resource
+from agentkube.api.mcpservers import MCPServer
+from agentkube.api.models import API_VERSION, Agent
+from agentkube.api.models import KINDS as _MODEL_KINDS
+from agentkube.api.models import Resource as _ModelResource
+
+Resource = _ModelResource | MCPServer
+KINDS: dict[str, type[Resource]] = {**_MODEL_KINDS, "MCPServer": MCPServer}
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # real manifests nest a dozen levels; the API server refuses far less than 500
@@ -92,7 +98,9 @@ def parse_documents(text: str, source: str = "<manifest>") -> list[Resource]:
     except yaml.YAMLError as e:
         raise ManifestError(f"{source}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from e
     if not documents:
-        raise ManifestError(f"{source}: no documents; expected an ai.openvn/v1 Agent or Model")
+        raise ManifestError(
+            f"{source}: no documents; expected an ai.openvn/v1 Agent, Model or MCPServer"
+        )
     return [
         parse_object(doc, f"{source}" + (f" (document {i})" if i else ""))
         for i, doc in enumerate(documents)

@@ -21,6 +21,10 @@ ENV_DATA_DIR: Final = "AGENTKUBE_DATA_DIR"
 ENV_SANDBOX_URL: Final = "AGENTKUBE_SANDBOX_URL"
 ENV_SANDBOX_TOKEN_FILE: Final = "AGENTKUBE_SANDBOX_TOKEN_FILE"  # noqa: S105 - a name
 ENV_WEB_ALLOW_PRIVATE: Final = "AGENTKUBE_WEB_ALLOW_PRIVATE"
+# The MCPServers an agent's mcp:<name> tools name: JSON {name: {url, headers: {header: env}}}
+# (api/mcp.py), each header's value in its own variable filled from a Secret.
+ENV_MCP_SERVERS: Final = "AGENTKUBE_MCP_SERVERS"
+ENV_MCP_HEADER_PREFIX: Final = "AGENTKUBE_MCP_HEADER_"
 # Shared memory (docs/memory.md): the servers, and an embeddings endpoint instead of wordllama.
 # In a cluster the operator sets ENV_REDIS_URL from the namespace's Secret (secretKeyRef): one
 # whole URL, redis://agentkube-<ns>:<password>@host:port/db, the namespace's own ACL user, so

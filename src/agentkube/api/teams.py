@@ -14,8 +14,9 @@ from pathlib import Path
 
 from agentkube.api.capabilities import unsupported_message
 from agentkube.api.errors import ManifestError
-from agentkube.api.loading import load_file
-from agentkube.api.models import Agent, KnowledgeBase, Model, Resource
+from agentkube.api.loading import Resource, load_file
+from agentkube.api.mcpservers import MCPServer
+from agentkube.api.models import Agent, KnowledgeBase, Model
 
 AGENT_TOOL_PREFIX = "agent:"
 DEFAULT_MAX_DEPTH = 3
@@ -34,6 +35,7 @@ class Team:
     members: dict[str, Agent]
     models: list[Model]
     knowledge: list[KnowledgeBase] = field(default_factory=list)  # ingested before the run
+    mcp_servers: dict[str, MCPServer] = field(default_factory=dict)
 
     @property
     def is_solo(self) -> bool:
@@ -95,6 +97,7 @@ def select_team(
         members=members,
         models=[r for r in resources if isinstance(r, Model)],
         knowledge=_knowledge_bases(resources, source),
+        mcp_servers={r.metadata.name: r for r in resources if isinstance(r, MCPServer)},
     )
 
 

@@ -122,7 +122,13 @@ def serve(
                 if a.spec.system_prompt
             }
             delegator = A2ATeam(peers, descriptions=descriptions)
-            async with open_runtime(team.lead, team.models, settings, delegator=delegator) as rt:
+            async with open_runtime(
+                team.lead,
+                team.models,
+                settings,
+                delegator=delegator,
+                mcp_servers=team.mcp_servers,
+            ) as rt:
                 yield rt
             return
         async with open_team(team, settings) as rt:

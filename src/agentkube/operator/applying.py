@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 AgentResource = create_namespaced_resource(GROUP, VERSION, "Agent", "agents")
 ModelResource = create_namespaced_resource(GROUP, VERSION, "Model", "models")
+MCPServerResource = create_namespaced_resource(GROUP, VERSION, "MCPServer", "mcpservers")
 
 CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "ServiceAccount": ServiceAccount,
@@ -50,7 +51,7 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "Deployment": Deployment,
     "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
 }
-OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource}
+OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource, "MCPServer": MCPServerResource}
 
 
 class Clock(Protocol):
@@ -109,7 +110,7 @@ class Applier:
         log.info("deleted %s %s/%s", kind, namespace, name)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None:
-        """Merge-patch the status subresource of an Agent or Model."""
+        """Merge-patch the status subresource of an Agent, Model or MCPServer."""
         resource = OWNER_KINDS[kind]
         async with _translated(f"update status of {kind} {namespace}/{name}"):
             await self.client.patch(

@@ -2,13 +2,14 @@
 
 Only ``@kopf.on.event`` handlers are used, so kopf itself never writes to the objects (no
 progress annotations, no finalizers): the operator's writes are exactly the reconciler's. Each
-watch (Agents, Models, and the children, filtered server-side by the ``managed-by`` label):
+watch (Agents, Models, MCPServers, and the children, filtered server-side by the ``managed-by``
+label):
 
 - updates the :class:`~agentkube.operator.cache.Cache`;
 - asks the :class:`~agentkube.operator.queueing.ReconcileQueue` to reconcile the owner — so a
   deleted or hand-edited child is repaired, and a Deployment becoming available updates the
   Agent's status;
-- a Model's event also reconciles the Agents of its namespace that name it;
+- a Model's or an MCPServer's event also reconciles the Agents of its namespace that name it;
 - a namespace's memory Secret (only with shared memory configured) reconciles its Agents, so a
   deleted one is made again.
 
@@ -29,14 +30,21 @@ import kopf
 from agentkube.api.models import GROUP, VERSION
 from agentkube.operator.cache import Cache
 from agentkube.operator.memory import SECRET_NAME as MEMORY_SECRET
-from agentkube.operator.naming import AGENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
+from agentkube.operator.naming import (
+    AGENT_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MCPSERVER_LABEL,
+    MODEL_LABEL,
+)
 from agentkube.operator.queueing import ReconcileQueue, Ref
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[None]]
-OWNERS = {"Agent": "agents", "Model": "models"}
+OWNERS = {"Agent": "agents", "Model": "models", "MCPServer": "mcpservers"}
+OWNER_LABELS = (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL), ("MCPServer", MCPSERVER_LABEL))
 CHILDREN = {
     "ServiceAccount": ("", "v1", "serviceaccounts"),
     "ConfigMap": ("", "v1", "configmaps"),
@@ -81,11 +89,14 @@ class Controller:
         if kind == "Model":
             for agent in self._agents_using(namespace, name):
                 self.queue.submit(("Agent", namespace, agent))
+        if kind == "MCPServer":
+            for agent in self._agents_naming(namespace, f"mcp:{name}"):
+                self.queue.submit(("Agent", namespace, agent))
 
     async def on_child(self, kind: str, event: JSON) -> None:
         namespace, _, _ = self._record(kind, event)
         labels = event["object"].get("metadata", {}).get("labels") or {}
-        for owner_kind, label in (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL)):
+        for owner_kind, label in OWNER_LABELS:
             owner = labels.get(label)
             if owner and self.cache.get(owner_kind, namespace, owner) is not None:
                 await self.queue.run((owner_kind, namespace, owner))
@@ -101,6 +112,13 @@ class Controller:
             name
             for (ns, name), body in self.cache.items("Agent")
             if ns == namespace and body.get("spec", {}).get("model") == model
+        ]
+
+    def _agents_naming(self, namespace: str, tool: str) -> list[str]:
+        return [
+            name
+            for (ns, name), body in self.cache.items("Agent")
+            if ns == namespace and tool in (body.get("spec", {}).get("tools") or [])
         ]
 
     async def resync_forever(self) -> None:
@@ -125,7 +143,7 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
     """kopf settings the operator relies on (``shared``: it watches :data:`SHARED` too)."""
     # Events are posted by the reconciler, only on failures: kopf's would be extra writes.
     settings.posting.enabled = False
-    # Agents and Models are named explicitly: no cluster-wide CRD watch, no RBAC for it.
+    # Agents, Models and MCPServers are named explicitly: no cluster-wide CRD watch, no RBAC for it.
     settings.scanning.disabled = True
     for group, version, plural in CHILDREN.values():
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR

@@ -1,8 +1,8 @@
 """Names, labels and owner references of the objects the operator makes.
 
 An Agent's children share the Agent's name (one of each kind), so its Service is reachable as
-``<agent>.<namespace>.svc``. A Model's children get a ``-model`` suffix, so an Agent and a Model
-may share a name without their Deployments colliding.
+``<agent>.<namespace>.svc``. A Model's children get a ``-model`` suffix and an MCPServer's a
+``-mcp`` suffix, so an Agent, a Model and an MCPServer may share a name without colliding.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ JSON = dict[str, Any]
 
 AGENT_LABEL = "ai.openvn/agent"
 MODEL_LABEL = "ai.openvn/model"
+MCPSERVER_LABEL = "ai.openvn/mcpserver"
 MANAGED_BY = "agentkube-operator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 HASH_ANNOTATION = "ai.openvn/applied-hash"
@@ -44,6 +45,10 @@ def model_child_name(model: str) -> str:
     return bounded_name(model, "-model")
 
 
+def mcpserver_child_name(server: str) -> str:
+    return bounded_name(server, "-mcp")
+
+
 def agent_pods() -> dict[str, str]:
     """The label every agent's pods carry (what NetworkPolicies let in as "agents")."""
     return {"app.kubernetes.io/component": "agent"}
@@ -56,6 +61,10 @@ def agent_selector(name: str) -> dict[str, str]:
 
 def model_selector(name: str) -> dict[str, str]:
     return {MODEL_LABEL: name, "app.kubernetes.io/component": "model-server"}
+
+
+def mcpserver_selector(name: str) -> dict[str, str]:
+    return {MCPSERVER_LABEL: name, "app.kubernetes.io/component": "mcp-server"}
 
 
 def common_labels(component: str, instance: str) -> dict[str, str]:
@@ -74,6 +83,10 @@ def agent_labels(name: str) -> dict[str, str]:
 
 def model_labels(name: str) -> dict[str, str]:
     return {**common_labels("model-server", name), MODEL_LABEL: name}
+
+
+def mcpserver_labels(name: str) -> dict[str, str]:
+    return {**common_labels("mcp-server", name), MCPSERVER_LABEL: name}
 
 
 def owner_reference(kind: str, name: str, uid: str) -> JSON:

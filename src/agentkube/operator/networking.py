@@ -5,9 +5,10 @@ the configured memory servers (:mod:`memory`: Redis for every agent, Chroma for 
 ``memory: persistent`` or ``rag``; their pods in deploy/memory's namespace, or the port of a
 managed server); the sandbox gateway for
 ``python-interpreter``; the agents named by ``agent:<name>`` tools; the ports of its
-``mcp:<url>`` servers; and the public web (ports 80 and 443, private ranges excluded) only with
-``web-browser``. Ingress: other agents of the
-namespace, on the agent's port.
+``mcp:<url>`` servers (the MCPServers of ``mcp:<name>`` tools are added by
+:func:`agentkube.operator.mcpservers.with_mcp_servers`); and the public web (ports 80 and 443,
+private ranges excluded) only with ``web-browser``. Ingress: other agents of the namespace, on
+the agent's port.
 
 A NetworkPolicy cannot name a DNS host, so an external endpoint is allowed by port to any
 address; put an egress gateway in front of the cluster for per-host rules.

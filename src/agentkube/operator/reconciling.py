@@ -1,4 +1,4 @@
-"""One level-triggered reconcile of an Agent or a Model.
+"""One level-triggered reconcile of an Agent, a Model or an MCPServer.
 
 Render the children from the cached object, apply those that drifted (missing, hand-edited, or
 rendered differently), then compute the status and write it only if it changed. With nothing to
@@ -13,12 +13,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from agentkube.api.capabilities import unsupported_message
 from agentkube.api.loading import describe
+from agentkube.api.mcp import mcp_server_names
+from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import Agent, Model
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
@@ -29,7 +31,9 @@ from agentkube.operator.errors import (
     RejectedByApi,
     TransientApiError,
 )
-from agentkube.operator.naming import model_child_name
+from agentkube.operator.mcp_discovery import DiscoveryFailed, ToolDiscovery
+from agentkube.operator.mcpservers import render_mcpserver, resolve_servers, server_url
+from agentkube.operator.naming import mcpserver_child_name, model_child_name
 from agentkube.operator.placement import PlacementError
 from agentkube.operator.rendering import endpoint, render_agent
 from agentkube.operator.serving import (
@@ -51,7 +55,13 @@ log = logging.getLogger(__name__)
 
 # Pods of a Deployment cannot be created before their ServiceAccount, ConfigMap and claim.
 PREREQUISITES = {"ServiceAccount", "ConfigMap", "PersistentVolumeClaim"}
-EVENT_WORTHY = {"ModelResolved", "MemoryReady", "Reconciled"}
+EVENT_WORTHY = {
+    "ModelResolved",
+    "McpServersResolved",
+    "MemoryReady",
+    "Reconciled",
+    "ToolsDiscovered",
+}
 # The namespace is being deleted: write nothing more, the garbage collector is at work.
 TERMINATING = Check(type="Reconciled", ok=False, reason="NamespaceTerminating", message="")
 
@@ -93,11 +103,13 @@ class Reconciler:
         applier: Writer,
         config: OperatorConfig,
         memory: Memory | None = None,
+        discover: ToolDiscovery | None = None,
     ) -> None:
         self.cache = cache
         self.applier = applier
         self.config = config
         self.memory = memory
+        self.discover = discover  # None: MCPServers' tools are not listed
 
     async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
         """Reconcile one object from the cache; True when it should be retried later."""
@@ -106,6 +118,8 @@ class Reconciler:
             return False  # gone: the garbage collector removes the children
         if kind == "Agent":
             return await self.reconcile_agent(body, namespace)
+        if kind == "MCPServer":
+            return await self.reconcile_mcpserver(body, namespace)
         return await self.reconcile_model(body, namespace)
 
     # ------------------------------------------------------------------ Agent
@@ -120,6 +134,10 @@ class Reconciler:
             return await self._finish(body, [check], {}) or False
         model = self._model_for(agent, namespace)
         checks = [self._model_check(agent, model, namespace)]
+        servers, mcp_check = resolve_servers(
+            agent, namespace, self._mcpservers_of(agent, namespace)
+        )
+        checks += [mcp_check] if mcp_check is not None else []
         unsupported = unsupported_message(agent)
         if unsupported is not None:
             # No pod: it would only crash-loop on the same refusal (the runtime's exit 2).
@@ -128,7 +146,7 @@ class Reconciler:
             )
             return await self._finish(body, checks, {}) or False
         try:
-            children = render_agent(agent, namespace, model, self.config)
+            children = render_agent(agent, namespace, model, self.config, mcp_servers=servers)
         except PlacementError as e:
             checks.append(Check(type="Reconciled", ok=False, reason=e.reason, message=str(e)))
             return await self._finish(body, checks, {}) or False
@@ -154,6 +172,18 @@ class Reconciler:
                     "Model %s/%s does not validate; ignoring it", namespace, agent.spec.model
                 )
         return endpoint_for_model(agent.spec.model, namespace, models, self.config)
+
+    def _mcpservers_of(self, agent: Agent, namespace: str) -> dict[str, MCPServer]:
+        found: dict[str, MCPServer] = {}
+        for name in mcp_server_names(agent.spec.tools):
+            body = self.cache.get("MCPServer", namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                found[name] = _parse(MCPServer, body)
+            except ValidationError:
+                log.warning("MCPServer %s/%s does not validate; ignoring it", namespace, name)
+        return found
 
     @staticmethod
     def _model_check(agent: Agent, model: ResolvedModel | None, namespace: str) -> Check:
@@ -198,11 +228,13 @@ class Reconciler:
         extra = {"url": model_base_url(model, namespace, self.config)}
         return await self._finish(body, checks, extra) or applied.retry
 
-    async def _prune(self, body: JSON, namespace: str, children: list[JSON]) -> Applied:
-        """Delete serving objects a Model no longer renders (it switched to an endpoint): a
-        forgotten inference Deployment would hold its GPU for nothing."""
+    async def _prune(
+        self, body: JSON, namespace: str, children: list[JSON], child: str | None = None
+    ) -> Applied:
+        """Delete serving objects a Model (or an MCPServer) no longer renders (it switched to an
+        endpoint or a url): a forgotten inference Deployment would hold its GPU for nothing."""
         rendered = {(c["kind"], c["metadata"]["name"]) for c in children}
-        for kind, name in stale_children(body, namespace, rendered, self.cache):
+        for kind, name in stale_children(body, namespace, rendered, self.cache, child):
             try:
                 await self.applier.delete(kind, namespace, name)
             except ReconcileError as e:
@@ -214,6 +246,54 @@ class Reconciler:
             type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
         )
         return Applied(check=check, retry=False)
+
+    # ------------------------------------------------------------------ MCPServer
+
+    async def reconcile_mcpserver(self, body: JSON, namespace: str) -> bool:
+        try:
+            server = _parse(MCPServer, body)
+        except ValidationError as e:
+            check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=describe(e))
+            return await self._finish(body, [check], {}) or False
+        children = render_mcpserver(server, namespace, self.config)
+        child = mcpserver_child_name(server.metadata.name)
+        applied = await self._apply_all(children)
+        if applied.check.ok:  # a server switched from image to url or command: nothing left over
+            applied = await self._prune(body, namespace, children, child)
+        url = server_url(server, namespace)
+        if url is None:
+            check = Check(
+                type="Reconciled",
+                ok=False,
+                reason="LocalOnly",
+                message="a command (stdio) server runs only on one machine (agentkube run); "
+                "give it an image and port, or a url, to use it in a cluster",
+            )
+            return await self._finish(body, [check], {}) or applied.retry
+        checks, listable = [applied.check], applied.check.ok
+        if children:
+            available = deployment_available(self.cache.get("Deployment", namespace, child))
+            checks.append(available)
+            listable = listable and available.ok
+        extra: JSON = {"url": url}
+        retry = applied.retry
+        if self.discover is not None and listable:
+            try:
+                tools = await self.discover(namespace, url, server.spec.headers_from)
+            except DiscoveryFailed as e:
+                checks.append(
+                    Check(
+                        type="ToolsDiscovered", ok=False, reason="DiscoveryFailed", message=str(e)
+                    )
+                )
+                retry = True
+            else:
+                message = f"{len(tools)} tools"
+                checks.append(
+                    Check(type="ToolsDiscovered", ok=True, reason="Listed", message=message)
+                )
+                extra["tools"] = tools
+        return await self._finish(body, checks, extra) or retry
 
     # ------------------------------------------------------------------ shared
 
@@ -293,14 +373,19 @@ class Reconciler:
 
 
 def stale_children(
-    owner: JSON, namespace: str, rendered: set[tuple[str, str]], cache: Cache
+    owner: JSON,
+    namespace: str,
+    rendered: set[tuple[str, str]],
+    cache: Cache,
+    child: str | None = None,
 ) -> list[tuple[str, str]]:
-    """(kind, name) of the Model's serving objects that exist but are no longer rendered.
+    """(kind, name) of the owner's serving objects (named ``child``, by default the Model's)
+    that exist but are no longer rendered.
 
-    Only objects this very Model controls (owner uid) are candidates, never a look-alike.
+    Only objects this very owner controls (owner uid) are candidates, never a look-alike.
     """
     uid = owner["metadata"].get("uid")
-    name = model_child_name(owner["metadata"]["name"])
+    name = child or model_child_name(owner["metadata"]["name"])
     stale = []
     for kind in ("Deployment", "Service", "NetworkPolicy"):
         live = cache.get(kind, namespace, name)
@@ -313,4 +398,11 @@ def stale_children(
 
 
 def _parse_model(body: JSON) -> Model:
-    return Model.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    return _parse(Model, body)
+
+
+Parsed = TypeVar("Parsed", Agent, Model, MCPServer)
+
+
+def _parse(kind: type[Parsed], body: JSON) -> Parsed:
+    return kind.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})

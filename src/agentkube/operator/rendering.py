@@ -9,6 +9,7 @@ Deployment's pods mount or use exists before them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -17,6 +18,7 @@ from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent
 from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
 from agentkube.operator.config import OperatorConfig
+from agentkube.operator.mcpservers import ResolvedServer, with_mcp_servers
 from agentkube.operator.memory import memory_env
 from agentkube.operator.naming import (
     CONFIG_HASH_ANNOTATION,
@@ -221,9 +223,15 @@ def render_deployment(
 
 
 def render_agent(
-    agent: Agent, namespace: str, model: ResolvedModel | None, config: OperatorConfig
+    agent: Agent,
+    namespace: str,
+    model: ResolvedModel | None,
+    config: OperatorConfig,
+    *,
+    mcp_servers: Sequence[ResolvedServer] = (),
 ) -> list[JSON]:
-    """Every child of an Agent, in apply order."""
+    """Every child of an Agent, in apply order; ``mcp_servers`` are the MCPServers its
+    ``mcp:<name>`` tools resolved to."""
     name = agent.metadata.name
     owner = owner_reference("Agent", name, agent.metadata.uid or "")
     labels = agent_labels(name)
@@ -268,6 +276,7 @@ def render_agent(
         render_network_policy(agent, namespace, model, config, meta()),
         render_deployment(agent, model, config, meta(), manifest),
     ]
+    children = with_mcp_servers(children, agent, mcp_servers)
     return [stamp(child) for child in children]
 
 

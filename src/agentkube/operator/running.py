@@ -25,6 +25,7 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
@@ -55,7 +56,11 @@ class Operator:
         redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
         self.reconciler = Reconciler(
-            cache=self.cache, applier=self.applier, config=config, memory=self.memory
+            cache=self.cache,
+            applier=self.applier,
+            config=config,
+            memory=self.memory,
+            discover=LiveDiscovery(self.client),
         )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
@@ -128,7 +133,7 @@ class OperatorMetrics(Collector):
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]
         )
-        for kind in ("Agent", "Model", "Deployment"):
+        for kind in ("Agent", "Model", "MCPServer", "Deployment"):
             cached.add_metric([kind], self.operator.cache.count(kind))
         yield cached
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentkube.api import pod_contract as pc
+from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import Agent, Model, SandboxLimits
 from agentkube.api.quantity import parse_bytes, parse_cpu
 from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.delegation import Delegator
+from agentkube.runtime.mcp_servers import named_servers
 from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
 from agentkube.runtime.memory_tools import open_memory_tools
 from agentkube.runtime.model_resolution import choose_model
@@ -108,9 +110,11 @@ async def open_runtime(
     settings: RuntimeSettings,
     *,
     delegator: Delegator | None = None,
+    mcp_servers: Mapping[str, MCPServer] | None = None,
 ) -> AsyncIterator[AgentRuntime]:
     """An :class:`AgentRuntime` with its sandbox; the sandbox is closed on exit. ``delegator``
-    runs its ``agent:`` tools (see :mod:`agentkube.runtime.team`)."""
+    runs its ``agent:`` tools (see :mod:`agentkube.runtime.team`); ``mcp_servers`` are the
+    MCPServers of the file, by name, its ``mcp:<name>`` tools may use."""
     choice = choose_model(
         agent,
         models,
@@ -120,13 +124,14 @@ async def open_runtime(
         environ=settings.environ,
     )
     limits = sandbox_limits(agent.spec.sandbox)
+    named = named_servers(agent, mcp_servers or {}, settings.environ)
     history = history_for(agent, settings.resolved_data_dir())
     sandbox = open_sandbox(settings) if PYTHON_INTERPRETER in agent.spec.tools else None
     try:
         environ, data_dir = dict(settings.environ), settings.resolved_data_dir()
         async with (
             open_agent_model(agent, choice, environ, data_dir, settings.rag_front) as model,
-            open_mcp_tools(agent.spec.tools, settings.mcp) as mcp,
+            open_mcp_tools(agent.spec.tools, settings.mcp, named) as mcp,
             open_memory_tools(agent, environ, data_dir) as memory_tools,
         ):
             yield AgentRuntime(

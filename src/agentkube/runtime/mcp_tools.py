@@ -1,9 +1,11 @@
-"""``mcp:<url>`` tools: a streamable-HTTP MCP server's tools, through pydantic-ai's MCPToolset.
+"""``mcp:`` tools: an MCP server's tools, through pydantic-ai's MCPToolset.
 
 Each server is one :class:`~pydantic_ai.mcp.MCPToolset` (the FastMCP client on the official SDK,
-which negotiates the protocol revision down as the server needs), its tools prefixed with a name
-derived from the URL (``docs_example_com_search``), unique per agent, so two servers cannot
-collide with each other or with the built-in tools.
+which negotiates the protocol revision down as the server needs): ``mcp:<url>`` and a named
+MCPServer with a URL over streamable HTTP, a named MCPServer with a ``command`` over stdio (see
+:mod:`agentkube.runtime.mcp_servers`). Its tools are prefixed with a name derived from the URL
+(``docs_example_com_search``) or the MCPServer's name (``github_search``), unique per agent, so
+two servers cannot collide with each other or with the built-in tools.
 
 What comes back is untrusted input: every call is recorded like a built-in tool's, bounded in time
 (``call_timeout_s``) and size (``max_result_chars``, head and tail kept), and a tool's error, a
@@ -24,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastmcp.client.transports import StdioTransport
 from pydantic_ai import RunContext, ToolFailed
 from pydantic_ai.mcp import CallToolFunc, MCPToolset, ProcessToolCallback, ToolResult
 from pydantic_ai.toolsets import AbstractToolset
 
 from agentkube.api.mcp import mcp_server_url
+from agentkube.runtime.mcp_servers import NamedServer, NamedServers
 from agentkube.runtime.recording import ToolRecorder
 
 log = logging.getLogger("agentkube.runtime.mcp")
@@ -44,12 +48,13 @@ class McpSettings:
     max_retries: int = 3
 
 
-def server_prefixes(urls: Sequence[str]) -> dict[str, str]:
-    """A tool-name prefix per server URL: its host (and port), made a name, unique in order."""
+def server_prefixes(keys: Sequence[str]) -> dict[str, str]:
+    """A tool-name prefix per server URL (its host and port) or MCPServer name, made a name,
+    unique in order."""
     prefixes: dict[str, str] = {}
-    for url in urls:
-        parts = urlsplit(url)
-        base = re.sub(r"[^A-Za-z0-9]+", "_", parts.netloc.rpartition("@")[2]).strip("_").lower()
+    for url in keys:
+        where = urlsplit(url).netloc.rpartition("@")[2] if "://" in url else url
+        base = re.sub(r"[^A-Za-z0-9]+", "_", where).strip("_").lower()
         if not base or base[0].isdigit():
             base = f"mcp_{base}"
         base = base[:PREFIX_CHARS].rstrip("_")
@@ -91,10 +96,21 @@ def recording_call(name: str, settings: McpSettings) -> ProcessToolCallback:
     return call
 
 
-def mcp_toolset(url: str, prefix: str, settings: McpSettings) -> MCPToolset[Any]:
+def mcp_toolset(
+    url: str, prefix: str, settings: McpSettings, named: NamedServer | None = None
+) -> MCPToolset[Any]:
+    """The toolset of ``mcp:<url>``, or of a named server (its URL and headers, or its command)."""
+    if named is not None and named.command is not None:
+        client: str | StdioTransport = StdioTransport(
+            named.command, list(named.args), env=dict(named.env)
+        )
+    else:
+        client = url
+    headers = dict(named.headers) if named is not None and named.headers else None
     return MCPToolset(
-        url,
+        client,
         id=prefix,
+        headers=headers,
         tool_error_behavior="failed",
         process_tool_call=recording_call(prefix, settings),
         max_retries=settings.max_retries,
@@ -125,23 +141,32 @@ async def _connect(toolset: MCPToolset[Any], stack: AsyncExitStack, settings: Mc
 
 
 @asynccontextmanager
-async def open_mcp_tools(tools: Sequence[str], settings: McpSettings) -> AsyncIterator[McpTools]:
-    """Connect to the ``mcp:<url>`` servers among ``tools``; disconnect on exit."""
+async def open_mcp_tools(
+    tools: Sequence[str], settings: McpSettings, named: NamedServers | None = None
+) -> AsyncIterator[McpTools]:
+    """Connect to the ``mcp:<url>`` servers among ``tools`` and to the ``named`` servers of its
+    ``mcp:<name>`` tools; disconnect on exit."""
     urls = [url for tool in tools if (url := mcp_server_url(tool)) is not None]
-    found = McpTools()
+    by_name = named.servers if named is not None else {}
+    found = McpTools(unavailable=list(named.unavailable) if named is not None else [])
+    for line in found.unavailable:
+        log.warning("warning: %s", line)
     async with AsyncExitStack() as stack:
-        for url, prefix in server_prefixes(urls).items():
-            toolset = mcp_toolset(url, prefix, settings)
+        for key, prefix in server_prefixes([*urls, *by_name]).items():
+            server = by_name.get(key) if key not in urls else None
+            url = key if server is None else server.url or ""
+            toolset = mcp_toolset(url, prefix, settings, server)
+            tool = f"mcp:{key}" if server is None else server.tool
             try:
                 count = await _connect(toolset, stack, settings)
             except Exception as e:  # any failure to connect leaves this server out, not the agent
                 line = (
-                    f"tool 'mcp:{url}' is unavailable: the MCP server did not answer "
+                    f"tool {tool!r} is unavailable: the MCP server did not answer "
                     f"({_reason(e)}); the agent runs without its tools"
                 )
                 log.warning("warning: %s", line)
                 found.unavailable.append(line)
                 continue
-            log.info("mcp:%s: %d tools, named %s_<tool>", url, count, prefix)
+            log.info("%s: %d tools, named %s_<tool>", tool, count, prefix)
             found.toolsets.append(toolset.prefixed(prefix))
         yield found

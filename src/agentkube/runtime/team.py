@@ -82,7 +82,9 @@ async def open_team(
     async with AsyncExitStack() as stack:
         for agent in team.members.values():
             runtime = await stack.enter_async_context(
-                open_runtime(agent, team.models, settings, delegator=local)
+                open_runtime(
+                    agent, team.models, settings, delegator=local, mcp_servers=team.mcp_servers
+                )
             )
             local.add(runtime)
         yield local.runtime(team.lead.metadata.name)

@@ -24,7 +24,7 @@ from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.messages import BinaryContent
 from pydantic_ai.toolsets import AbstractToolset
 
-from agentkube.api.mcp import mcp_server_url
+from agentkube.api.mcp import mcp_server_name, mcp_server_url
 from agentkube.runtime.errors import ToolConfigError
 from agentkube.runtime.recording import ToolRecorder
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits, Sandbox
@@ -197,7 +197,7 @@ def build_tools(names: list[str], env: ToolEnvironment) -> list[Tool[RunDeps]]:
             tools.append(python_interpreter_tool(env.sandbox, env.limits))
         elif name == WEB_BROWSER:
             tools.append(web_browser_tool(env.web))
-        elif mcp_server_url(name) is not None:
+        elif mcp_server_url(name) is not None or mcp_server_name(name) is not None:
             continue  # an MCP server's tools come as a toolset, connected by open_mcp_tools
         elif name.startswith("agent:") and env.delegator is not None:
             from agentkube.runtime.delegation import agent_tool

@@ -21,6 +21,7 @@ def serve(
     startup_timeout: float = 20.0,
     tls: tuple[Path, Path] | None = None,
     port: int = 0,
+    http: Any = "auto",
 ) -> Iterator[str]:
     """Yield the server's base URL (``http://127.0.0.1:PORT``, or ``https://`` with ``tls``, a
     (certificate, key) pair); stop it on exit."""
@@ -33,6 +34,7 @@ def serve(
         lifespan="on",
         ssl_certfile=cert,
         ssl_keyfile=key,
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

@@ -89,6 +89,7 @@ def serve(
 
     import uvicorn
 
+    from agentkube.bounded_headers import bounded_headers
     from agentkube.runtime.a2a import A2AMount, A2ATeam
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings, open_runtime
@@ -155,6 +156,7 @@ def serve(
         ),
         host=host,
         port=port,
+        http=bounded_headers(),
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=int(drain_timeout) + 5,

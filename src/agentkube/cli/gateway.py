@@ -69,6 +69,7 @@ def gateway(
     """Serve the sandbox contract over HTTP (POST /v1/executions) until SIGTERM."""
     import uvicorn
 
+    from agentkube.bounded_headers import bounded_headers
     from agentkube.cli.checks import check_listen
     from agentkube.gateway.app import GatewaySettings, create_app
     from agentkube.gateway.building import (
@@ -128,4 +129,4 @@ def gateway(
         ),
         kube_client=client,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=bounded_headers())

@@ -96,6 +96,7 @@ def rag(
 
     import uvicorn
 
+    from agentkube.bounded_headers import bounded_headers
     from agentkube.sidecar.proxy import create_app
     from agentkube.sidecar.retrieval import open_knowledge_retriever
 
@@ -111,6 +112,7 @@ def rag(
         create_app(config, retriever),
         host=host,
         port=port,
+        http=bounded_headers(),
         log_level="info",
         access_log=False,
     )

@@ -41,6 +41,7 @@ def serve(
     import uvicorn
 
     from agentkube.admission.webhook import KubeModels, create_app
+    from agentkube.bounded_headers import bounded_headers
     from agentkube.operator.config import load_config
     from agentkube.operator.running import make_client
 
@@ -56,6 +57,7 @@ def serve(
         create_app(settings, KubeModels(client)),
         host=host,
         port=port,
+        http=bounded_headers(),
         ssl_certfile=str(tls_cert),
         ssl_keyfile=str(tls_key),
         log_level="warning",

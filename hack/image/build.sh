@@ -212,7 +212,11 @@ rm -rf "$dest"
 mv "$staging" "$dest"
 staging=""
 # Keep the three newest images and the two newest bases (each image is most of a GB).
-ls -dt "$cache_root"/[0-9a-f]*/ | tail -n +4 | xargs -r rm -rf
-ls -dt "$cache_root"/base-*/ | tail -n +3 | xargs -r rm -rf
+prune() {  # $1: a regular expression for the directory names, $2: how many to keep
+  find "$cache_root" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex ".*/$1" \
+    -printf '%T@ %p\n' | sort -rn | tail -n "+$(( $2 + 1 ))" | cut -d' ' -f2- | xargs -r rm -rf
+}
+prune '[0-9a-f]{12}' 3
+prune 'base-[0-9a-f]{12}' 2
 say "localhost/agentkube/agentkube:$key: $(du -h "$dest/image.tar" | cut -f1) in $dest, $(( $(date +%s) - start ))s"
 echo "$dest/image.json"

@@ -41,7 +41,10 @@ def build_project_image() -> ProjectImage:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.splitlines()[-15:])
         pytest.fail(f"{BUILD_SCRIPT} exited {result.returncode}:\n{tail}", pytrace=False)
-    info = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    lines = result.stdout.strip().splitlines()
+    if not lines:
+        pytest.fail(f"{BUILD_SCRIPT} printed no image.json path", pytrace=False)
+    info = json.loads(Path(lines[-1]).read_text())
     image = ProjectImage(
         reference=info["reference"], archive=Path(info["archive"]), key=info["key"]
     )

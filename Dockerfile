@@ -4,14 +4,22 @@
 #   sandbox gateway     docker run IMAGE sandbox gateway
 # Runs as the unprivileged user 65532 with a read-only root: the operator's agent pods and
 # deploy/operator/deployment.yaml use the Pod Security `restricted` profile.
+#
+# Without Docker, `make image` (hack/image/build.sh) builds the same image from Debian packages:
+# both install the dependencies from requirements/image.lock (exact pins, hashes, wheels only)
+# and then the project's wheel without dependencies, so both have the same entrypoints, user,
+# environment and working directory. Change one, change the other.
 
 FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/image.lock ./requirements/
 COPY src ./src
 RUN python -m venv /opt/agentkube \
- && /opt/agentkube/bin/pip install ".[k8s]"
+ && /opt/agentkube/bin/pip install --require-hashes --no-deps --only-binary :all: \
+      -r requirements/image.lock \
+ && /opt/agentkube/bin/pip install --no-deps .
 
 FROM python:3.12-slim
 RUN apt-get update \

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
 
-.PHONY: setup setup-dev demo test test-fast lint fmt crds scan
+.PHONY: setup setup-dev demo test test-fast lint fmt crds scan image
 
 setup:
 	@scripts/setup.sh
@@ -26,16 +26,23 @@ fmt: setup-dev
 
 # The real control plane the cluster tests run on, and its real node (containerd, runc, gVisor,
 # kubelet, kube-router, images): built from Go modules and Debian packages, cached per version.
+# Also the project's image, which tests/realnode runs on the real node.
 testcluster:
 	@hack/testcluster/build.sh
 	@hack/testcluster/build-node.sh
+	@hack/image/build.sh
+
+# The project's image without Docker (Debian packages + the wheel + requirements/image.lock),
+# cached per input; prints the path of image.json (reference and archive). Needs root.
+image:
+	@hack/image/build.sh
 
 test: setup-dev testcluster
 	$(VENV)/pytest
 
-# The inner loop: everything but the cluster tests (no control plane, no Go build).
+# The inner loop: everything but the cluster and image tests (no control plane, no builds).
 test-fast: setup-dev
-	$(VENV)/pytest -m "not cluster"
+	$(VENV)/pytest -m "not cluster and not image"
 
 crds: setup
 	$(VENV)/agentkube crds --output-dir deploy/crds

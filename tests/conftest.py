@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.plugins.redis",
     "tests.plugins.sandbox",
     "tests.plugins.testcluster",
+    "tests.plugins.project_image",
 ]
 
 

@@ -8,6 +8,9 @@
     status       say whether the cluster is running, and where its logs are
     info --json  what clients need: kubeconfig, server, real_node (its name or null), images,
                  runtime_classes, the real node's node_selector and tolerations
+    import-image ARCHIVE
+                 import a docker-archive (e.g. hack/image/build.sh's image.tar) into the real
+                 node's containerd, for pods with imagePullPolicy Never
 
 The state directory defaults to <repo>/.cache/testcluster (override: --state-dir or
 AGENTKUBE_TESTCLUSTER_DIR). Exit codes: 0 done, 1 failed, 2 usage or missing prerequisite.
@@ -27,6 +30,7 @@ from typing import Any
 from . import binaries
 from .cluster import TestCluster
 from .errors import MissingPrerequisite, NotRunning, TestClusterError
+from .realnode import RealNode
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO / ".cache" / "testcluster"
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["build", "up", "down", "kubeconfig", "status", "info"])
+    parser.add_argument("command", choices=[*_COMMANDS, "import-image"])
+    parser.add_argument("archive", nargs="?", type=Path, help="import-image: the archive")
     parser.add_argument("--json", action="store_true", help="info: print JSON (the only format)")
     parser.add_argument(
         "--state-dir",
@@ -46,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("AGENTKUBE_TESTCLUSTER_DIR", DEFAULT_STATE_DIR)),
     )
     args = parser.parse_args(argv)
+    if (args.command == "import-image") != (args.archive is not None):
+        parser.error("an ARCHIVE goes with import-image, and only with it")
     cluster = TestCluster(args.state_dir)
     try:
+        if args.command == "import-image":
+            return _import_image(cluster, args.archive)
         return _COMMANDS[args.command](cluster)
     except MissingPrerequisite as e:
         print(f"testcluster: {e}", file=sys.stderr)
@@ -129,6 +138,16 @@ def _status(cluster: TestCluster) -> int:
 def _info(cluster: TestCluster) -> int:
     cluster.attach()
     print(json.dumps(info(cluster), indent=2))
+    return 0
+
+
+def _import_image(cluster: TestCluster, archive: Path) -> int:
+    if not archive.is_file():
+        raise MissingPrerequisite(f"{archive} is not a file; build it with `make image`.")
+    cluster.attach()
+    started = time.monotonic()
+    RealNode(cluster.state_dir).import_image(archive)
+    print(f"testcluster: imported {archive} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from . import hostchanges, nodeconfig, pki, processes
 from .api import Api, ApiError
 from .binaries import NodeBinaries
-from .errors import StartupFailed
+from .errors import NotRunning, StartupFailed
 from .kubeconfigs import write_kubeconfig
 from .nodes import POOL_LABEL, POOLS, Taint
 
@@ -208,6 +208,20 @@ class RealNode:
         _remove_tree(self.layout_root)
         self.state_file.unlink(missing_ok=True)
         return stopped
+
+    def import_image(self, archive: Path, *, timeout: float = 300.0) -> None:
+        """Import a docker-archive (hack/image/build.sh's) into the running node's containerd, as
+        `start` imports the python image: pods use it with imagePullPolicy Never."""
+        containerd = next((p for p in self._processes() if p.name == "containerd"), None)
+        if containerd is None or not containerd.is_alive():
+            raise NotRunning(
+                f"no real node runs for the cluster in {self.state_dir}; "
+                "start one with `hack/testcluster/testcluster up`."
+            )
+        bin_dir = Path(containerd.executable).parent  # the node's own build, ctr beside it
+        layout = nodeconfig.Layout(root=self.layout_root, bin_dir=bin_dir)
+        ctr = [str(bin_dir / "ctr"), f"--address={layout.containerd_socket}", "-n", "k8s.io"]
+        _run_or_fail([*ctr, "image", "import", str(archive)], "importing", timeout=timeout)
 
     # -- start-up steps -------------------------------------------------------------------------
 
@@ -426,8 +440,8 @@ def _succeeds(argv: list[str]) -> bool:
     return result.returncode == 0
 
 
-def _run_or_fail(argv: list[str], doing: str) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+def _run_or_fail(argv: list[str], doing: str, *, timeout: float = 120.0) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         raise StartupFailed(f"{doing} `{' '.join(argv)}` failed: {result.stderr.strip()}")
 

@@ -22,13 +22,15 @@ def serve(
     tls: tuple[Path, Path] | None = None,
     port: int = 0,
     http: Any = "auto",
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """Yield the server's base URL (``http://127.0.0.1:PORT``, or ``https://`` with ``tls``, a
-    (certificate, key) pair); stop it on exit."""
+    """Yield the server's base URL (``http://HOST:PORT``, or ``https://`` with ``tls``, a
+    (certificate, key) pair); stop it on exit. ``host`` another local address, e.g. the real
+    node's IP, which its pods reach."""
     cert, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
+        host=host,
         port=port,
         log_level="warning",
         lifespan="on",
@@ -46,7 +48,7 @@ def serve(
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{bound}"
+        yield f"{'https' if tls else 'http'}://{host}:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)

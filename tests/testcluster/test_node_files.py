@@ -7,6 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
 from hack.testcluster import hostchanges, images, nodeconfig
 
 
@@ -32,6 +33,51 @@ def test_an_image_archive_holds_the_tree_as_one_layer_under_its_reference(tmp_pa
     assert list(members) == ["bin", "usr", "usr/bin", "usr/bin/hello"]
     assert members["bin"].issym() and members["bin"].linkname == "usr/bin"
     assert members["usr/bin/hello"].mode == 0o755
+
+
+def test_an_image_config_carries_entrypoint_env_user_and_workdir_and_clamps_mtimes(
+    tmp_path: Path,
+) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "opt").mkdir(parents=True)
+    (rootfs / "opt" / "tool").write_text("x")
+    settings = images.ImageConfig(
+        entrypoint=["agentkube"],
+        env=["PATH=/opt/agentkube/bin:/usr/bin", "PYTHONUNBUFFERED=1"],
+        user="65532:65532",
+        workdir="/var/lib/agentkube",
+        exposed_ports=["8080/tcp"],
+        mtime=1_000,
+    )
+    digests = []
+    for name in ("a.tar", "b.tar"):
+        os.utime(rootfs / "opt" / "tool", (5_000.5, 5_000.5))  # the second build's files: newer
+        digests.append(images.write_image(rootfs, tmp_path / name, "r:1", ["--help"], settings))
+
+    with tarfile.open(tmp_path / "a.tar") as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(outer.extractfile(manifest[0]["Config"]))["config"]  # type: ignore[arg-type]
+        with tarfile.open(fileobj=outer.extractfile(manifest[0]["Layers"][0])) as inner:
+            mtimes = {m.name: m.mtime for m in inner.getmembers()}
+    assert config == {
+        "Entrypoint": ["agentkube"],
+        "Cmd": ["--help"],
+        "Env": ["PATH=/opt/agentkube/bin:/usr/bin", "PYTHONUNBUFFERED=1"],
+        "User": "65532:65532",
+        "WorkingDir": "/var/lib/agentkube",
+        "ExposedPorts": {"8080/tcp": {}},
+    }
+    assert mtimes == {"opt": 1_000, "opt/tool": 1_000}
+    assert digests[0] == digests[1]
+
+
+def test_the_image_command_line_refuses_an_env_without_a_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        images.main([str(tmp_path), str(tmp_path / "i.tar"), "r:1", "--env", "PATH", "--", "x"])
+    assert exit_info.value.code == 2
+    assert "--env 'PATH': write NAME=VALUE" in capsys.readouterr().err
 
 
 def test_the_kubelet_refuses_anonymous_requests_and_asks_the_api_server_who_may_call(

@@ -148,3 +148,17 @@ def test_an_oversized_task_body_is_refused_while_it_streams(api: httpx.Client) -
     assert response_status(sock) == 413
     sock.close()
     assert api.get("/v1/tasks").json() == []  # nothing was queued
+
+
+def test_undecodable_or_invalid_json_is_a_422_that_never_echoes_the_input(
+    api: httpx.Client,
+) -> None:
+    headers = {"content-type": "application/json"}
+    surrogate = api.post("/v1/tasks", content=b'{"task": "\\ud800"}', headers=headers)
+    assert surrogate.status_code == 422, surrogate.text
+    huge = "y" * 100_000
+    invalid = api.post("/v1/tasks", json={"task": "x", "conversation": huge})
+    assert invalid.status_code == 422
+    detail = invalid.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith("invalid request: ")
+    assert len(invalid.content) < 1000, "the input was echoed back"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,12 @@ def single_agent(resources: list[Resource], source: str) -> Agent:
 
 def describe(error: ValidationError) -> str:
     """One sentence for the first validation error, naming the field and the fix."""
-    errors = error.errors(include_url=False)
+    return describe_errors(error.errors(include_url=False))
+
+
+def describe_errors(errors: Sequence[ErrorDetails]) -> str:
+    """:func:`describe` for a list of error details (FastAPI's ``RequestValidationError``);
+    never quotes the input beyond 60 characters."""
     first = _sentence(errors[0])
     more = len(errors) - 1
     return first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

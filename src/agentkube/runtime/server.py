@@ -27,8 +27,9 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,6 +41,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 
 from agentkube import __version__
+from agentkube.api.loading import describe_errors
 from agentkube.background import BackgroundTasks
 from agentkube.bounded_bodies import BoundedBodies
 from agentkube.errors import AgentkubeError
@@ -229,6 +231,14 @@ async def event_stream(record: TaskRecord) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
 
 
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    """422 naming the field, never echoing the input (FastAPI's default handler quotes all of
+    it, and answers 500 when it holds a lone surrogate it cannot encode)."""
+    assert isinstance(error, RequestValidationError)
+    detail = f"invalid request: {describe_errors(error.errors())}"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def create_app(  # noqa: C901 - one small closure per route
     open_runtime: RuntimeFactory,
     *,
@@ -264,6 +274,7 @@ def create_app(  # noqa: C901 - one small closure per route
 
     app = FastAPI(title="agentkube agent", version=__version__, lifespan=lifespan)
     app.add_middleware(BoundedBodies, max_bytes=MAX_BODY_BYTES)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     def manager() -> TaskManager:
         if "tasks" not in state:

@@ -162,6 +162,9 @@ def cni_conflist(layout: Layout) -> dict[str, Any]:
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_CIDR}]],
+                    # A default route through the bridge, as pods have in any cluster: they
+                    # reach the node (and what a NetworkPolicy allows beyond it).
+                    "routes": [{"dst": "0.0.0.0/0"}],
                     "dataDir": str(layout.root / "cni" / "ipam"),
                 },
             },

@@ -149,8 +149,10 @@ def test_the_seed_agent_runs_from_the_project_image_and_answers_with_computed_co
         testcluster.apply(json.dumps(pod), namespace=namespace)
 
         def finished() -> dict[str, Any] | None:
+            # The container's end, then the pod's phase (the kubelet writes them in turn).
             current = testcluster.kubectl_json("get", "pod", name, "-n", namespace)
-            return current if terminated(current) is not None else None
+            ended = current["status"].get("phase") in ("Succeeded", "Failed")
+            return current if ended and terminated(current) is not None else None
 
         done = testcluster.wait_until(finished, f"pod {name} to finish", timeout=240)
         log = testcluster.kubectl("logs", name, "-n", namespace, check=False)

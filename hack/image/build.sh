@@ -63,7 +63,7 @@ mirror="${AGENTKUBE_DEBIAN_MIRROR:-$(debian_mirror)}"
 # -- cache keys (cheap: a second run with nothing changed only hashes files) ------------------
 
 base_key() {
-  { echo "$suite $mirror ${packages[*]}"; declare -f build_base; sha256sum "$lock"; } \
+  { echo "$suite $mirror ${packages[*]}"; declare -f build_base; sha256sum < "$lock"; } \
     | sha256sum | cut -c1-12
 }
 

@@ -89,7 +89,7 @@ def webhook_url(
 ) -> Iterator[str]:
     """The webhook process, registered with the API server; its URL."""
     cluster, directory = testcluster, tmp_path_factory.mktemp("rag-webhook")
-    cluster.apply(DEPLOY / "namespace.yaml")
+    cluster.apply(DEPLOY / "operator" / "namespace.yaml")
     cluster.apply(WEBHOOK_DIR / "rbac.yaml", SYSTEM)
     kubeconfig = cluster.kubeconfig_for_service_account(SYSTEM, "agentkube-rag-webhook")
     ca, cert, key = self_signed(directory)
@@ -324,7 +324,7 @@ def test_a_bad_annotation_refuses_the_pod_naming_it(
 
 
 def test_the_shipped_install_is_accepted_by_the_api_server(testcluster: Cluster) -> None:
-    testcluster.apply(DEPLOY / "namespace.yaml")
+    testcluster.apply(DEPLOY / "operator" / "namespace.yaml")
     result = testcluster.kubectl("apply", "-k", str(WEBHOOK_DIR), "--dry-run=server")
     for kind in ("serviceaccount", "clusterrole", "deployment", "service",
                  "mutatingwebhookconfiguration"):  # fmt: skip

@@ -68,6 +68,13 @@ def test_a_url_server_shows_its_tools_and_an_unchanged_one_costs_no_write(
     cluster.apply(json.dumps(secret), ns)
     headers = {"secretName": "tools-auth", "headers": {"Authorization": "token"}}
     cluster.apply(mcpserver("tools", url=loopback_url, headersFrom=headers), ns)
+    # The operator holds no Secret right: without the grant docs/mcp.md shows, it says so.
+    refused = wait_condition(cluster, "mcpserver", "tools", ns, status="False")
+    assert "may not read Secret" in (condition(refused, "Ready") or {})["message"]
+    cluster.kubectl("create", "role", "mcp-headers", "--verb=get", "--resource=secrets",
+                    "--resource-name=tools-auth", "-n", ns)  # fmt: skip
+    cluster.kubectl("create", "rolebinding", "mcp-headers", "--role=mcp-headers",
+                    "--serviceaccount=agentkube-system:agentkube-operator", "-n", ns)  # fmt: skip
     server = wait_condition(cluster, "mcpserver", "tools", ns)
     assert server["status"]["tools"] == STANDIN_TOOLS
     assert server["status"]["url"] == loopback_url

@@ -237,7 +237,8 @@ def test_an_annotated_pod_gets_the_proxy_once_and_its_apps_point_at_it(
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     for container in stored["spec"]["containers"]:
         assert base_urls(container) == [PROXY_URL]
-    assert {"name": "rag-proxy-tmp", "emptyDir": {}} in stored["spec"]["volumes"]
+    tmp = {"name": "rag-proxy-tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+    assert tmp in stored["spec"]["volumes"]
     # The apps keep the pod's ServiceAccount token; the proxy, which needs none, is kept out of it.
     token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
     (tokens,) = {m["name"] for c in stored["spec"]["containers"] for m in c["volumeMounts"]}

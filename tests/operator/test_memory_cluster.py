@@ -58,7 +58,11 @@ def memory_operator(
     redis_with_admin_password: RedisServer,
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    operator: OperatorProcess,
 ) -> Iterator[OperatorProcess]:
+    # One operator at a time: the session's (no memory configured) would render the same
+    # Agents without memory, and the two would undo each other's writes forever.
+    operator.stop()
     memory = {
         "redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0", "peer": None},
         "vector": {"url": VECTOR_URL, "peer": None},
@@ -70,8 +74,11 @@ def memory_operator(
         cluster_config(memory_installed, memory=memory),
     )
     process.start()
-    yield process
-    process.stop()
+    try:
+        yield process
+    finally:
+        process.stop()
+        operator.start()
 
 
 def memory_secret(cluster: Cluster, namespace: str) -> dict[str, Any]:

@@ -220,8 +220,10 @@ class RealNode:
             )
         bin_dir = Path(containerd.executable).parent  # the node's own build, ctr beside it
         layout = nodeconfig.Layout(root=self.layout_root, bin_dir=bin_dir)
-        ctr = [str(bin_dir / "ctr"), f"--address={layout.containerd_socket}", "-n", "k8s.io"]
-        _run_or_fail([*ctr, "image", "import", str(archive)], "importing", timeout=timeout)
+        ctr = _ctr(bin_dir / "ctr", layout)
+        _run_or_fail(
+            [*ctr, "-n", "k8s.io", "image", "import", str(archive)], "importing", timeout=timeout
+        )
 
     # -- start-up steps -------------------------------------------------------------------------
 
@@ -300,7 +302,7 @@ class RealNode:
         tie: bool,
         deadline: float,
     ) -> None:
-        ctr = [str(binaries.path("ctr")), f"--address={layout.containerd_socket}"]
+        ctr = _ctr(binaries.path("ctr"), layout)
         containerd = self._spawn(binaries, "containerd", nodeconfig.containerd_args(layout), tie)
         self._wait(
             "containerd's socket", deadline, containerd, lambda: _succeeds([*ctr, "version"])
@@ -461,3 +463,8 @@ def _node_ready(api: Api, path: str) -> bool:
         return False
     conditions = node.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _ctr(executable: Path, layout: nodeconfig.Layout) -> list[str]:
+    """The node's `ctr`, talking to the node's own containerd."""
+    return [str(executable), f"--address={layout.containerd_socket}"]

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 TASK ?= Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```
 
-.PHONY: setup setup-dev demo test test-fast lint fmt crds scan image
+.PHONY: setup setup-dev demo test test-fast e2e lint fmt crds scan image
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,11 @@ image:
 
 test: setup-dev testcluster
 	$(VENV)/pytest
+
+# The end-to-end run alone (also part of `make test`): `kubectl apply -k deploy/namespaced` from
+# the project's image on the real node, the seed agent Ready, a task answered from a gVisor pod.
+e2e: setup-dev testcluster
+	$(VENV)/pytest tests/e2e
 
 # The inner loop: everything but the cluster and image tests (no control plane, no builds).
 test-fast: setup-dev

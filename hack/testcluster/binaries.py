@@ -21,14 +21,17 @@ BUILD_COMMAND = "make testcluster"  # what a person runs; it calls hack/testclus
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_COMPONENTS = (
     "kubelet",
+    "kube-proxy",
     "containerd",
     "containerd-shim-runc-v2",
     "ctr",
     "runsc",
     "containerd-shim-runsc-v1",
     "kube-router",
+    "coredns",
     "python.tar",
     "pause.tar",
+    "coredns.tar",
     "images.json",
 )
 
@@ -58,12 +61,12 @@ class NodeBinaries:
 
     @property
     def images(self) -> dict[str, str]:
-        """Image name (python, pause) -> the reference it is imported as."""
+        """Image name (python, pause, coredns) -> the reference it is imported as."""
         refs: dict[str, str] = json.loads((self.bin_dir / "images.json").read_text())
         return refs
 
     def image_archive(self, image: str) -> Path:
-        """The docker-archive of image (python, pause), for `ctr image import`."""
+        """The docker-archive of image (python, pause, coredns), for `ctr image import`."""
         return self.bin_dir / f"{image}.tar"
 
 

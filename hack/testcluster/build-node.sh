@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the test cluster's real node and caches it, apart from the control plane (build.sh):
-#   kubelet          k8s.io/kubernetes/cmd/kubelet from go/k8s's go.mod (read, never written)
+#   kubelet          k8s.io/kubernetes/cmd/kubelet and cmd/kube-proxy from go/k8s's go.mod (read,
+#                    never written)
 #   containerd       containerd, containerd-shim-runc-v2, ctr (node/containerd)
 #   gvisor           runsc, containerd-shim-runsc-v1 (node/gvisor, patched: oom-score-adj.patch)
 #   kube-router      the NetworkPolicy enforcer (node/kube-router)
 #   pause            the pod sandbox's process (node/pause)
+#   coredns          the cluster's DNS, with only the plugins its Corefile uses (node/coredns)
 #   images           image archives: a Debian minbase rootfs with python3 (the whole standard
-#                    library, as sandbox pods need), and pause
+#                    library, as sandbox pods need), pause, and coredns
 # runc, the CNI plugins, iptables, ipset and conntrack come from Debian (scripts/setup.sh).
 # Each piece is cached under its own key (a hash of its inputs and of its own build function),
 # so changing one piece rebuilds only that piece; the node's bin directory gathers them.
@@ -31,7 +33,7 @@ goflags=(-trimpath -ldflags="-s -w")
 # -- the pieces: build_<piece> OUT builds into the empty directory OUT ------------------------
 
 build_kubelet() {
-  # go/k8s's go.mod pins the version; its go.sum lacks the few modules only the kubelet uses,
+  # go/k8s's go.mod pins the version; its go.sum lacks the few modules only the node uses,
   # so the build reads a copy of both (-modfile) plus node/kubelet/go.sum-extra, read-only.
   # The version is stamped as Kubernetes' own build does, so the Node reports v1.37.x.
   local work="$1/.mod" version minor
@@ -45,7 +47,7 @@ build_kubelet() {
   LC_ALL=C sort -u "$here/go/k8s/go.sum" "$here/node/kubelet/go.sum-extra" > "$work/go.sum"
   (cd "$here/go/k8s" && GOFLAGS="-mod=readonly -buildvcs=false" \
     go build -modfile="$work/go.mod" -trimpath -ldflags="$stamp" -o "$1/" \
-    k8s.io/kubernetes/cmd/kubelet)
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   rm -rf "$work"
 }
 
@@ -88,6 +90,11 @@ build_pause() {
     go build "${goflags[@]}" -o "$1/pause" .)
 }
 
+build_coredns() {
+  (cd "$here/node/coredns" && GOFLAGS="-mod=readonly -buildvcs=false" \
+    go build "${goflags[@]}" -o "$1/coredns" .)
+}
+
 build_images() {
   # Tagged by this piece's key: a new image is a new reference, never a stale cached one.
   [ "$(id -u)" = 0 ] || die "building the node images needs root (debootstrap chroots)."
@@ -99,14 +106,17 @@ build_images() {
     > "$1/.debootstrap.log" 2>&1 || die "debootstrap failed; its log is $1/.debootstrap.log."
   rm -rf "$work/python"/var/cache/apt/archives/*.deb "$work/python"/var/lib/apt/lists/* \
     "$work/python"/usr/share/{doc,man,info,locale} "$work/python"/var/log/*
-  mkdir -p "$work/pause"
+  mkdir -p "$work/pause" "$work/coredns"
   cp "${dirs[pause]}/pause" "$work/pause/pause"
+  cp "${dirs[coredns]}/coredns" "$work/coredns/coredns"
   (cd "$repo" && python3 -m hack.testcluster.images "$work/python" "$1/python.tar" \
       "localhost/agentkube/python:$tag" python3 \
     && python3 -m hack.testcluster.images "$work/pause" "$1/pause.tar" \
-      "localhost/agentkube/pause:$tag" /pause)
-  printf '{"python": "localhost/agentkube/python:%s", "pause": "localhost/agentkube/pause:%s"}\n' \
-    "$tag" "$tag" > "$1/images.json"
+      "localhost/agentkube/pause:$tag" /pause \
+    && python3 -m hack.testcluster.images "$work/coredns" "$1/coredns.tar" \
+      "localhost/agentkube/coredns:$tag" /coredns)
+  printf '{"python": "localhost/agentkube/%s:%s", "pause": "localhost/agentkube/%s:%s", "coredns": "localhost/agentkube/%s:%s"}\n' \
+    python "$tag" pause "$tag" coredns "$tag" > "$1/images.json"
   rm -rf "$work"
 }
 
@@ -120,13 +130,14 @@ debian_mirror() {
 
 # -- cache keys ---------------------------------------------------------------------------------
 
-pieces=(pause images kubelet containerd gvisor kube_router)
+pieces=(pause coredns images kubelet containerd gvisor kube_router)
 declare -A inputs=(
   [kubelet]="go/k8s/go.mod go/k8s/go.sum node/kubelet"
   [containerd]="node/containerd"
   [gvisor]="node/gvisor"
   [kube_router]="node/kube-router"
   [pause]="node/pause"
+  [coredns]="node/coredns"
   [images]="images.py"
 )
 declare -A keys dirs
@@ -136,7 +147,7 @@ piece_key() {
   local piece="$1"
   {
     declare -f "build_$piece"
-    [ "$piece" = images ] && { echo "${keys[pause]}"; declare -f debian_mirror; }
+    [ "$piece" = images ] && { echo "${keys[pause]} ${keys[coredns]}"; declare -f debian_mirror; }
     # shellcheck disable=SC2086
     (cd "$here" && find ${inputs[$piece]} -type f | LC_ALL=C sort | xargs sha256sum)
   } | sha256sum | cut -c1-12
@@ -195,6 +206,7 @@ build_piece() {
 
 start=$(date +%s)
 build_piece pause
+build_piece coredns
 # debootstrap mostly waits on the network and dpkg: it runs beside the CPU-bound Go builds.
 build_piece images > "$cache_root/pieces/.images.log" 2>&1 &
 images_pid=$!
@@ -211,7 +223,7 @@ for piece in "${pieces[@]}"; do
   done
   printf '%s %s\n' "${piece//_/-}" "$(cat "${dirs[$piece]}/.complete")" >> "$staging/.pieces"
 done
-for b in kubelet containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1 kube-router pause python.tar pause.tar images.json; do
+for b in kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1 kube-router pause coredns python.tar pause.tar coredns.tar images.json; do
   [ -e "$staging/$b" ] || die "the build finished without producing $b."
 done
 echo "assembled in $(( $(date +%s) - start ))s" > "$staging/.complete"

@@ -35,6 +35,8 @@ from .kubeconfigs import write_kubeconfig
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+API_PORT = 6443
+ALL_ADDRESSES = "0.0.0.0"  # noqa: S104 (the API server, for the real node's pods; see _apiserver_args)
 PORT_NAMES = ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler")
 
 
@@ -114,7 +116,7 @@ class TestCluster:
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
         deadline = time.monotonic() + timeout
         certs = pki.generate(self.state_dir / "pki")
-        self._state = State(ports=_free_ports(PORT_NAMES), processes=[])
+        self._state = State(ports=_ports(), processes=[])
         self._tie_to_parent = tie_to_parent
         self._write_kubeconfigs(certs)
         try:
@@ -354,9 +356,13 @@ class TestCluster:
         p = self._require_state().ports
         return [
             f"--etcd-servers=http://127.0.0.1:{p['etcd_client']}",
-            "--bind-address=127.0.0.1",
+            # Pods on the real node reach the API server at the node's IP (a /32 on lo the node
+            # adds later), through the `kubernetes` Service kube-proxy routes: the real node
+            # writes that Service's EndpointSlice (realnode.py), as the endpoint reconciler
+            # would if the address existed now. Without a real node, loopback only.
+            f"--bind-address={ALL_ADDRESSES if _real_node_expected() else '127.0.0.1'}",
             "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none",  # loopback may not be a Service endpoint
+            "--endpoint-reconciler-type=none",
             f"--secure-port={p['apiserver']}",
             f"--tls-cert-file={certs.serving.cert}",
             f"--tls-private-key-file={certs.serving.key}",
@@ -447,6 +453,32 @@ class TestCluster:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._require_state().to_json(), indent=2))
         tmp.replace(self.state_file)
+
+
+def _real_node_expected() -> bool:
+    try:
+        return realnode.wanted() != "off" and realnode.host_problem() is None
+    except StartupFailed:
+        return False
+
+
+def _ports() -> dict[str, int]:
+    """The cluster's ports. A cluster that will have the real node serves its API on 6443 when
+    that is free, as clusters do: NetworkPolicies that admit the API server by port (the
+    operator's, the gateway's: 443 and 6443) then admit it after kube-proxy's DNAT too."""
+    ports = _free_ports(PORT_NAMES)
+    if _real_node_expected() and API_PORT not in ports.values() and _port_free(API_PORT):
+        ports["apiserver"] = API_PORT
+    return ports
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((ALL_ADDRESSES, port))
+        except OSError:
+            return False
+    return True
 
 
 def _free_ports(names: tuple[str, ...]) -> dict[str, int]:

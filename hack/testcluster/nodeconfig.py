@@ -25,6 +25,7 @@ NODE_NAME = "real-sandbox-0"
 NODE_IP = "10.249.255.1"  # a /32 on lo: the kubelet refuses a loopback node IP
 POD_CIDR = "10.250.0.0/24"  # apart from kwok's simulated pod IPs (cluster.POD_CIDR)
 BRIDGE = "akrealnode0"
+DNS_SERVICE_IP = "10.96.0.10"  # the `kube-dns` Service (cluster.SERVICE_CIDR), CoreDNS behind it
 CGROUP_ROOT = "agentkube-realnode"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 RUNC = "/usr/sbin/runc"  # Debian's runc
@@ -74,6 +75,14 @@ class Layout:
     @property
     def kubelet_config(self) -> Path:
         return self.root / "kubelet.json"
+
+    @property
+    def kube_proxy_config(self) -> Path:
+        return self.root / "kube-proxy.json"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.root / "volumes"
 
     def kubeconfig(self, identity: str) -> Path:
         return self.root / f"{identity}.kubeconfig"
@@ -215,6 +224,7 @@ def kubelet_config(
         "failSwapOn": False,
         "resolvConf": "",
         "clusterDomain": "cluster.local",
+        "clusterDNS": [DNS_SERVICE_IP],
         "evictionHard": {
             "memory.available": "100Mi",
             "nodefs.available": "1%",
@@ -265,6 +275,34 @@ def kube_router_args(layout: Layout) -> list[str]:
         f"--hostname-override={NODE_NAME}",
         "--v=1",
     ]
+
+
+def kube_proxy_config(layout: Layout, *, healthz_port: int, metrics_port: int) -> dict[str, Any]:
+    """iptables mode for the node's pods; it changes no sysctl (conntrack limits and
+    route_localnet stay as the host has them) and serves health and metrics on loopback."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.kubeconfig("kube-proxy"))},
+        "mode": "iptables",
+        "clusterCIDR": POD_CIDR,
+        "hostnameOverride": NODE_NAME,
+        "bindAddress": NODE_IP,
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "nodePortAddresses": [f"{NODE_IP}/32"],
+        "iptables": {"localhostNodePorts": False},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+    }
+
+
+def kube_proxy_args(layout: Layout) -> list[str]:
+    return [f"--config={layout.kube_proxy_config}", "--v=1"]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import hostchanges, nodeconfig, pki, processes
+from . import addons, hostchanges, nodeconfig, pki, processes
 from .api import Api, ApiError
 from .binaries import NodeBinaries
 from .errors import NotRunning, StartupFailed
@@ -39,7 +39,7 @@ from .nodes import POOL_LABEL, POOLS, Taint
 REAL_NODE_TAINT = Taint(key="agentkube.openvn/real-node", value="true")
 LABELS = {**POOLS["sandbox"].labels, "agentkube.openvn/real-node": "true"}
 TAINTS = (*POOLS["sandbox"].taints, REAL_NODE_TAINT)
-COMPONENTS = ("containerd", "kubelet", "kube-router")
+COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-router")
 WANT_ENV = "AGENTKUBE_TESTCLUSTER_REAL_NODE"  # auto (default), require, off
 EVENTED_PLEG_ENV = "AGENTKUBE_TESTCLUSTER_EVENTED_PLEG"
 KUBE_ROUTER_ROLE = "agentkube-testcluster:kube-router"
@@ -168,7 +168,7 @@ class RealNode:
         self._save(info, [])
         self._last_mark = time.monotonic()
         try:
-            self._create_api_objects(api)
+            self._create_api_objects(api, server, info)
             record = hostchanges.snapshot(
                 cluster_dir=self.state_dir,
                 state_dir=layout.root,
@@ -192,7 +192,7 @@ class RealNode:
         """Stop the node's processes and undo its host changes; return the stopped names."""
         stopped = []
         for proc in self._processes():  # kubelet first: it would restart what we stop
-            if proc.name in ("kubelet", "kube-router") and proc.is_alive():
+            if proc.name in ("kubelet", "kube-proxy", "kube-router") and proc.is_alive():
                 processes.stop(proc, timeout=5.0)
                 stopped.append(proc.name)
         for proc in self._processes():
@@ -212,6 +212,20 @@ class RealNode:
     def import_image(self, archive: Path, *, timeout: float = 300.0) -> None:
         """Import a docker-archive (hack/image/build.sh's) into the running node's containerd, as
         `start` imports the python image: pods use it with imagePullPolicy Never."""
+        _run_or_fail(
+            [*self._running_ctr(), "-n", "k8s.io", "image", "import", str(archive)],
+            "importing",
+            timeout=timeout,
+        )
+
+    def tag_image(self, source: str, target: str) -> None:
+        """Give an imported image another reference (e.g. the one deploy/ names), so pods that
+        ask for `target` with imagePullPolicy IfNotPresent find it and never pull."""
+        ctr = [*self._running_ctr(), "-n", "k8s.io", "image"]
+        subprocess.run([*ctr, "rm", target], capture_output=True, timeout=30, check=False)
+        _run_or_fail([*ctr, "tag", source, target], "tagging")
+
+    def _running_ctr(self) -> list[str]:
         containerd = next((p for p in self._processes() if p.name == "containerd"), None)
         if containerd is None or not containerd.is_alive():
             raise NotRunning(
@@ -219,16 +233,17 @@ class RealNode:
                 "start one with `hack/testcluster/testcluster up`."
             )
         bin_dir = Path(containerd.executable).parent  # the node's own build, ctr beside it
-        layout = nodeconfig.Layout(root=self.layout_root, bin_dir=bin_dir)
-        ctr = _ctr(bin_dir / "ctr", layout)
-        _run_or_fail(
-            [*ctr, "-n", "k8s.io", "image", "import", str(archive)], "importing", timeout=timeout
-        )
+        return _ctr(bin_dir / "ctr", nodeconfig.Layout(root=self.layout_root, bin_dir=bin_dir))
 
     # -- start-up steps -------------------------------------------------------------------------
 
-    def _create_api_objects(self, api: Api) -> None:
+    def _create_api_objects(self, api: Api, server: str, info: Info) -> None:
+        api_port = int(server.rsplit(":", 1)[1])
         objects: list[tuple[str, dict[str, Any]]] = [
+            (
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+                addons.api_endpoint_slice(api_port),
+            ),
             # No Node authorizer here: system:nodes gets the system:node role by RBAC.
             (
                 "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
@@ -257,20 +272,22 @@ class RealNode:
                 "handler": handler,
             }
             objects.append(("/apis/node.k8s.io/v1/runtimeclasses", runtime_class))
+        objects += addons.objects(info.images["coredns"], info.tolerations)
         for path, body in objects:
-            try:
-                api.post_json(path, body)
-            except ApiError as e:
-                if e.status != 409:  # already there (an earlier node in this cluster)
-                    raise
+            _create(api, path, body)
 
     def _write_files(self, layout: nodeconfig.Layout, server: str, info: Info, pleg: bool) -> None:
         certs = self.state_dir / "pki"
         kubelet = pki.client(certs, "realnode-kubelet", f"system:node:{info.name}", "system:nodes")
         router = pki.client(certs, "realnode-kube-router", KUBE_ROUTER_ROLE)
+        proxy = pki.client(certs, "realnode-kube-proxy", "system:kube-proxy")
         serving = pki.kubelet_serving(certs, info.name, nodeconfig.NODE_IP)
         ca = certs / "ca.crt"
-        for identity, pair in (("kubelet", kubelet), ("kube-router", router)):
+        for identity, pair in (
+            ("kubelet", kubelet),
+            ("kube-router", router),
+            ("kube-proxy", proxy),
+        ):
             write_kubeconfig(layout.kubeconfig(identity), server, ca, pair.cert, pair.key, identity)
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.containerd_config.write_text(
@@ -280,7 +297,17 @@ class RealNode:
         nodeconfig.write_json(
             layout.cni_conf_dir / "10-agentkube.conflist", nodeconfig.cni_conflist(layout)
         )
-        port, healthz = _free_ports(2)
+        port, healthz, proxy_healthz, proxy_metrics = _free_ports(4)
+        nodeconfig.write_json(
+            layout.kube_proxy_config,
+            nodeconfig.kube_proxy_config(
+                layout, healthz_port=proxy_healthz, metrics_port=proxy_metrics
+            ),
+        )
+        for i in range(addons.STATIC_VOLUMES):  # the static PVs' directories, any uid writes
+            volume = layout.volumes_dir / f"pv-{i}"
+            volume.mkdir(parents=True, exist_ok=True)
+            volume.chmod(0o1777)
         config = nodeconfig.kubelet_config(
             layout,
             port=port,
@@ -311,7 +338,8 @@ class RealNode:
         # The pause image first (the kubelet's pods need it); the python image, the bulk of the
         # import, goes on while the kubelet and kube-router start.
         pause, python_image = binaries.image_archive("pause"), binaries.image_archive("python")
-        _run_or_fail([*ctr, "-n", "k8s.io", "image", "import", str(pause)], "importing")
+        for archive in (pause, binaries.image_archive("coredns")):
+            _run_or_fail([*ctr, "-n", "k8s.io", "image", "import", str(archive)], "importing")
         importing = subprocess.Popen(
             [*ctr, "-n", "k8s.io", "image", "import", str(python_image)],
             stdout=subprocess.DEVNULL,
@@ -345,10 +373,19 @@ class RealNode:
         api.patch_json(node_path, {"spec": {"podCIDR": info.pod_cidr, "podCIDRs": [info.pod_cidr]}})
         self._wait("the node to be Ready", deadline, kubelet, lambda: _node_ready(api, node_path))
         self._mark("kubelet")
+        proxy = self._spawn(binaries, "kube-proxy", nodeconfig.kube_proxy_args(layout), tie)
         router = self._spawn(binaries, "kube-router", nodeconfig.kube_router_args(layout), tie)
+        services = ["iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES"]
+        self._wait("kube-proxy's chains", deadline, proxy, lambda: _succeeds(services))
+        self._mark("kube-proxy")
         chain = ["iptables", "-w", "-t", "filter", "-S", "KUBE-ROUTER-FORWARD"]
         self._wait("kube-router's chains", deadline, router, lambda: _succeeds(chain))
         self._mark("kube-router")
+        for path, body in addons.volumes(layout.volumes_dir):
+            _create(api, path, body)
+        dns = f"/apis/apps/v1/namespaces/{addons.KUBE_SYSTEM}/deployments/coredns"
+        self._wait("CoreDNS to be ready", deadline, kubelet, lambda: _available(api, dns))
+        self._mark("CoreDNS")
 
     def _mark(self, step: str) -> None:
         """Record how long the start-up step that just ended took (for `up` and benchmarks)."""
@@ -446,6 +483,22 @@ def _run_or_fail(argv: list[str], doing: str, *, timeout: float = 120.0) -> None
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         raise StartupFailed(f"{doing} `{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+
+def _create(api: Api, path: str, body: dict[str, Any]) -> None:
+    try:
+        api.post_json(path, body)
+    except ApiError as e:
+        if e.status != 409:  # already there (an earlier node in this cluster)
+            raise
+
+
+def _available(api: Api, path: str) -> bool:
+    try:
+        deployment = api.get_json(path)
+    except (OSError, ApiError):
+        return False
+    return bool(deployment.get("status", {}).get("availableReplicas"))
 
 
 def _exists(api: Api, path: str) -> bool:

@@ -25,7 +25,9 @@ JSON = dict[str, Any]
 KUBE_SYSTEM = "kube-system"
 STORAGE_CLASS = "standard"
 STATIC_VOLUMES = 12
-VOLUME_SIZE = "1Gi"
+# Nominal: hostPath enforces no size (the node's tmpfs is 4 GiB in all); large enough that
+# deploy/memory's claims (Redis 8Gi, Chroma 20Gi) bind as the agents' 1Gi ones do.
+VOLUME_SIZE = "32Gi"
 COREDNS_UID = 65532
 COREFILE = """.:53 {
     errors

@@ -30,6 +30,7 @@ NODE_COMPONENTS = (
     "kube-router",
     "coredns",
     "python.tar",
+    "redis.tar",
     "pause.tar",
     "coredns.tar",
     "images.json",

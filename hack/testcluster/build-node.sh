@@ -8,7 +8,8 @@
 #   pause            the pod sandbox's process (node/pause)
 #   coredns          the cluster's DNS, with only the plugins its Corefile uses (node/coredns)
 #   images           image archives: a Debian minbase rootfs with python3 (the whole standard
-#                    library, as sandbox pods need), pause, and coredns
+#                    library, as sandbox pods need), one with redis-server (deploy/memory's Redis
+#                    in the end-to-end run), pause, and coredns
 # runc, the CNI plugins, iptables, ipset and conntrack come from Debian (scripts/setup.sh).
 # Each piece is cached under its own key (a hash of its inputs and of its own build function),
 # so changing one piece rebuilds only that piece; the node's bin directory gathers them.
@@ -97,26 +98,40 @@ build_coredns() {
 
 build_images() {
   # Tagged by this piece's key: a new image is a new reference, never a stale cached one.
+  # python: the sandbox pods' image; redis: deploy/memory's Redis for the end-to-end run (both
+  # debootstraps at once: they wait on the network and dpkg, not the CPU).
   [ "$(id -u)" = 0 ] || die "building the node images needs root (debootstrap chroots)."
-  local tag="${keys[images]}" work="$1/.rootfs" suite mirror
+  local tag="${keys[images]}" work="$1/.rootfs" suite mirror name
   suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
   mirror="${AGENTKUBE_DEBIAN_MIRROR:-$(debian_mirror)}"
   [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set AGENTKUBE_DEBIAN_MIRROR."
   debootstrap --variant=minbase --include=python3 "$suite" "$work/python" "$mirror" \
-    > "$1/.debootstrap.log" 2>&1 || die "debootstrap failed; its log is $1/.debootstrap.log."
-  rm -rf "$work/python"/var/cache/apt/archives/*.deb "$work/python"/var/lib/apt/lists/* \
-    "$work/python"/usr/share/{doc,man,info,locale} "$work/python"/var/log/*
+    > "$1/.debootstrap-python.log" 2>&1 &
+  local python_pid=$!
+  debootstrap --variant=minbase --include=redis-server,redis-tools "$suite" "$work/redis" \
+    "$mirror" > "$1/.debootstrap-redis.log" 2>&1 \
+    || die "debootstrap failed; its log is $1/.debootstrap-redis.log."
+  wait "$python_pid" || die "debootstrap failed; its log is $1/.debootstrap-python.log."
+  for name in python redis; do
+    rm -rf "$work/$name"/var/cache/apt/archives/*.deb "$work/$name"/var/lib/apt/lists/* \
+      "$work/$name"/usr/share/{doc,man,info,locale} "$work/$name"/var/log/*
+  done
   mkdir -p "$work/pause" "$work/coredns"
   cp "${dirs[pause]}/pause" "$work/pause/pause"
   cp "${dirs[coredns]}/coredns" "$work/coredns/coredns"
   (cd "$repo" && python3 -m hack.testcluster.images "$work/python" "$1/python.tar" \
       "localhost/agentkube/python:$tag" python3 \
+    && python3 -m hack.testcluster.images "$work/redis" "$1/redis.tar" \
+      "localhost/agentkube/redis:$tag" redis-server \
     && python3 -m hack.testcluster.images "$work/pause" "$1/pause.tar" \
       "localhost/agentkube/pause:$tag" /pause \
     && python3 -m hack.testcluster.images "$work/coredns" "$1/coredns.tar" \
       "localhost/agentkube/coredns:$tag" /coredns)
-  printf '{"python": "localhost/agentkube/%s:%s", "pause": "localhost/agentkube/%s:%s", "coredns": "localhost/agentkube/%s:%s"}\n' \
-    python "$tag" pause "$tag" coredns "$tag" > "$1/images.json"
+  {
+    printf '{'
+    for name in python redis pause; do printf '"%s": "localhost/agentkube/%s:%s", ' "$name" "$name" "$tag"; done
+    printf '"coredns": "localhost/agentkube/coredns:%s"}\n' "$tag"
+  } > "$1/images.json"
   rm -rf "$work"
 }
 
@@ -223,7 +238,7 @@ for piece in "${pieces[@]}"; do
   done
   printf '%s %s\n' "${piece//_/-}" "$(cat "${dirs[$piece]}/.complete")" >> "$staging/.pieces"
 done
-for b in kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1 kube-router pause coredns python.tar pause.tar coredns.tar images.json; do
+for b in kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1 kube-router pause coredns python.tar redis.tar pause.tar coredns.tar images.json; do
   [ -e "$staging/$b" ] || die "the build finished without producing $b."
 done
 echo "assembled in $(( $(date +%s) - start ))s" > "$staging/.complete"

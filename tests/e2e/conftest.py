@@ -15,6 +15,7 @@ image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ INSTALL = DEPLOY / "namespaced"
 SYSTEM_NS = "agentkube-system"
 SANDBOX_NS = "agentkube-sandbox"
 AGENTS_NS = "agents"  # the namespace deploy/namespaced watches
+MEMORY_NS = "agentkube-memory"  # deploy/memory's
 INSTALL_LABEL = "app.kubernetes.io/part-of=agentkube"
 CLUSTER_KINDS = (
     "clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings"
@@ -64,30 +66,70 @@ def full_reference(image: str) -> str:
     return image
 
 
-@pytest.fixture(scope="module")
-def plain_cluster(testcluster: Cluster) -> Iterator[Info]:
-    node = testcluster.real_node
+@contextlib.contextmanager
+def plain(cluster: Cluster) -> Iterator[Info]:
+    """The simulated nodes cordoned and the real node's taints lifted, restored afterwards."""
+    node = cluster.real_node
     if node is None:
         pytest.fail(
-            f"the end-to-end run needs the real node: {testcluster.real_node_unavailable}",
+            f"the end-to-end run needs the real node: {cluster.real_node_unavailable}",
             pytrace=False,
         )
     simulated = [
         n["metadata"]["name"]
-        for n in testcluster.kubectl_json("get", "nodes", "-l", "type=kwok")["items"]
+        for n in cluster.kubectl_json("get", "nodes", "-l", "type=kwok")["items"]
     ]
-    taints = testcluster.kubectl_json("get", "node", node.name)["spec"].get("taints", [])
+    taints = cluster.kubectl_json("get", "node", node.name)["spec"].get("taints", [])
     say(f"cordoning the simulated nodes ({', '.join(simulated)}), lifting {node.name}'s taints")
     for name in simulated:
-        testcluster.kubectl("cordon", name)
-    testcluster.kubectl("patch", "node", node.name, "--type=merge", "-p", '{"spec":{"taints":[]}}')
+        cluster.kubectl("cordon", name)
+    cluster.kubectl("patch", "node", node.name, "--type=merge", "-p", '{"spec":{"taints":[]}}')
     try:
         yield node
     finally:
         patch = json.dumps({"spec": {"taints": taints}})
-        testcluster.kubectl("patch", "node", node.name, "--type=merge", "-p", patch)
+        cluster.kubectl("patch", "node", node.name, "--type=merge", "-p", patch)
         for name in simulated:
-            testcluster.kubectl("uncordon", name)
+            cluster.kubectl("uncordon", name)
+
+
+@contextlib.contextmanager
+def install(cluster: Cluster, node: Info, image: ProjectImage) -> Iterator[str]:
+    """`kubectl apply -k deploy/namespaced` from the project's image, uninstalled afterwards;
+    yields the image's reference as deploy/ names it."""
+    real_node = RealNode(cluster.state_dir)
+    agentkube_image, sandbox_image = deploy_images()
+    say(f"importing {image.reference} as {agentkube_image}")
+    real_node.import_image(image.archive)
+    real_node.tag_image(image.reference, full_reference(agentkube_image))
+    real_node.tag_image(node.images["python"], full_reference(sandbox_image))
+    say("kubectl apply -k deploy/namespaced")
+    cluster.kubectl("apply", "-k", str(INSTALL), timeout=120)
+    try:
+        for name in ("agentkube-operator", "agentkube-sandbox-gateway"):
+            wait_for(
+                cluster,
+                f"deployment {SYSTEM_NS}/{name} to be available",
+                deployment_available(cluster, SYSTEM_NS, name),
+                timeout=180,
+                namespaces=(SYSTEM_NS,),
+            )
+        yield agentkube_image
+    finally:
+        say("uninstalling (namespaces and cluster-wide objects; the CRDs stay)")
+        cluster.kubectl(
+            "delete", "namespace", AGENTS_NS, SYSTEM_NS, SANDBOX_NS, MEMORY_NS,
+            "--ignore-not-found", "--timeout=180s", timeout=200, check=False,
+        )  # fmt: skip
+        cluster.kubectl(
+            "delete", CLUSTER_KINDS, "-l", INSTALL_LABEL, "--ignore-not-found", check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def plain_cluster(testcluster: Cluster) -> Iterator[Info]:
+    with plain(testcluster) as node:
+        yield node
 
 
 @pytest.fixture(scope="module")
@@ -95,31 +137,5 @@ def installed(
     testcluster: Cluster, plain_cluster: Info, project_image: ProjectImage
 ) -> Iterator[str]:
     """agentkube installed by `kubectl apply -k deploy/namespaced`; yields the image reference."""
-    node = RealNode(testcluster.state_dir)
-    agentkube_image, sandbox_image = deploy_images()
-    say(f"importing {project_image.reference} as {agentkube_image}")
-    node.import_image(project_image.archive)
-    node.tag_image(project_image.reference, full_reference(agentkube_image))
-    node.tag_image(plain_cluster.images["python"], full_reference(sandbox_image))
-    say("kubectl apply -k deploy/namespaced")
-    testcluster.kubectl("apply", "-k", str(INSTALL), timeout=120)
-    try:
-        for name in ("agentkube-operator", "agentkube-sandbox-gateway"):
-            wait_for(
-                testcluster,
-                f"deployment {SYSTEM_NS}/{name} to be available",
-                deployment_available(testcluster, SYSTEM_NS, name),
-                timeout=180,
-                namespaces=(SYSTEM_NS,),
-            )
-        yield agentkube_image
-    finally:
-        say("uninstalling (namespaces and cluster-wide objects; the CRDs stay)")
-        testcluster.kubectl(
-            "delete", "namespace", AGENTS_NS, SYSTEM_NS, SANDBOX_NS, "--ignore-not-found",
-            "--timeout=180s",
-            timeout=200, check=False,
-        )  # fmt: skip
-        testcluster.kubectl(
-            "delete", CLUSTER_KINDS, "-l", INSTALL_LABEL, "--ignore-not-found", check=False
-        )
+    with install(testcluster, plain_cluster, project_image) as reference:
+        yield reference

@@ -18,229 +18,71 @@ server restarted (the Agent stays Ready, a new task is answered), and the Agent 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from hack.testcluster.realnode import Info
+from hack.testcluster import binaries
+from hack.testcluster.realnode import Info, RealNode
 
-from tests.e2e.conftest import AGENTS_NS, SANDBOX_NS, SYSTEM_NS
+from tests.e2e.conftest import AGENTS_NS, MEMORY_NS, SANDBOX_NS, SYSTEM_NS, full_reference
 from tests.e2e.steps import deployment_available, say, wait_for
+from tests.e2e.workload import (
+    AGENT,
+    CODE,
+    PodWatch,
+    agent_ready,
+    apply_seed,
+    assert_answered,
+    finished,
+    port_forward,
+    run_task,
+    service_url,
+    submit,
+)
 from tests.plugins.testcluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
-HERE = Path(__file__).resolve().parent
-SEED = HERE.parents[1] / "examples" / "seed-agent.yaml"
-AGENT = "research-agent"
-TASK = "Compute the first 10 squares:\n```python\nprint([n * n for n in range(1, 11)])\n```"
-ANSWER = "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]"
-CODE = "n * n for n in range(1, 11)"
-STANDIN_PORT = 8000
-UID = 65532
-
-
-def _standin_objects(image: str) -> list[dict[str, Any]]:
-    labels = {"app.kubernetes.io/name": "model-standin"}
-    container = {
-        "name": "model",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["/opt/agentkube/bin/python", "/standin/model_standin.py", str(STANDIN_PORT)],
-        "ports": [{"name": "http", "containerPort": STANDIN_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": STANDIN_PORT}, "periodSeconds": 1},
-        "resources": {"limits": {"memory": "128Mi", "cpu": "500m"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "code", "mountPath": "/standin", "readOnly": True}],
-    }
-    pod = {
-        "securityContext": {
-            "runAsUser": UID,
-            "runAsGroup": UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "automountServiceAccountToken": False,
-        "containers": [container],
-        "volumes": [{"name": "code", "configMap": {"name": "model-standin"}}],
-    }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "model-standin"},
-            "data": {"model_standin.py": (HERE / "model_standin.py").read_text()},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "model-standin", "labels": labels},
-            "spec": {
-                "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": pod},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "model-standin"},
-            "spec": {"selector": labels, "ports": [{"port": STANDIN_PORT, "targetPort": "http"}]},
-        },
-    ]
-
-
-def _model(namespace: str) -> dict[str, Any]:
-    """The Model a user adds for the seed's `model: llama-3-70b`: an OpenAI-compatible URL."""
-    url = f"http://model-standin.{namespace}.svc.cluster.local:{STANDIN_PORT}/v1"
-    return {
-        "apiVersion": "ai.openvn/v1",
-        "kind": "Model",
-        "metadata": {"name": "llama-3-70b"},
-        "spec": {"endpoint": {"url": url}},
-    }
-
-
-@dataclass
-class PodWatch:
-    """`kubectl get pods --watch` in a namespace, every version seen kept."""
-
-    seen: dict[str, dict[str, Any]] = field(default_factory=dict)
-    process: subprocess.Popen[str] | None = None
-
-    def start(self, cluster: Cluster, namespace: str) -> None:
-        argv = [
-            cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "get", "pods", "-n",
-            namespace, "--watch", "-o", "json",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        decoder, buffer = json.JSONDecoder(), ""
-        for line in self.process.stdout:
-            buffer += line
-            try:
-                pod, end = decoder.raw_decode(buffer.lstrip())
-            except ValueError:
-                continue
-            buffer = buffer.lstrip()[end:]
-            self.seen[pod["metadata"]["name"]] = pod
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.communicate(timeout=10)
-
-
-def _agent_ready(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
-    result = cluster.kubectl("get", "agent", AGENT, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        return None
-    agent: dict[str, Any] = json.loads(result.stdout)
-    conditions = agent.get("status", {}).get("conditions", [])
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-    return agent if ready else None
-
-
-def _service_url(cluster: Cluster, namespace: str) -> str:
-    service = cluster.kubectl_json("get", "service", AGENT, "-n", namespace)
-    port = service["spec"]["ports"][0]["port"]
-    return f"http://{service['spec']['clusterIP']}:{port}"
-
-
-@contextlib.contextmanager
-def port_forward(cluster: Cluster, namespace: str, service: str) -> Iterator[str]:
-    """`kubectl port-forward svc/NAME :PORT` (API server → kubelet → pod); yields the local URL."""
-    port = cluster.kubectl_json("get", "service", service, "-n", namespace)["spec"]["ports"][0]
-    argv = [
-        cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n",
-        namespace, f"svc/{service}", f":{port['port']}",
-    ]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> 8080
-        if "Forwarding from 127.0.0.1:" not in line:
-            process.kill()
-            _, err = process.communicate(timeout=10)
-            pytest.fail(f"kubectl port-forward failed: {line}{err}", pytrace=False)
-        yield f"http://127.0.0.1:{line.split('127.0.0.1:', 1)[1].split()[0]}"
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
-
-
-def _run_task(cluster: Cluster, url: str, namespace: str, timeout: float = 180.0) -> dict[str, Any]:
-    """POST the task to the agent's Service (routed by kube-proxy) and wait for its result."""
-    with httpx.Client(base_url=url, timeout=10.0) as client:
-
-        def accepted() -> dict[str, Any] | None:
-            try:
-                response = client.post("/v1/tasks", json={"task": TASK})
-            except httpx.TransportError:
-                return None
-            return dict(response.json()) if response.status_code == 202 else None
-
-        task = wait_for(
-            cluster, f"the agent's Service {url} to accept a task", accepted, timeout=60,
-            namespaces=(namespace,),
-        )  # fmt: skip
-
-        def finished() -> dict[str, Any] | None:
-            try:
-                view = dict(client.get(f"/v1/tasks/{task['id']}").json())
-            except (httpx.TransportError, ValueError):
-                return None
-            return view if view.get("status") in ("succeeded", "failed") else None
-
-        return wait_for(
-            cluster, f"task {task['id']} to finish", finished, timeout=timeout,
-            namespaces=(namespace, SANDBOX_NS),
-        )  # fmt: skip
-
-
-def _assert_answered(cluster: Cluster, view: dict[str, Any], namespace: str) -> None:
-    output = (view.get("result") or {}).get("output") or ""
-    if view.get("status") != "succeeded" or ANSWER not in output:
-        logs = cluster.kubectl(
-            "logs", "-n", namespace, f"deployment/{AGENT}", "--tail=60", check=False
-        )
-        gateway = cluster.kubectl(
-            "logs", "-n", SYSTEM_NS, "deployment/agentkube-sandbox-gateway", "--tail=30",
-            check=False,
-        )  # fmt: skip
-        pytest.fail(
-            f"the task was not answered with {ANSWER}:\n{json.dumps(view, indent=2)}\n"
-            f"agent log:\n{logs.stdout}{logs.stderr}\ngateway log:\n{gateway.stdout}",
-            pytrace=False,
-        )
+MEMORY = Path(__file__).resolve().parents[2] / "deploy" / "memory"
+SLOW_TASK = (
+    "Take a while, then compute the first 10 squares:\n```python\nimport time\n"
+    "time.sleep(6)\nprint([n * n for n in range(1, 11)])\n```"
+)
 
 
 @pytest.fixture(scope="module")
 def seed_namespace(testcluster: Cluster, installed: str) -> str:
     """`agents` with the model stand-in, the Model, and the seed manifest, verbatim (the
     install's teardown deletes the namespace)."""
-    namespace = AGENTS_NS
-    for obj in _standin_objects(installed):
-        testcluster.apply(json.dumps(obj), namespace=namespace)
-    say(f"kubectl apply -n {namespace}: the Model llama-3-70b")
-    testcluster.apply(json.dumps(_model(namespace)), namespace=namespace)
-    say(f"kubectl apply -n {namespace} -f examples/seed-agent.yaml")
-    testcluster.apply(SEED, namespace=namespace)
-    return namespace
+    apply_seed(testcluster, installed, AGENTS_NS)
+    return AGENTS_NS
+
+
+def _memory_images(testcluster: Cluster, project_image: str) -> None:
+    """deploy/memory's images, from what the node has: Redis from the node's redis image (Debian's
+    redis-server), Chroma from the project's image (`chroma run` comes with chromadb)."""
+    node = RealNode(testcluster.state_dir)
+    redis = binaries.locate_node()
+    node.import_image(redis.image_archive("redis"))
+    sources = {"redis.yaml": redis.images["redis"], "chroma.yaml": project_image}
+    for manifest, source in sources.items():
+        for line in (MEMORY / manifest).read_text().splitlines():
+            if line.strip().startswith("image:"):
+                node.tag_image(source, full_reference(line.split("image:", 1)[1].strip()))
+
+
+def _statefulset_ready(cluster: Cluster, name: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        result = cluster.kubectl("get", "statefulset", name, "-n", MEMORY_NS, "-o", "json",
+                                 check=False)  # fmt: skip
+        return result.returncode == 0 and bool(
+            json.loads(result.stdout).get("status", {}).get("readyReplicas")
+        )
+
+    return probe
 
 
 def test_the_seed_agent_answers_with_code_run_in_a_gvisor_sandbox_that_is_then_gone(
@@ -253,7 +95,7 @@ def test_the_seed_agent_answers_with_code_run_in_a_gvisor_sandbox_that_is_then_g
     )  # fmt: skip
     began = time.monotonic()
     wait_for(
-        testcluster, f"agent {AGENT} to be Ready", lambda: _agent_ready(testcluster, ns),
+        testcluster, f"agent {AGENT} to be Ready", lambda: agent_ready(testcluster, ns),
         timeout=240, namespaces=(ns, SYSTEM_NS),
     )  # fmt: skip
     ready_s = time.monotonic() - began
@@ -268,11 +110,11 @@ def test_the_seed_agent_answers_with_code_run_in_a_gvisor_sandbox_that_is_then_g
     watch.start(testcluster, SANDBOX_NS)
     try:
         with port_forward(testcluster, ns, AGENT) as url:
-            view = _run_task(testcluster, url, ns)
+            view = run_task(testcluster, url, ns)
     finally:
         watch.stop()
     say(f"Ready after {ready_s:.1f}s; first task answered after {time.monotonic() - began:.1f}s")
-    _assert_answered(testcluster, view, ns)
+    assert_answered(testcluster, view, ns)
 
     # The pod that ran the task's code: a claimed warm pod (the request in its annotation) or
     # a Job's pod (the request in its environment).
@@ -290,11 +132,63 @@ def test_the_seed_agent_answers_with_code_run_in_a_gvisor_sandbox_that_is_then_g
              namespaces=(SANDBOX_NS,))  # fmt: skip
 
 
+def test_with_deploy_memory_a_task_survives_the_deletion_of_the_agent_pod_running_it(
+    testcluster: Cluster, seed_namespace: str, installed: str
+) -> None:
+    """docs/memory.md's steps, then `memory: {}` in the operator's config: the agent's tasks go
+    through Redis, so the pod that replaces a deleted one (or any replica) answers for them."""
+    ns = seed_namespace
+    _memory_images(testcluster, installed)
+    say("deploy/memory: namespace, the Redis admin Secret, kubectl apply -k deploy/memory")
+    testcluster.kubectl("create", "namespace", MEMORY_NS)
+    testcluster.kubectl("-n", MEMORY_NS, "create", "secret", "generic", "agentkube-redis",
+                        "--from-literal=password=e2e-admin-password")  # fmt: skip
+    testcluster.kubectl("apply", "-k", str(MEMORY))
+    for name in ("agentkube-redis", "agentkube-chroma"):
+        wait_for(
+            testcluster, f"statefulset {MEMORY_NS}/{name} to be ready",
+            _statefulset_ready(testcluster, name), timeout=180, namespaces=(MEMORY_NS,),
+        )  # fmt: skip
+    config = testcluster.kubectl_json("get", "configmap", "agentkube-operator", "-n", SYSTEM_NS)
+    text = config["data"]["config.yaml"] + "memory: {}\n"
+    patch = json.dumps({"data": {"config.yaml": text}})
+    testcluster.kubectl("patch", "configmap", "agentkube-operator", "-n", SYSTEM_NS, "-p", patch)
+    testcluster.kubectl("rollout", "restart", "deployment/agentkube-operator", "-n", SYSTEM_NS)
+
+    def wired() -> bool:
+        deployment = testcluster.kubectl_json("get", "deployment", AGENT, "-n", ns)
+        env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        status = deployment.get("status", {})
+        rolled = status.get("updatedReplicas") == status.get("replicas") == status.get(
+            "availableReplicas"
+        ) and not status.get("unavailableReplicas")
+        return rolled and any(e["name"] == "AGENTKUBE_REDIS_URL" for e in env)
+
+    wait_for(testcluster, f"{AGENT} to run with Redis (AGENTKUBE_REDIS_URL)", wired,
+             timeout=240, namespaces=(ns, SYSTEM_NS))  # fmt: skip
+    url = service_url(testcluster, ns)
+    watch = PodWatch()
+    watch.start(testcluster, SANDBOX_NS)
+    try:
+        task_id = submit(testcluster, url, ns, SLOW_TASK)
+        wait_for(testcluster, "the slow task's code to reach a sandbox pod",
+                 lambda: any("time.sleep(6)" in json.dumps(p) for p in watch.seen.values()),
+                 timeout=60, namespaces=(ns, SANDBOX_NS))  # fmt: skip
+    finally:
+        watch.stop()
+    pod = testcluster.kubectl("get", "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={AGENT}",
+                              "-o", "name").stdout.split()[0]  # fmt: skip
+    say(f"deleting {pod}, which runs task {task_id}")
+    testcluster.kubectl("delete", "-n", ns, pod, "--wait=false")
+    view = finished(testcluster, url, ns, task_id, timeout=240)
+    assert_answered(testcluster, view, ns)
+
+
 def test_after_the_operator_and_the_api_server_restart_the_agent_still_answers(
     testcluster: Cluster, seed_namespace: str
 ) -> None:
     ns = seed_namespace
-    wait_for(testcluster, f"agent {AGENT} to be Ready", lambda: _agent_ready(testcluster, ns),
+    wait_for(testcluster, f"agent {AGENT} to be Ready", lambda: agent_ready(testcluster, ns),
              timeout=240, namespaces=(ns, SYSTEM_NS))  # fmt: skip
     say("deleting the operator's pod, then restarting the API server")
     testcluster.kubectl("delete", "pod", "-n", SYSTEM_NS, "-l",
@@ -306,9 +200,9 @@ def test_after_the_operator_and_the_api_server_restart_the_agent_still_answers(
         namespaces=(SYSTEM_NS,),
     )  # fmt: skip
     wait_for(testcluster, f"agent {AGENT} to be Ready again",
-             lambda: _agent_ready(testcluster, ns), timeout=120, namespaces=(ns,))  # fmt: skip
-    view = _run_task(testcluster, _service_url(testcluster, ns), ns)
-    _assert_answered(testcluster, view, ns)
+             lambda: agent_ready(testcluster, ns), timeout=120, namespaces=(ns,))  # fmt: skip
+    view = run_task(testcluster, service_url(testcluster, ns), ns)
+    assert_answered(testcluster, view, ns)
 
 
 def test_deleting_the_agent_removes_everything_it_owned(

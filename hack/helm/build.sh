@@ -45,7 +45,10 @@ staging="$(mktemp -d "$cache_root/.build-XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 start=$(date +%s)
 echo "helm build: building helm $version into $dest/bin; the first build takes a few minutes" >&2
-GOBIN="$staging" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v4/cmd/helm@$version" \
+# -X: `helm version` names the exact release (helm's Makefile stamps it the same way).
+GOBIN="$staging" go install -trimpath \
+  -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$version" \
+  "helm.sh/helm/v4/cmd/helm@$version" \
   || die "building helm $version failed (see the go output above)."
 [ -x "$staging/helm" ] || die "the build finished without producing helm."
 echo "built in $(( $(date +%s) - start ))s" > "$staging/.complete"

@@ -325,6 +325,7 @@ def chart_files(deploy: Path = DEPLOY) -> dict[str, str]:
         "values.yaml": values(sources),
         "templates/_helpers.tpl": (STATIC / "_helpers.tpl").read_text(),
         "templates/NOTES.txt": (STATIC / "NOTES.txt").read_text(),
+        "values.schema.json": (STATIC / "values.schema.json").read_text(),
         **crds(sources),
     }
     for name, part in parts(sources).items():

@@ -180,3 +180,22 @@ def test_images_storage_and_the_operators_pools_are_values(helm: Path, tmp_path:
 
     pinned = normalised(template(helm, tmp_path, {"config": {"agentImage": "agents:9"}}))
     assert yaml.safe_dump(pinned[CONFIG]["data"]["config.yaml"]).startswith("agentImage: agents:9")
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"namspaced": {"enabled": True}}, "at '': additional properties 'namspaced' not allowed"),
+        ({"memory": {"enabled": "yes"}}, "at '/memory/enabled': got string, want boolean"),
+        ({"namespaced": {"namespaces": ["Team_A"]}}, "at '/namespaced/namespaces/0': 'Team_A'"),
+    ],
+    ids=["misspelt", "not-a-boolean", "not-a-namespace"],
+)
+def test_bad_values_are_refused_naming_the_value(
+    helm: Path, tmp_path: Path, values: JSON, problem: str
+) -> None:
+    result = run_helm(
+        helm, "template", str(CHART), "--values", str(values_file(tmp_path, values)), check=False
+    )
+    assert result.returncode != 0
+    assert any(line.startswith(f"- {problem}") for line in result.stderr.splitlines())

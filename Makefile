@@ -37,7 +37,7 @@ testcluster:
 image:
 	@hack/image/build.sh
 
-test: setup-dev testcluster
+test: setup-dev testcluster helm
 	$(VENV)/pytest
 
 # The end-to-end run alone (also part of `make test`): `kubectl apply -k deploy/namespaced` from
@@ -51,6 +51,16 @@ test-fast: setup-dev
 
 crds: setup
 	$(VENV)/agentkube crds --output-dir deploy/crds
+
+# helm from the Go module proxy, cached per version (hack/helm/build.sh; instant once cached):
+# tests/helm render, lint and install the chart with it.
+.PHONY: helm helm-chart
+helm:
+	@hack/helm/build.sh >/dev/null
+
+# The Helm chart deploy/helm/agentkube, generated from deploy/ (tests/helm fail while stale).
+helm-chart: setup-dev
+	$(VENV)/python -m hack.helm.generate
 
 
 # checkov and kube-score over deploy/ and the operator's objects for examples/ (installs both

@@ -193,20 +193,43 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.stop()
         pytest.fail(f"test cluster: {e}", pytrace=False)
     try:
-        yield Cluster(
-            kubeconfig=cluster.kubeconfig,
-            server=cluster.server,
-            ca_cert=cluster.ca_cert,
-            state_dir=cluster.state_dir,
-            pools=_pools(cluster.real_node),
-            kubectl_path=kubectl,
-            real_node=cluster.real_node,
-            real_node_unavailable=cluster.real_node_unavailable,
-            _control_plane=cluster,
-        )
+        yield _handle(cluster, kubectl)
     finally:
         if not attach:
             cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def fresh_testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A second control plane of its own (no real node) for the tests of one module: for
+    installs that own cluster-wide objects the session's cluster shares (namespaces, RBAC,
+    CRDs), and their uninstall. Costs a control-plane start (docs/benchmarks.md)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(f"the cluster tests need kubectl: {KUBECTL_HINT}.", pytrace=False)
+    cluster = TestCluster(tmp_path_factory.mktemp("fresh-testcluster"))
+    try:
+        cluster.start(binaries.locate(), tie_to_parent=True)
+    except TestClusterError as e:
+        pytest.fail(f"test cluster: {e}", pytrace=False)
+    try:
+        yield _handle(cluster, kubectl)
+    finally:
+        cluster.stop()
+
+
+def _handle(cluster: TestCluster, kubectl: str) -> Cluster:
+    return Cluster(
+        kubeconfig=cluster.kubeconfig,
+        server=cluster.server,
+        ca_cert=cluster.ca_cert,
+        state_dir=cluster.state_dir,
+        pools=_pools(cluster.real_node),
+        kubectl_path=kubectl,
+        real_node=cluster.real_node,
+        real_node_unavailable=cluster.real_node_unavailable,
+        _control_plane=cluster,
+    )
 
 
 def _pools(real_node: RealNodeInfo | None) -> dict[str, Pool]:

@@ -1,0 +1,2 @@
+"""The Helm chart deploy/helm/agentkube, generated from deploy/ (generate.py), and helm
+itself (build.sh)."""

@@ -224,8 +224,7 @@ def network_policy(kb: KnowledgeBase, namespace: str, config: OperatorConfig) ->
         "metadata": _meta(child_name(kb.metadata.name), kb, namespace),
         "spec": {
             "podSelector": {"matchLabels": ingestion_pods(kb.metadata.name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "policyTypes": ["Ingress", "Egress"],  # no ingress rule: nothing gets in
             "egress": rules,
         },
     }

@@ -55,7 +55,8 @@ from agentkube.operator.knowledge import (
     source_hash,
 )
 from agentkube.operator.knowledge_watch import SourceConfigMaps
-from agentkube.operator.status import Check, as_conditions, new_failures, status_patch, timestamp
+from agentkube.operator.reconciling import TERMINATING
+from agentkube.operator.status import Check, as_conditions, status_patch, timestamp
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class KnowledgeBases:
         name = job_name(kb.metadata.name, source)
         await self._supersede(namespace, kb.metadata.name, source)
         applied = await apply(render_ingestion(kb, namespace, self.config, source))
+        if applied.check == TERMINATING:
+            return False
         if not applied.check.ok:
             return (
                 await self._failed(body, applied.check.reason, applied.check.message)
@@ -205,11 +208,14 @@ class KnowledgeBases:
     ) -> bool:
         if FINALIZER not in (body["metadata"].get("finalizers") or []):
             return False
-        if self.config.memory is None or self.config.memory.vector is None:
+        applied = None
+        if self.config.memory is not None and self.config.memory.vector is not None:
+            applied = await apply(render_removal(kb, namespace, self.config))
+        if applied is None or applied.check == TERMINATING:
+            # No vector store (nothing was ingested), or no Job can run here any more.
             await self._release(body)
             return False
         name = removal_job_name(kb.metadata.name)
-        applied = await apply(render_removal(kb, namespace, self.config))
         if not applied.check.ok:
             return await self._failed(body, applied.check.reason, applied.check.message) or True
         outcome = job_outcome(self.cache.get("Job", namespace, name))
@@ -257,11 +263,15 @@ class KnowledgeBases:
             log.warning("%s", e)
             return isinstance(e, TransientApiError)
         self.cache.put({**body, "status": {**live, **patch}})
-        for failure in new_failures(previous, wanted["conditions"]):
-            if failure["type"] == "Failed":
-                continue  # its status True is the failure; Ready carries the same reason
+        # An Event when it turns Failed, or fails for another reason.
+        failed = next(c for c in wanted["conditions"] if c["type"] == "Failed")
+        before: JSON = next((c for c in previous if c.get("type") == "Failed"), {})
+        if failed["status"] == "True" and (before.get("status"), before.get("reason")) != (
+            "True",
+            failed["reason"],
+        ):
             await self.writer.post_event(
-                body, type="Warning", reason=failure["reason"], message=failure["message"]
+                body, type="Warning", reason=failed["reason"], message=failed["message"]
             )
         return False
 

@@ -148,6 +148,18 @@ class OperatorProcess:
         )
         return len(pattern.findall(self.log.read_text(errors="replace")))
 
+    def settled_writes(self, cluster: Cluster, namespace: str) -> int:
+        """The writes to ``namespace`` once they stopped (the same count four polls in a row:
+        the last status updates of a rollout or an ingestion are written)."""
+        seen: list[int] = []
+
+        def settled() -> bool:
+            seen.append(self.writes_in(namespace))
+            return len(seen) >= 4 and len(set(seen[-4:])) == 1
+
+        cluster.wait_until(settled, "the operator's writes to settle", 60)
+        return seen[-1]
+
     def reconciles_of(self, kind: str, namespace: str, name: str) -> int:
         """Reconciles the operator logged for one object (it logs every one with --verbose)."""
         line = f"reconciled {kind} {namespace}/{name}"

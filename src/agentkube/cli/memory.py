@@ -9,7 +9,8 @@ A contract other tools depend on (keep it exact):
   [--json] QUERY`` — with ``--json`` a list of objects with ``text``, ``source``, ``score``.
 * ``agentkube memory collections [--json]`` — ``name``, ``chunks``, ``embedder`` each.
 * ``agentkube memory delete --collection NAME``.
-* ``agentkube memory sync-knowledgebase MANIFEST [--config-maps DIR] [--report FILE]`` — one
+* ``agentkube memory sync-knowledgebase MANIFEST [--config-maps DIR] [--report FILE]
+  [--data-dir DIR | --vector-url URL]`` — one
   KnowledgeBase's collection made to mirror its sources (pruned), its ConfigMaps read from
   ``DIR/<configmap>/<key>``; prints (and writes to ``FILE``) the ``--json`` object of ``ingest``.
   The operator's ingestion Job runs it (docs/rag.md), ``FILE`` being the termination log.
@@ -235,6 +236,7 @@ def sync_knowledgebase(
     report_file: Annotated[
         Path | None, typer.Option("--report", help="also write the JSON report to this file")
     ] = None,
+    data_dir: DataDir = None,
     vector_url: VectorUrl = None,
 ) -> None:
     """Make a KnowledgeBase's collection mirror its sources (the operator's ingestion Job)."""
@@ -245,7 +247,7 @@ def sync_knowledgebase(
     bases = [r for r in load_file(manifest) if isinstance(r, KnowledgeBase)]
     if len(bases) != 1:
         raise UserError(f"{manifest}: holds {len(bases)} KnowledgeBases; give exactly one")
-    settings = _settings(None, vector_url)
+    settings = _settings(data_dir, vector_url)
 
     def warn(message: str) -> None:
         typer.echo(f"warning: {message}", err=True)

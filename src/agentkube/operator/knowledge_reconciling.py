@@ -22,15 +22,14 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from lightkube import AsyncClient
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import CascadeType, PatchType
 from pydantic import ValidationError
 
 from agentkube.api.loading import describe
-from agentkube.api.models import GROUP, VERSION, KnowledgeBase
-from agentkube.operator.applying import _not_found, _translated
+from agentkube.api.models import KnowledgeBase
+from agentkube.operator.applying import KnowledgeBaseResource, _not_found, _translated
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import (
@@ -61,9 +60,6 @@ from agentkube.operator.status import Check, as_conditions, status_patch, timest
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
-KnowledgeBaseResource = create_namespaced_resource(
-    GROUP, VERSION, "KnowledgeBase", "knowledgebases"
-)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 

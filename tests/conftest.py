@@ -9,6 +9,7 @@ import pytest
 
 pytest_plugins: list[str] = [
     "tests.plugins.redis",
+    "tests.plugins.chroma",
     "tests.plugins.sandbox",
     "tests.plugins.testcluster",
     "tests.plugins.project_image",

@@ -9,7 +9,7 @@ tenant, a Redis key prefix), so tests sharing a server never see each other's da
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,6 @@ from agentkube.memory.vectors import VectorStore
 from agentkube.memory.vectors.chroma import ChromaServer as ChromaClient
 from agentkube.memory.vectors.chroma import EmbeddedChroma
 from tests.memory.servers import ChromaServer, RedisServer
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentkube.operator.knowledge import labels as knowledge_labels
 from agentkube.operator.naming import agent_labels
 from tests.plugins.testcluster import Cluster
 
@@ -73,12 +74,20 @@ def test_only_pods_the_operator_labels_as_agents_and_the_operator_get_in() -> No
     }
     labels = agent_labels("any-agent")
     for name in ("agentkube-redis-from-agents", "agentkube-chroma-from-agents"):
-        agents, operator = policies[name]["ingress"][0]["from"]
+        agents, *ingestion, operator = policies[name]["ingress"][0]["from"]
         assert agents["namespaceSelector"] == {}
         assert agents["podSelector"]["matchLabels"].items() <= labels.items()
         assert operator["podSelector"] == {
             "matchLabels": {"app.kubernetes.io/name": "agentkube-operator"}
         }
+        # KnowledgeBases' ingestion Jobs reach Chroma (their collections), never Redis.
+        if name == "agentkube-redis-from-agents":
+            assert ingestion == []
+        else:
+            (jobs,) = ingestion
+            pod = knowledge_labels("any-knowledge-base")
+            assert jobs["namespaceSelector"] == {}
+            assert jobs["podSelector"]["matchLabels"].items() <= pod.items()
 
 
 @pytest.mark.cluster

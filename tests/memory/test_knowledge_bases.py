@@ -141,6 +141,45 @@ async def test_config_maps_are_skipped_on_one_machine_with_a_warning(
     assert "configMap runbooks skipped on this machine" in warning
 
 
+async def test_mounted_config_maps_are_read_as_the_job_mounts_them(
+    store: EmbeddedChroma, embedder: WordLlamaEmbedder, tmp_path: Path
+) -> None:
+    mounted = tmp_path / "configmaps"
+    for name, files in {
+        "runbooks": ["pager.md", "escalation.txt"],
+        "faq": ["a.txt", "b.txt"],
+    }.items():
+        (mounted / name / "..2026_01_01").mkdir(parents=True)  # the kubelet's own entries
+        (mounted / name / "..data").symlink_to("..2026_01_01")
+        for file in files:
+            (mounted / name / file).write_text(f"{name} {file}: the release captain decides.\n")
+    kb = knowledge_base(
+        inline=INLINE, configMaps=[{"name": "runbooks"}, {"name": "faq", "keys": ["b.txt"]}]
+    )
+    (report,) = await ingest_knowledge_bases(
+        [kb], store, embedder, warn=pytest.fail, config_maps=mounted
+    )
+    assert report.skipped == ()
+    assert report.report.documents == 4  # inline, both runbooks keys, one faq key
+    sources = {str(m["source"]) for m in (await store.all_metadata("handbook")).values()}
+    assert sources == {
+        "handbook/deploys.md",
+        "configmap/runbooks/escalation.txt",
+        "configmap/runbooks/pager.md",
+        "configmap/faq/b.txt",
+    }
+
+
+async def test_a_key_that_is_not_text_fails_in_one_line(
+    store: EmbeddedChroma, embedder: WordLlamaEmbedder, tmp_path: Path
+) -> None:
+    (tmp_path / "faq").mkdir()
+    (tmp_path / "faq" / "logo.png").write_bytes(b"\x89PNG\xff")
+    kb = knowledge_base(configMaps=[{"name": "faq"}])
+    with pytest.raises(SourceUnreadable, match=r"configMap faq key logo\.png: cannot read"):
+        await ingest_knowledge_bases([kb], store, embedder, warn=print, config_maps=tmp_path)
+
+
 def test_two_knowledge_bases_of_one_file_may_not_share_a_collection() -> None:
     documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
     twin = {**documents[0], "metadata": {"name": "twin"}}

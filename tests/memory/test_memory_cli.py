@@ -164,3 +164,41 @@ def test_a_fresh_machine_ingests_and_searches_with_no_network_and_nothing_downlo
         ".local",
         ".local/share",
     ]
+
+
+KNOWLEDGE_BASE = """\
+apiVersion: ai.openvn/v1
+kind: KnowledgeBase
+metadata: {name: handbook}
+spec:
+  collection: handbook
+  sources:
+    inline: [{name: deploys.md, text: "# Deploys\\nThe release captain approves deploys."}]
+    configMaps: [{name: runbooks}]
+"""
+
+
+def test_sync_knowledgebase_mirrors_one_knowledge_base_and_writes_its_report(
+    tmp_path: Path, chroma_server: ChromaServer
+) -> None:
+    manifest = tmp_path / "knowledgebase.yaml"
+    manifest.write_text(KNOWLEDGE_BASE)
+    (tmp_path / "configmaps" / "runbooks").mkdir(parents=True)
+    (tmp_path / "configmaps" / "runbooks" / "pager.md").write_text("# Pager\nAnswer in 5 min.\n")
+    report = tmp_path / "termination-log"
+    argv = ["sync-knowledgebase", str(manifest), "--config-maps", str(tmp_path / "configmaps")]
+    env = {"AGENTKUBE_VECTOR_URL": chroma_server.url, "AGENTKUBE_NAMESPACE": "kb-cli"}
+    first = memory(*argv, "--report", str(report), **env)
+    assert as_json(first) == counts(documents=2, chunks=2, added=2, unchanged=0, removed=0)
+    assert json.loads(report.read_text()) == as_json(first)
+    (tmp_path / "configmaps" / "runbooks" / "pager.md").unlink()  # mirrored: pruned
+    again = memory(*argv, **env)
+    assert as_json(again) == counts(documents=1, chunks=1, added=0, unchanged=1, removed=1)
+
+
+def test_sync_knowledgebase_wants_exactly_one_knowledge_base(tmp_path: Path) -> None:
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(KNOWLEDGE_BASE + "---\n" + KNOWLEDGE_BASE.replace("handbook", "other"))
+    done = memory("sync-knowledgebase", str(manifest), "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == f"error: {manifest}: holds 2 KnowledgeBases; give exactly one\n"

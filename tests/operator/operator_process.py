@@ -102,7 +102,7 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # imports alone take 30 s on a loaded machine
         while self.metrics() is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the operator did not start:\n{self.tail()}", pytrace=False)
@@ -147,6 +147,18 @@ class OperatorProcess:
             rf"(applied \S+|updated status of \S+|posted event \S+ on) {namespace}/"
         )
         return len(pattern.findall(self.log.read_text(errors="replace")))
+
+    def settled_writes(self, cluster: Cluster, namespace: str) -> int:
+        """The writes to ``namespace`` once they stopped (the same count four polls in a row:
+        the last status updates of a rollout or an ingestion are written)."""
+        seen: list[int] = []
+
+        def settled() -> bool:
+            seen.append(self.writes_in(namespace))
+            return len(seen) >= 4 and len(set(seen[-4:])) == 1
+
+        cluster.wait_until(settled, "the operator's writes to settle", 60)
+        return seen[-1]
 
     def reconciles_of(self, kind: str, namespace: str, name: str) -> int:
         """Reconciles the operator logged for one object (it logs every one with --verbose)."""

@@ -292,14 +292,7 @@ def test_reconciling_an_unchanged_agent_writes_nothing(
     cluster.apply(ENDPOINT_MODEL % "m", ns)
     cluster.apply(agent("idle", "m"), ns)
     wait_condition(cluster, "agent", "idle", ns)
-    seen: list[int] = []
-
-    def settled() -> bool:  # the rollout's last status updates are written
-        seen.append(operator.writes_in(ns))
-        return len(seen) >= 4 and len(set(seen[-4:])) == 1
-
-    cluster.wait_until(settled, "the operator's writes to settle", 60)
-    before = operator.writes_in(ns)
+    before = operator.settled_writes(cluster, ns)
     assert before >= 6  # the log does record this namespace's writes
     reconciles = operator.reconciles_of("Agent", ns, "idle")
     # A metadata-only change makes the operator reconcile the Agent again; so does re-applying

@@ -84,14 +84,8 @@ def test_a_url_server_shows_its_tools_and_an_unchanged_one_costs_no_write(
     assert row.split()[:3] == ["tools", loopback_url, "True"]
     assert '["add","search","explode","slow","flood"]' in row
     # Nothing to repair: another reconcile (a label, a resync) lists again and writes nothing.
-    seen: list[int] = []
-
-    def settled() -> bool:
-        seen.append(operator.writes_in(ns))
-        return len(seen) >= 4 and len(set(seen[-4:])) == 1
-
-    cluster.wait_until(settled, "the operator's writes to settle", 60)
-    before, reconciles = operator.writes_in(ns), operator.reconciles_of("MCPServer", ns, "tools")
+    before = operator.settled_writes(cluster, ns)
+    reconciles = operator.reconciles_of("MCPServer", ns, "tools")
     cluster.kubectl("label", "mcpserver", "tools", "-n", ns, "touched=yes")
     cluster.wait_until(
         lambda: operator.reconciles_of("MCPServer", ns, "tools") > reconciles,

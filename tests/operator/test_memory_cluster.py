@@ -169,14 +169,7 @@ def test_an_unchanged_namespace_writes_nothing_and_a_deleted_secret_comes_back_t
     cluster.apply(agent("other", "m", memory="none"), ns)
     for name in ("idle", "other"):
         wait_condition(cluster, "agent", name, ns)
-    seen: list[int] = []
-
-    def settled() -> bool:
-        seen.append(operator.writes_in(ns))
-        return len(seen) >= 4 and len(set(seen[-4:])) == 1
-
-    cluster.wait_until(settled, "the operator's writes to settle", 60)
-    before = operator.writes_in(ns)
+    before = operator.settled_writes(cluster, ns)
     secret = memory_secret(cluster, ns)
     log = operator.log.read_text(errors="replace")
     assert log.count(f"applied Secret {ns}/{SECRET_NAME}") == 1  # one for both agents

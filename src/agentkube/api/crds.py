@@ -54,7 +54,14 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Collection", "type": "string", "jsonPath": ".spec.collection"},
         {"name": "Documents", "type": "integer", "jsonPath": ".status.documents"},
         {"name": "Chunks", "type": "integer", "jsonPath": ".status.chunks"},
+        {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSyncTime"},
         *READY_AND_AGE,
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
     ],
     "MCPServer": [
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -350,6 +350,7 @@ class KnowledgeBaseStatus(ObjectStatus):
     documents: int | None = None
     chunks: int | None = None
     last_sync_time: datetime | None = Field(None, strict=False)
+    source_hash: str | None = None  # of the spec and ConfigMap data last ingested (or failed)
 
 
 class KnowledgeBase(_Wire):

@@ -9,6 +9,11 @@ A contract other tools depend on (keep it exact):
   [--json] QUERY`` — with ``--json`` a list of objects with ``text``, ``source``, ``score``.
 * ``agentkube memory collections [--json]`` — ``name``, ``chunks``, ``embedder`` each.
 * ``agentkube memory delete --collection NAME``.
+* ``agentkube memory sync-knowledgebase MANIFEST [--config-maps DIR] [--report FILE]
+  [--data-dir DIR | --vector-url URL]`` — one
+  KnowledgeBase's collection made to mirror its sources (pruned), its ConfigMaps read from
+  ``DIR/<configmap>/<key>``; prints (and writes to ``FILE``) the ``--json`` object of ``ingest``.
+  The operator's ingestion Job runs it (docs/rag.md), ``FILE`` being the termination log.
 
 ``AGENTKUBE_VECTOR_URL`` selects a Chroma server, otherwise the embedded store lives under
 ``--data-dir`` / ``AGENTKUBE_DATA_DIR`` (default ``~/.local/share/agentkube``). Exit 0 on
@@ -219,3 +224,41 @@ def delete(
 
     asyncio.run(remove())
     typer.echo(f"deleted collection {collection}", err=True)
+
+
+@app.command("sync-knowledgebase")
+def sync_knowledgebase(
+    manifest: Annotated[Path, typer.Argument(metavar="MANIFEST", help="one KnowledgeBase")],
+    config_maps: Annotated[
+        Path | None,
+        typer.Option("--config-maps", help="where its ConfigMaps are mounted, one folder each"),
+    ] = None,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="also write the JSON report to this file")
+    ] = None,
+    data_dir: DataDir = None,
+    vector_url: VectorUrl = None,
+) -> None:
+    """Make a KnowledgeBase's collection mirror its sources (the operator's ingestion Job)."""
+    from agentkube.api.loading import load_file
+    from agentkube.api.models import KnowledgeBase
+    from agentkube.memory.knowledge_bases import ingest_knowledge_bases
+
+    bases = [r for r in load_file(manifest) if isinstance(r, KnowledgeBase)]
+    if len(bases) != 1:
+        raise UserError(f"{manifest}: holds {len(bases)} KnowledgeBases; give exactly one")
+    settings = _settings(data_dir, vector_url)
+
+    def warn(message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    reports = _with_store(
+        settings,
+        lambda store, embedder: ingest_knowledge_bases(
+            bases, store, embedder, warn=warn, config_maps=config_maps
+        ),
+    )
+    text = json.dumps(reports[0].report.summary())
+    if report_file is not None:
+        report_file.write_text(text)
+    typer.echo(text)

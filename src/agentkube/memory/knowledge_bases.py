@@ -8,15 +8,17 @@ alone) and prunes what its sources no longer hold.
 
 Inline documents come from the manifest (cited as ``<knowledgebase>/<name>``); http(s) URLs
 are fetched (text only, bounded in size and time; cited by their URL). ConfigMaps exist only in
-a cluster: here they are skipped with a warning. Every source is read before anything is
-written, so a URL that fails leaves the collection as it was.
+a cluster: here they are skipped with a warning; the operator's ingestion Job mounts each one as a
+directory (``<dir>/<configmap>/<key>``, :func:`config_map_documents`; cited as
+``configmap/<configmap>/<key>``). Every source is read before anything is written, so a URL that
+fails leaves the collection as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import httpx
@@ -82,14 +84,49 @@ async def fetch_url(client: httpx.AsyncClient, where: str, url: str) -> Document
     return Document(source=url, text=text, markdown=markdown)
 
 
+def config_map_documents(kb: KnowledgeBase, mounted: Path) -> list[Document]:
+    """The documents of ``kb``'s ConfigMaps as mounted under ``mounted`` (one directory each,
+    a file per key; the kubelet's ``..data`` links are not keys)."""
+    documents = []
+    for source in kb.spec.sources.config_maps:
+        directory = mounted / source.name
+        keys = source.keys if source.keys is not None else _mounted_keys(directory)
+        for key in keys:
+            path = directory / key
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise SourceUnreadable(
+                    f"KnowledgeBase {kb.metadata.name}: configMap {source.name} key {key}: "
+                    f"cannot read {path} ({e}); put UTF-8 text under that key"
+                ) from e
+            where = f"configmap/{source.name}/{key}"
+            documents.append(Document(source=where, text=text, markdown=_is_markdown(key)))
+    return documents
+
+
+def _mounted_keys(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".."))
+
+
 async def read_sources(
-    kb: KnowledgeBase, client: httpx.AsyncClient, warn: Callable[[str], None]
+    kb: KnowledgeBase,
+    client: httpx.AsyncClient,
+    warn: Callable[[str], None],
+    config_maps: Path | None = None,
 ) -> tuple[list[Document], tuple[str, ...]]:
-    """Every document of ``kb`` that can be read here, and the sources skipped."""
+    """Every document of ``kb`` that can be read here, and the sources skipped (ConfigMaps,
+    unless ``config_maps`` is where they are mounted)."""
     where = f"KnowledgeBase {kb.metadata.name}: spec.sources.urls"
     documents = inline_documents(kb)
+    if config_maps is not None:
+        documents += config_map_documents(kb, config_maps)
     for i, url in enumerate(kb.spec.sources.urls):
         documents.append(await fetch_url(client, f"{where}[{i}]", url))
+    if config_maps is not None:
+        return documents, ()
     skipped = tuple(f"configMap {c.name}" for c in kb.spec.sources.config_maps)
     for source in skipped:
         warn(
@@ -106,11 +143,13 @@ async def ingest_knowledge_bases(
     *,
     warn: Callable[[str], None],
     transport: httpx.AsyncBaseTransport | None = None,
+    config_maps: Path | None = None,
 ) -> list[KnowledgeBaseReport]:
-    """Bring each KnowledgeBase's collection up to date with its sources."""
+    """Bring each KnowledgeBase's collection up to date with its sources (its ConfigMaps read
+    from ``config_maps`` when given: in the operator's ingestion Job)."""
     timeout = httpx.Timeout(URL_TIMEOUT_S)
     async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-        read = [(kb, *(await read_sources(kb, client, warn))) for kb in bases]
+        read = [(kb, *(await read_sources(kb, client, warn, config_maps))) for kb in bases]
     reports = []
     for kb, documents, skipped in read:
         collection = kb.spec.collection

@@ -19,6 +19,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import (
     ConfigMap,
     Event,
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 AgentResource = create_namespaced_resource(GROUP, VERSION, "Agent", "agents")
 ModelResource = create_namespaced_resource(GROUP, VERSION, "Model", "models")
 MCPServerResource = create_namespaced_resource(GROUP, VERSION, "MCPServer", "mcpservers")
+KnowledgeBaseResource = create_namespaced_resource(
+    GROUP, VERSION, "KnowledgeBase", "knowledgebases"
+)
 
 CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "ServiceAccount": ServiceAccount,
@@ -50,8 +54,14 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "NetworkPolicy": NetworkPolicy,
     "Deployment": Deployment,
     "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
+    "Job": Job,  # a KnowledgeBase's ingestion (operator/knowledge.py)
 }
-OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource, "MCPServer": MCPServerResource}
+OWNER_KINDS = {
+    "Agent": AgentResource,
+    "Model": ModelResource,
+    "MCPServer": MCPServerResource,
+    "KnowledgeBase": KnowledgeBaseResource,
+}
 
 
 class Clock(Protocol):

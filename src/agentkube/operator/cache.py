@@ -14,7 +14,7 @@ from typing import Any
 JSON = dict[str, Any]
 Key = tuple[str, str]
 
-_KEEP_STATUS = {"Deployment", "Agent", "Model", "MCPServer"}
+_KEEP_STATUS = {"Deployment", "Agent", "Model", "MCPServer", "KnowledgeBase", "Job"}
 
 
 _DROPPED_META = {"managedFields", "creationTimestamp", "selfLink"}

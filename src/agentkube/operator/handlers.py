@@ -13,6 +13,9 @@ label):
 - a namespace's memory Secret (only with shared memory configured) reconciles its Agents, so a
   deleted one is made again.
 
+The user's ConfigMaps a KnowledgeBase names carry no label: they have a watch of their own
+(:mod:`agentkube.operator.knowledge_watch`).
+
 A periodic resync re-runs every reconcile as a safety net (cheap: unchanged objects cost no
 request). kopf re-lists after a watch breaks, so an API server restart is survived.
 """
@@ -29,6 +32,7 @@ import kopf
 
 from agentkube.api.models import GROUP, VERSION
 from agentkube.operator.cache import Cache
+from agentkube.operator.knowledge import KNOWLEDGEBASE_LABEL
 from agentkube.operator.memory import SECRET_NAME as MEMORY_SECRET
 from agentkube.operator.naming import (
     AGENT_LABEL,
@@ -43,8 +47,18 @@ JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[None]]
-OWNERS = {"Agent": "agents", "Model": "models", "MCPServer": "mcpservers"}
-OWNER_LABELS = (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL), ("MCPServer", MCPSERVER_LABEL))
+OWNERS = {
+    "Agent": "agents",
+    "Model": "models",
+    "MCPServer": "mcpservers",
+    "KnowledgeBase": "knowledgebases",
+}
+OWNER_LABELS = (
+    ("Agent", AGENT_LABEL),
+    ("Model", MODEL_LABEL),
+    ("MCPServer", MCPSERVER_LABEL),
+    ("KnowledgeBase", KNOWLEDGEBASE_LABEL),
+)
 CHILDREN = {
     "ServiceAccount": ("", "v1", "serviceaccounts"),
     "ConfigMap": ("", "v1", "configmaps"),
@@ -52,6 +66,7 @@ CHILDREN = {
     "Service": ("", "v1", "services"),
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
     "Deployment": ("apps", "v1", "deployments"),
+    "Job": ("batch", "v1", "jobs"),  # a KnowledgeBase's ingestion
 }
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Objects one per namespace, shared by its Agents: an event reconciles every Agent there. The

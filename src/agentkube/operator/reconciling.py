@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -95,6 +96,14 @@ class Memory(Protocol):
     async def ensure(self, namespace: str) -> Check: ...
 
 
+class Knowledge(Protocol):
+    """KnowledgeBases (:class:`agentkube.operator.knowledge_reconciling.KnowledgeBases`)."""
+
+    async def reconcile(
+        self, body: JSON, namespace: str, apply_all: Callable[[list[JSON]], Awaitable[Applied]]
+    ) -> bool: ...
+
+
 class Reconciler:
     def __init__(
         self,
@@ -104,16 +113,22 @@ class Reconciler:
         config: OperatorConfig,
         memory: Memory | None = None,
         discover: ToolDiscovery | None = None,
+        knowledge: Knowledge | None = None,
     ) -> None:
         self.cache = cache
         self.applier = applier
         self.config = config
         self.memory = memory
         self.discover = discover  # None: MCPServers' tools are not listed
+        self.knowledge = knowledge  # None: KnowledgeBases are left alone
 
     async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
         """Reconcile one object from the cache; True when it should be retried later."""
         body = self.cache.get(kind, namespace, name)
+        if kind == "KnowledgeBase":  # its own module; it finalizes deletions too
+            if body is None or self.knowledge is None:
+                return False
+            return await self.knowledge.reconcile(body, namespace, self._apply_all)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return False  # gone: the garbage collector removes the children
         if kind == "Agent":

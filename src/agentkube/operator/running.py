@@ -25,6 +25,8 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.knowledge_reconciling import KnowledgeBases
+from agentkube.operator.knowledge_watch import SourceConfigMaps
 from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.queueing import ReconcileQueue
@@ -46,6 +48,7 @@ class Operator:
     cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
+    sources: SourceConfigMaps = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
@@ -55,12 +58,23 @@ class Operator:
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
+        self.sources = SourceConfigMaps(
+            self.client, self.cache, self.applier, lambda ref: self.queue.submit(ref)
+        )
+        knowledge = KnowledgeBases(
+            client=self.client,
+            cache=self.cache,
+            config=config,
+            writer=self.applier,
+            sources=self.sources,
+        )
         self.reconciler = Reconciler(
             cache=self.cache,
             applier=self.applier,
             config=config,
             memory=self.memory,
             discover=LiveDiscovery(self.client),
+            knowledge=knowledge,
         )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
@@ -82,16 +96,17 @@ class Operator:
         shared = self.memory is not None
         configure(settings, shared=shared)
         try:
-            await kopf.operator(
-                registry=build_registry(self.controller, shared=shared),
-                settings=settings,
-                standalone=True,
-                clusterwide=not namespaces,
-                namespaces=list(namespaces),
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-                liveness_endpoint=liveness_endpoint,
-            )
+            async with self.sources.watching(namespaces):
+                await kopf.operator(
+                    registry=build_registry(self.controller, shared=shared),
+                    settings=settings,
+                    standalone=True,
+                    clusterwide=not namespaces,
+                    namespaces=list(namespaces),
+                    stop_flag=stop_flag,
+                    ready_flag=ready_flag,
+                    liveness_endpoint=liveness_endpoint,
+                )
         finally:
             if self.memory is not None:
                 await self.memory.aclose()

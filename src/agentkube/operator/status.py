@@ -73,9 +73,16 @@ def conditions(
     checks: list[Check], previous: list[JSON], generation: int | None, now: datetime
 ) -> list[JSON]:
     """The conditions list, keeping transition times of conditions whose status is unchanged."""
+    return as_conditions([*checks, ready(checks)], previous, generation, now)
+
+
+def as_conditions(
+    checks: list[Check], previous: list[JSON], generation: int | None, now: datetime
+) -> list[JSON]:
+    """Exactly ``checks`` as conditions (no ``Ready`` derived), transition times kept."""
     before = {c.get("type"): c for c in previous}
     result = []
-    for check in [*checks, ready(checks)]:
+    for check in checks:
         status = "True" if check.ok else "False"
         old = before.get(check.type)
         since = (

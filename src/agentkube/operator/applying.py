@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 AgentResource = create_namespaced_resource(GROUP, VERSION, "Agent", "agents")
 ModelResource = create_namespaced_resource(GROUP, VERSION, "Model", "models")
 MCPServerResource = create_namespaced_resource(GROUP, VERSION, "MCPServer", "mcpservers")
+# KEDA's kinds (operator/autoscaling.py); served only where KEDA is installed.
+ScaledObject = create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
+TriggerAuthentication = create_namespaced_resource(
+    "keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications"
+)
 
 CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "ServiceAccount": ServiceAccount,
@@ -50,6 +55,8 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "NetworkPolicy": NetworkPolicy,
     "Deployment": Deployment,
     "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
+    "ScaledObject": ScaledObject,
+    "TriggerAuthentication": TriggerAuthentication,
 }
 OWNER_KINDS = {"Agent": AgentResource, "Model": ModelResource, "MCPServer": MCPServerResource}
 

@@ -20,7 +20,8 @@ from lightkube.core.exceptions import ConfigError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from agentkube.operator.applying import Applier
+from agentkube.operator.applying import CHILD_KINDS, Applier
+from agentkube.operator.autoscaling_sync import KedaObjects
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
@@ -29,6 +30,7 @@ from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
+from agentkube.operator.team_wiring import TeamWiring, refreshing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class Operator:
     cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
+    teams: TeamWiring = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
@@ -55,12 +58,22 @@ class Operator:
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
+        keda = KedaObjects(self.client, self.cache, CHILD_KINDS, interval_s=config.resync_seconds)
+        self.teams = TeamWiring(
+            config=config,
+            cache=self.cache,
+            api=self.applier,
+            keda=keda if self.memory is not None else None,
+            queues=self.memory,
+            submit=lambda ref: self.queue.submit(ref),
+        )
         self.reconciler = Reconciler(
             cache=self.cache,
             applier=self.applier,
             config=config,
             memory=self.memory,
             discover=LiveDiscovery(self.client),
+            teams=self.teams,
         )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
@@ -82,16 +95,17 @@ class Operator:
         shared = self.memory is not None
         configure(settings, shared=shared)
         try:
-            await kopf.operator(
-                registry=build_registry(self.controller, shared=shared),
-                settings=settings,
-                standalone=True,
-                clusterwide=not namespaces,
-                namespaces=list(namespaces),
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-                liveness_endpoint=liveness_endpoint,
-            )
+            async with refreshing(self.teams, self.queue.submit):
+                await kopf.operator(
+                    registry=build_registry(self.controller, shared=shared),
+                    settings=settings,
+                    standalone=True,
+                    clusterwide=not namespaces,
+                    namespaces=list(namespaces),
+                    stop_flag=stop_flag,
+                    ready_flag=ready_flag,
+                    liveness_endpoint=liveness_endpoint,
+                )
         finally:
             if self.memory is not None:
                 await self.memory.aclose()

@@ -101,8 +101,10 @@ def test_without_kedas_crd_an_autoscaled_executor_says_so_and_keeps_its_replicas
     assert "spec.replicas (2) holds" in autoscaling["message"]
     # Once its pods are up, what keeps it from Ready is the missing KEDA.
     cluster.wait_until(
-        lambda: (condition(get(cluster, "agent", "worker", ns), "Ready") or {}).get("reason")
-        == "KEDANotInstalled",
+        lambda: (
+            (condition(get(cluster, "agent", "worker", ns), "Ready") or {}).get("reason")
+            == "KEDANotInstalled"
+        ),
         "Ready=False for KEDANotInstalled",
         120,
     )

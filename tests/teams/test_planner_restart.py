@@ -56,7 +56,7 @@ def wait_for(probe: Any, what: str, timeout: float = 120.0) -> Any:
 
 def record(client: redis.Redis, agent: str, task_id: str) -> TaskState | None:
     body = client.get(f"agentkube:{NAMESPACE}:teams:{agent}:task:{task_id}")
-    return None if body is None else TaskState.model_validate_json(body)  # type: ignore[arg-type]
+    return None if body is None else TaskState.model_validate_json(body)
 
 
 def test_a_restarted_planner_uses_the_executors_result_and_sends_nothing_twice(

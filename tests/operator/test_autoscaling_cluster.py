@@ -19,7 +19,12 @@ import redis
 from agentkube.memory.team_streams import GROUP, task_stream
 from agentkube.operator.memory import SECRET_NAME, URL_KEY
 from tests.memory.servers import RedisServer
-from tests.operator.operator_process import OperatorProcess, cluster_config
+from tests.operator.operator_process import (
+    OperatorProcess,
+    cluster_config,
+    instead_of,
+    redis_memory,
+)
 from tests.operator.test_cluster import ENDPOINT_MODEL, agent, condition, get, wait_condition
 from tests.operator.test_memory_cluster import can_i, decoded, memory_installed, memory_secret
 from tests.plugins.testcluster import Cluster
@@ -41,22 +46,14 @@ def keda_operator(
     tmp_path_factory: pytest.TempPathFactory,
     operator: OperatorProcess,
 ) -> Iterator[OperatorProcess]:
-    operator.stop()  # one operator at a time (see tests/operator/test_memory_cluster.py)
-    memory = {
-        "redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0", "peer": None},
-        "vector": None,
-    }
+    memory = redis_memory(redis_with_admin_password.port)
     config = cluster_config(memory_installed, memory=memory, resyncSeconds=2, pendingSeconds=1)
-    process = OperatorProcess(
-        memory_installed, operator_kubeconfig, tmp_path_factory.mktemp("keda-operator"), config
-    )
-    process.start()
+    workdir = tmp_path_factory.mktemp("keda-operator")
     try:
-        yield process
+        with instead_of(operator, memory_installed, operator_kubeconfig, workdir, config) as op:
+            yield op
     finally:
-        process.stop()
         memory_installed.kubectl("delete", "-f", str(KEDA_CRDS), "--ignore-not-found")
-        operator.start()
 
 
 def install_keda_crds(cluster: Cluster) -> None:

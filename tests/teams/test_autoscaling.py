@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,11 +11,14 @@ from pydantic import ValidationError
 from agentkube.api.crds import crd
 from agentkube.api.models import Agent
 from agentkube.operator.autoscaling import render_scaling, replicas_left_to_keda
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import HASH_ANNOTATION
 from agentkube.operator.rendering import render_agent
+from agentkube.operator.team_wiring import TeamWiring
 from tests.operator.conftest import agent
 
+CONFIG = OperatorConfig()
 AUTOSCALE = {"minReplicas": 0, "maxReplicas": 5, "lagTarget": 20}
 
 
@@ -82,3 +86,19 @@ def test_the_deployment_left_to_keda_has_no_replicas_and_a_new_hash() -> None:
     hashes = {deployment(o)["metadata"]["annotations"][HASH_ANNOTATION] for o in (children, left)}
     assert len(hashes) == 2  # applying it is a change: the field is given up
     assert [c["kind"] for c in left] == [c["kind"] for c in children]
+
+
+def test_without_shared_memory_there_is_no_queue_to_scale_on() -> None:
+    worker = agent(name="worker", role="executor", replicas=2, autoscale=AUTOSCALE)
+    children = render_agent(worker, "team", None, OperatorConfig())
+
+    class NoDeletes:
+        async def delete(self, kind: str, namespace: str, name: str) -> None:
+            raise AssertionError(f"nothing to delete, yet {kind} {namespace}/{name}")
+
+    wiring = TeamWiring(config=CONFIG, cache=Cache(), api=NoDeletes(), keda=None, queues=None)
+    adjusted = asyncio.run(wiring.adjust(worker, "team", children))
+    (check,) = adjusted.checks
+    assert (check.type, check.ok, check.reason) == ("Autoscaling", False, "NoSharedQueue")
+    assert adjusted.children == children  # spec.replicas holds
+    assert "pendingTasks" not in adjusted.extra

@@ -54,7 +54,7 @@ def test_agent_crd_validates_enums_patterns_and_has_status_and_columns() -> None
     assert any("planner" in rule["rule"] for rule in spec["x-kubernetes-validations"])
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Model", "Tools", "Memory", "Ready", "Age", "Reason", "Endpoint"]
+    assert columns == ["Model", "Tools", "Memory", "Pending", "Ready", "Age", "Reason", "Endpoint"]
     wide_only = {c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")}
     assert wide_only == {"Reason", "Endpoint"}
 

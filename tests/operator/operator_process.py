@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +179,28 @@ class OperatorProcess:
         if not self.log.exists():
             return "(no log)"
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def instead_of(
+    session: OperatorProcess,
+    cluster: Cluster,
+    kubeconfig: Path,
+    workdir: Path,
+    config: dict[str, Any],
+) -> Iterator[OperatorProcess]:
+    """An operator of another configuration while the session's is stopped: two at once would
+    render the same Agents differently and undo each other's writes forever."""
+    session.stop()
+    process = OperatorProcess(cluster, kubeconfig, workdir, config)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        session.start()
+
+
+def redis_memory(port: int, vector: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The operator's ``memory`` setting for a loopback redis-server (no pods to select)."""
+    return {"redis": {"url": f"redis://127.0.0.1:{port}/0", "peer": None}, "vector": vector}

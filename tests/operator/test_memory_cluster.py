@@ -17,7 +17,12 @@ from redis import exceptions as redis_errors
 from agentkube.operator.memory import SECRET_NAME, URL_KEY
 from tests.memory.servers import RedisServer
 from tests.operator.conftest import DEPLOY
-from tests.operator.operator_process import OperatorProcess, cluster_config
+from tests.operator.operator_process import (
+    OperatorProcess,
+    cluster_config,
+    instead_of,
+    redis_memory,
+)
 from tests.operator.test_cluster import (
     ENDPOINT_MODEL,
     agent,
@@ -60,25 +65,15 @@ def memory_operator(
     tmp_path_factory: pytest.TempPathFactory,
     operator: OperatorProcess,
 ) -> Iterator[OperatorProcess]:
-    # One operator at a time: the session's (no memory configured) would render the same
-    # Agents without memory, and the two would undo each other's writes forever.
-    operator.stop()
-    memory = {
-        "redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0", "peer": None},
-        "vector": {"url": VECTOR_URL, "peer": None},
-    }
-    process = OperatorProcess(
+    memory = redis_memory(redis_with_admin_password.port, {"url": VECTOR_URL, "peer": None})
+    with instead_of(
+        operator,
         memory_installed,
         operator_kubeconfig,
         tmp_path_factory.mktemp("memory-operator"),
         cluster_config(memory_installed, memory=memory),
-    )
-    process.start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
-        operator.start()
 
 
 def memory_secret(cluster: Cluster, namespace: str) -> dict[str, Any]:

@@ -35,6 +35,8 @@ PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
         {"name": "Tools", "type": "string", "jsonPath": ".spec.tools"},
         {"name": "Memory", "type": "string", "jsonPath": ".spec.memory"},
+        # An executor's queued and running tasks (kept by the operator, docs/teams.md).
+        {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingTasks"},
         *READY_AND_AGE,
         # `kubectl get agents -o wide` adds why it is (not) ready and where it answers.
         {

@@ -23,7 +23,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 BUILTIN_TOOLS = ("python-interpreter", "web-browser")
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-TOOL_PATTERN = rf"^(python-interpreter|web-browser|agent:{DNS_LABEL}|mcp:\S+)$"
+TOOL_PATTERN = rf"^(python-interpreter|web-browser|agent:{DNS_LABEL}(\.{DNS_LABEL})?|mcp:\S+)$"
 
 
 class _Wire(BaseModel):
@@ -145,6 +145,35 @@ class Condition(_Wire):
     observed_generation: int | None = None
 
 
+class Autoscale(_Wire):
+    """An executor's replicas follow its queue (KEDA, docs/teams.md): one replica per
+    ``lagTarget`` tasks waiting, between ``minReplicas`` (0: scale to zero) and ``maxReplicas``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                }
+            ]
+        }
+    )
+
+    min_replicas: int = Field(0, ge=0, le=100)
+    max_replicas: int = Field(..., ge=1, le=100)
+    lag_target: int = Field(5, ge=1, le=100_000, description="tasks waiting per replica")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Autoscale:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscale.minReplicas ({self.min_replicas}) exceeds maxReplicas "
+                f"({self.max_replicas}); lower minReplicas or raise maxReplicas"
+            )
+        return self
+
+
 # --------------------------------------------------------------------------- Agent
 
 
@@ -152,7 +181,8 @@ def _check_tool(tool: str) -> str:
     if not re.fullmatch(TOOL_PATTERN, tool):
         raise ValueError(
             f"unknown tool {tool!r}: use a built-in ({', '.join(BUILTIN_TOOLS)}), "
-            "another agent as agent:<name>, or an MCP server as mcp:<url-or-name>"
+            "another agent as agent:<name> (agent:<name>.<namespace> in another namespace), "
+            "or an MCP server as mcp:<url-or-name>"
         )
     return tool
 
@@ -176,7 +206,12 @@ class AgentSpec(_Wire):
                     "|| self.tools.exists(t, t.startsWith('agent:'))",
                     "message": "a planner needs at least one agent:<name> tool to delegate to",
                     "fieldPath": ".tools",
-                }
+                },
+                {
+                    "rule": "!has(self.autoscale) || self.role == 'executor'",
+                    "message": "autoscale scales an executor on its queue; set role: executor",
+                    "fieldPath": ".autoscale",
+                },
             ]
         }
     )
@@ -199,6 +234,13 @@ class AgentSpec(_Wire):
     placement: Placement | None = None
     sandbox: SandboxLimits | None = None
     rag: Rag | None = None
+    autoscale: Autoscale | None = None
+
+    @model_validator(mode="after")
+    def _autoscale_an_executor(self) -> AgentSpec:
+        if self.autoscale is not None and self.role != "executor":
+            raise ValueError("autoscale scales an executor on its queue; set role: executor")
+        return self
 
     @field_validator("tools")
     @classmethod
@@ -225,6 +267,9 @@ class ObjectStatus(_Wire):
 
 class AgentStatus(ObjectStatus):
     endpoint: str | None = None
+    pending_tasks: int | None = Field(
+        None, ge=0, description="an executor's tasks queued and not yet finished (docs/teams.md)"
+    )
 
 
 class Agent(_Wire):

@@ -23,8 +23,14 @@ DEFAULT_MAX_DEPTH = 3
 
 
 def delegation_targets(agent: Agent) -> list[str]:
-    """The names of the agents ``agent`` may delegate to, in spec order."""
+    """The names of the agents ``agent`` may delegate to, in spec order (``name.namespace``
+    for an agent of another namespace)."""
     return [t.removeprefix(AGENT_TOOL_PREFIX) for t in agent.spec.tools if t.startswith("agent:")]
+
+
+def same_namespace_targets(agent: Agent) -> list[str]:
+    """The :func:`delegation_targets` in ``agent``'s own namespace (no ``.namespace``)."""
+    return [t for t in delegation_targets(agent) if "." not in t]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +89,8 @@ def select_team(
         unsupported = unsupported_message(agent)
         if unsupported is not None:
             raise ManifestError(f"{source}: Agent {agent.metadata.name}: {unsupported}")
-        for target in delegation_targets(agent):
+        # Another namespace's agent (name.namespace) always runs elsewhere: the cluster wires it.
+        for target in same_namespace_targets(agent):
             if target in elsewhere and target not in by_name:
                 continue
             if target not in by_name:

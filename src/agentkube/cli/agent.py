@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +20,7 @@ from agentkube.cli.options import (
 
 if TYPE_CHECKING:  # the runtime and the server load only when serving starts
     from agentkube.runtime.agent import AgentRuntime
+    from agentkube.runtime.delegation import Delegator
 
 app = typer.Typer(help="Run an agent as a long-lived service.", no_args_is_help=True)
 
@@ -94,6 +95,7 @@ def serve(
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings, open_runtime
     from agentkube.runtime.handoff import DurableTasks, open_durable
+    from agentkube.runtime.queued_team import open_queued_team
     from agentkube.runtime.server import create_app
     from agentkube.runtime.team import open_team
     from agentkube.sidecar.local import local_rag_front
@@ -122,14 +124,23 @@ def serve(
                 for n, a in team.members.items()
                 if a.spec.system_prompt
             }
-            delegator = A2ATeam(peers, descriptions=descriptions)
-            async with open_runtime(
-                team.lead,
-                team.models,
-                settings,
-                delegator=delegator,
-                mcp_servers=team.mcp_servers,
-            ) as rt:
+            a2a = A2ATeam(peers, descriptions=descriptions)
+            # With Redis, subtasks for this namespace's agents go through their queues.
+            queued: AbstractAsyncContextManager[Delegator] = (
+                open_queued_team(a2a, redis_url=redis_url, data_dir=data_dir, targets=peers)
+                if redis_url
+                else nullcontext(a2a)
+            )
+            async with (
+                queued as delegator,
+                open_runtime(
+                    team.lead,
+                    team.models,
+                    settings,
+                    delegator=delegator,
+                    mcp_servers=team.mcp_servers,
+                ) as rt,
+            ):
                 yield rt
             return
         async with open_team(team, settings) as rt:

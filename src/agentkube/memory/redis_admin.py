@@ -47,5 +47,28 @@ class RedisAdmin:
             tenant="the operator's admin user",
         )
 
+    async def backlog(self, stream: str, group: str) -> int:
+        """Entries of ``stream`` not yet acknowledged by ``group``: waiting (its lag) plus
+        delivered and still running (its pending count); 0 when there is no such stream."""
+        return await guarded(
+            lambda: _backlog(self._redis, stream, group),
+            kind=self.kind,
+            location=self.location,
+            tenant="the operator's admin user",
+        )
+
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+async def _backlog(client: aioredis.Redis, stream: str, group: str) -> int:
+    if not await client.exists(stream):
+        return 0
+    for info in await client.xinfo_groups(stream):
+        name = info.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            lag = info.get("lag")
+            if lag is None:  # not computable (entries deleted): every entry may be waiting
+                lag = await client.xlen(stream)
+            return int(lag) + int(info.get("pending") or 0)
+    return int(await client.xlen(stream))

@@ -45,6 +45,11 @@ MCPServerResource = create_namespaced_resource(GROUP, VERSION, "MCPServer", "mcp
 KnowledgeBaseResource = create_namespaced_resource(
     GROUP, VERSION, "KnowledgeBase", "knowledgebases"
 )
+# KEDA's kinds (operator/autoscaling.py); served only where KEDA is installed.
+ScaledObject = create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
+TriggerAuthentication = create_namespaced_resource(
+    "keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications"
+)
 
 CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "ServiceAccount": ServiceAccount,
@@ -55,6 +60,8 @@ CHILD_KINDS: dict[str, type[NamespacedResource]] = {
     "Deployment": Deployment,
     "Secret": Secret,  # a namespace's memory credentials (operator/memory_access.py)
     "Job": Job,  # a KnowledgeBase's ingestion (operator/knowledge.py)
+    "ScaledObject": ScaledObject,
+    "TriggerAuthentication": TriggerAuthentication,
 }
 OWNER_KINDS = {
     "Agent": AgentResource,

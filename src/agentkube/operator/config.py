@@ -294,6 +294,9 @@ class OperatorConfig(_Config):
     storage_class_name: str | None = None
     field_manager: str = OPERATOR_FIELD_MANAGER
     resync_seconds: float = Field(300.0, gt=0)
+    pending_seconds: float = Field(
+        15.0, gt=0, description="how often an executor's pending tasks are read (docs/teams.md)"
+    )
     request_timeout_seconds: float = Field(60.0, gt=0)
     max_concurrent_reconciles: int = Field(64, ge=1)
     retry_seconds: float = Field(5.0, gt=0)

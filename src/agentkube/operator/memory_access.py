@@ -62,6 +62,8 @@ class Admin(Protocol):
 
     async def ensure_namespace_user(self, namespace: str, password: str) -> str: ...
 
+    async def backlog(self, stream: str, group: str) -> int: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -121,6 +123,12 @@ class NamespaceMemory:
             reason="NamespaceUserReady",
             message=f"Redis user {redis_username(namespace)} at {self.server.url}",
         )
+
+    async def backlog(self, stream: str, group: str) -> int:
+        """Tasks of ``stream`` not finished (:meth:`RedisAdmin.backlog`), over the admin
+        connection :meth:`ensure` opened (no extra Secret read); raises a memory error."""
+        admin = self._admin[1] if self._admin is not None else await self._connection()
+        return await admin.backlog(stream, group)
 
     def forget(self, namespace: str) -> None:
         """Set the namespace's ACL user again at its next ensure (its Secret was rewritten)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from agentkube.api.mcp import mcp_server_url, server_port
 from agentkube.api.models import Agent
+from agentkube.api.teams import same_namespace_targets
 from agentkube.operator.config import OperatorConfig, Peer
 from agentkube.operator.memory import memory_peers
 from agentkube.operator.naming import agent_pods, agent_selector
@@ -57,7 +58,7 @@ def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConf
         rules.append(peer_rule(peer) if peer is not None else _anywhere([port], []))
     if "python-interpreter" in spec.tools:
         rules.append(peer_rule(config.sandbox_gateway))
-    peers = sorted(t.removeprefix("agent:") for t in spec.tools if t.startswith("agent:"))
+    peers = sorted(same_namespace_targets(agent))  # other namespaces': operator/cross_namespace.py
     if peers:
         rules.append(
             {

@@ -50,6 +50,7 @@ from agentkube.operator.status import (
     new_failures,
     status_patch,
 )
+from agentkube.operator.team_wiring import TeamWiring
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Reconciler:
         memory: Memory | None = None,
         discover: ToolDiscovery | None = None,
         knowledge: Knowledge | None = None,
+        teams: TeamWiring | None = None,
     ) -> None:
         self.cache = cache
         self.applier = applier
@@ -121,6 +123,7 @@ class Reconciler:
         self.memory = memory
         self.discover = discover  # None: MCPServers' tools are not listed
         self.knowledge = knowledge  # None: KnowledgeBases are left alone
+        self.teams = teams  # None: no autoscaling, no pending count
 
     async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
         """Reconcile one object from the cache; True when it should be retried later."""
@@ -168,12 +171,15 @@ class Reconciler:
         # Its pods read the namespace's memory Secret: ensured first; a memory server that is
         # down is a condition and a retry, and the rest is applied all the same.
         memory = await self.memory.ensure(namespace) if self.memory is not None else None
-        applied = await self._apply_all(children)
+        teams = await self.teams.adjust(agent, namespace, children) if self.teams else None
+        applied = await self._apply_all(teams.children if teams else children)
         deployment = self.cache.get("Deployment", namespace, agent.metadata.name)
         checks += [*([memory] if memory else []), applied.check, deployment_available(deployment)]
         extra = {"endpoint": endpoint(agent, namespace, self.config)}
         memory_retry = memory is not None and not memory.ok and applied.check != TERMINATING
         retry = applied.retry or memory_retry
+        if teams is not None:
+            checks, extra, retry = checks + teams.checks, extra | teams.extra, retry or teams.retry
         return await self._finish(body, checks, extra) or retry
 
     def _model_for(self, agent: Agent, namespace: str) -> ResolvedModel | None:

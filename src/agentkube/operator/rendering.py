@@ -17,6 +17,7 @@ import yaml
 from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent
 from agentkube.api.pod_contract import restricted_container_security, restricted_pod_security
+from agentkube.api.teams import same_namespace_targets
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.mcpservers import ResolvedServer, with_mcp_servers
 from agentkube.operator.memory import memory_env
@@ -109,9 +110,10 @@ def container_resources(agent: Agent, config: OperatorConfig) -> JSON:
 
 
 def peer_args(agent: Agent, config: OperatorConfig) -> list[str]:
-    """A planner reaches the agents it names over A2A at their Services (same namespace)."""
+    """A planner reaches the agents it names over A2A at their Services (same namespace; another
+    namespace's are :mod:`agentkube.operator.cross_namespace`'s)."""
     port = config.agent_port
-    targets = [t.removeprefix("agent:") for t in agent.spec.tools if t.startswith("agent:")]
+    targets = same_namespace_targets(agent)
     if not targets:
         return []
     peers = [arg for t in targets for arg in ("--peer", f"{t}=http://{t}:{port}")]

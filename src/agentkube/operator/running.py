@@ -20,7 +20,8 @@ from lightkube.core.exceptions import ConfigError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from agentkube.operator.applying import Applier
+from agentkube.operator.applying import CHILD_KINDS, Applier
+from agentkube.operator.autoscaling_sync import KedaObjects
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
@@ -31,6 +32,7 @@ from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
+from agentkube.operator.team_wiring import TeamWiring, refreshing
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Operator:
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
     sources: SourceConfigMaps = field(init=False)
+    teams: TeamWiring = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
@@ -68,6 +71,15 @@ class Operator:
             writer=self.applier,
             sources=self.sources,
         )
+        keda = KedaObjects(self.client, self.cache, CHILD_KINDS, interval_s=config.resync_seconds)
+        self.teams = TeamWiring(
+            config=config,
+            cache=self.cache,
+            api=self.applier,
+            keda=keda if self.memory is not None else None,
+            queues=self.memory,
+            submit=lambda ref: self.queue.submit(ref),
+        )
         self.reconciler = Reconciler(
             cache=self.cache,
             applier=self.applier,
@@ -75,6 +87,7 @@ class Operator:
             memory=self.memory,
             discover=LiveDiscovery(self.client),
             knowledge=knowledge,
+            teams=self.teams,
         )
         self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
@@ -96,7 +109,7 @@ class Operator:
         shared = self.memory is not None
         configure(settings, shared=shared)
         try:
-            async with self.sources.watching(namespaces):
+            async with self.sources.watching(namespaces), refreshing(self.teams, self.queue.submit):
                 await kopf.operator(
                     registry=build_registry(self.controller, shared=shared),
                     settings=settings,

@@ -127,9 +127,11 @@ class AgentRuntime:
         conversation: str = DEFAULT_CONVERSATION,
         budget: TaskBudget | None = None,
         chain: tuple[str, ...] = (),
+        task_id: str | None = None,
     ) -> RunOutcome:
         """Run one task; a delegated one comes with its caller's ``chain`` and what is left of
-        the caller's ``budget``."""
+        the caller's ``budget``. A durable task's ``task_id`` names its subtasks (a rerun of it
+        finds them again, :mod:`agentkube.runtime.queued_team`)."""
         turn = self._turns.setdefault(conversation, _Turn())
         turn.users += 1
         try:
@@ -140,6 +142,7 @@ class AgentRuntime:
                     conversation,
                     budget or self.budget,
                     (*chain, self.agent.metadata.name),
+                    task_id=task_id,
                 )
         finally:
             turn.users -= 1
@@ -153,6 +156,8 @@ class AgentRuntime:
         conversation: str,
         budget: TaskBudget,
         chain: tuple[str, ...],
+        *,
+        task_id: str | None = None,
     ) -> RunOutcome:
         started = time.perf_counter()
         recorder = ToolRecorder(emit=emit)
@@ -165,6 +170,7 @@ class AgentRuntime:
                     deps = RunDeps(
                         recorder=recorder,
                         chain=chain,
+                        task_id=task_id,
                         max_requests=budget.max_model_requests,
                         deadline=time.monotonic() + budget.timeout_s,
                     )

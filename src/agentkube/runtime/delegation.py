@@ -50,6 +50,10 @@ class Subtask:
     chain: tuple[str, ...]
     """The agents from the root task to the caller, the caller last."""
     budget: TaskBudget
+    parent: str | None = None
+    """The caller's durable task id, if it has one."""
+    call: int = 0
+    """Which ``agent:`` call of the caller's run this is (1, 2, …)."""
 
 
 class Delegator(Protocol):
@@ -145,7 +149,15 @@ def agent_tool(target: str, delegator: Delegator) -> Tool[RunDeps]:
             if refused is not None or isinstance(budget, str):
                 call.result, call.ok = refused or "refused", False
                 return {"agent": target, "error": call.result}
-            subtask = Subtask(target=target, task=task, chain=chain, budget=budget)
+            ctx.deps.delegations += 1
+            subtask = Subtask(
+                target=target,
+                task=task,
+                chain=chain,
+                budget=budget,
+                parent=ctx.deps.task_id,
+                call=ctx.deps.delegations,
+            )
             try:
                 outcome = await delegator.delegate(
                     subtask, nested(ctx.deps.recorder.emit, (*chain, target))

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from agentkube.errors import AgentkubeError
-from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.task_queue import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_DELIVERIES,
@@ -133,7 +133,14 @@ class DurableTasks:
 
     async def _run(self, state: TaskState) -> TaskState:
         try:
-            outcome = await self.runtime.run(state.task, conversation=state.conversation)
+            budget = _budget(state.budget)
+            outcome = await self.runtime.run(
+                state.task,
+                conversation=state.conversation,
+                chain=tuple(state.chain),
+                budget=budget,
+                task_id=state.id,
+            )
         except AgentkubeError as e:
             return self._final(state, "failed", error=str(e))
         except asyncio.CancelledError:
@@ -177,6 +184,15 @@ class DurableTasks:
             for loop in stuck:
                 loop.cancel()
             await asyncio.gather(*self._loops, return_exceptions=True)
+
+
+def _budget(fields: dict[str, float] | None) -> TaskBudget | None:
+    """A subtask's budget as its caller recorded it (None: the agent's own)."""
+    if not fields:
+        return None
+    return TaskBudget(
+        max_model_requests=int(fields["max_model_requests"]), timeout_s=fields["timeout_s"]
+    )
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from redis.exceptions import WatchError
 
 from agentkube.memory.state import StateStore, check_id
+from agentkube.memory.team_streams import GROUP, queue_base
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 FINISHED: tuple[TaskStatus, ...] = ("succeeded", "failed")
@@ -50,6 +51,10 @@ class TaskState(BaseModel):
     error: str | None = None
     deliveries: int = 0
     replica: str | None = None
+    chain: list[str] = []
+    """A subtask's delegation chain, its caller last (empty for a root task)."""
+    budget: dict[str, float] | None = None
+    """A subtask's budget (``TaskBudget`` fields): what its caller had left."""
 
     @property
     def done(self) -> bool:
@@ -68,6 +73,11 @@ class Delivery:
 class TaskQueue(Protocol):
     async def submit(self, state: TaskState) -> None:
         """Record ``state`` (queued) and enqueue it."""
+        ...
+
+    async def submit_once(self, state: TaskState) -> bool:
+        """:meth:`submit` unless a record with ``state.id`` exists; True if it was submitted
+        (a restarted planner re-sending a subtask of a deterministic id enqueues nothing)."""
         ...
 
     async def read(self, task_id: str) -> TaskState | None: ...
@@ -122,8 +132,6 @@ def dead_letter_state(state: TaskState, deliveries: int, limit: int) -> TaskStat
 
 # --------------------------------------------------------------------------- Redis
 
-GROUP = "workers"
-
 
 class RedisTaskQueue:
     """One agent's tasks in Redis Streams (see the module docstring)."""
@@ -139,7 +147,7 @@ class RedisTaskQueue:
         results_kept: int = 100_000,
     ) -> None:
         self._redis = client
-        base = f"{prefix}teams:{check_id('agent', agent)}:"
+        base = queue_base(prefix, agent)
         self._stream, self._results, self._dead = base + "tasks", base + "results", base + "dead"
         self._record = base + "task:"
         self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
@@ -177,6 +185,24 @@ class RedisTaskQueue:
             pipe.set(key, state.model_dump_json())
             pipe.xadd(self._stream, {"id": state.id})
             await pipe.execute()
+
+    async def submit_once(self, state: TaskState) -> bool:
+        await self._ensure_group()
+        key = self._record + check_id("task id", state.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    if await pipe.exists(key):
+                        await pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.set(key, state.model_dump_json())
+                    pipe.xadd(self._stream, {"id": state.id})
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # submitted meanwhile: look again
 
     async def read(self, task_id: str) -> TaskState | None:
         body = await self._redis.get(self._record + check_id("task id", task_id))
@@ -300,6 +326,13 @@ class LocalTaskQueue:
             self._prefix + check_id("task id", state.id), state.model_dump_json().encode()
         )
         await self._new.put(state.id)
+
+    async def submit_once(self, state: TaskState) -> bool:
+        async with self._finishing:
+            if await self.read(state.id) is not None:
+                return False
+            await self.submit(state)
+            return True
 
     async def read(self, task_id: str) -> TaskState | None:
         body = await self._store.get(self._prefix + check_id("task id", task_id))

@@ -70,6 +70,10 @@ class RunDeps:
     recorder: ToolRecorder
     chain: tuple[str, ...] = ()
     """The agents from the root task to this run, this one last (for delegation)."""
+    task_id: str | None = None
+    """The durable task this run is (None: a run no one will redo)."""
+    delegations: int = 0
+    """``agent:`` calls made so far in this run: with ``task_id``, a subtask's identity."""
     max_requests: int = 1_000_000
     deadline: float = math.inf
     """``time.monotonic()`` by which the run must end."""

@@ -70,6 +70,8 @@ def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConf
         rules.append(_anywhere(mcp_ports, []))
     if "web-browser" in spec.tools:
         rules.append(_anywhere(config.web_ports, config.web_excluded_cidrs))
+    if config.telemetry is not None and config.telemetry.peer is not None:
+        rules.append(peer_rule(config.telemetry.peer))
     return rules
 
 

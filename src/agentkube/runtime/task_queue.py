@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.exceptions import WatchError
 
 from agentkube.memory.state import StateStore, check_id
@@ -50,6 +50,8 @@ class TaskState(BaseModel):
     error: str | None = None
     deliveries: int = 0
     replica: str | None = None
+    trace: dict[str, str] = Field(default_factory=dict)
+    """W3C trace context of the submitter (``traceparent``): the run continues its trace."""
 
     @property
     def done(self) -> bool:

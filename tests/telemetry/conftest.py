@@ -24,4 +24,4 @@ def _tracing_off_afterwards() -> Iterator[None]:
 
 
 # the RAG proxy's knowledge and the stand-in model, as the sidecar tests have them
-from tests.sidecar.conftest import embedded_knowledge, embedder, model  # noqa: E402, F401
+from tests.sidecar.conftest import embedded_knowledge, embedder, model, proxy  # noqa: E402, F401

@@ -241,16 +241,22 @@ class ServingImages(_Config):
 
 class TelemetryConfig(_Config):
     """An OpenTelemetry collector: every pod the operator renders for an Agent exports its
-    traces there (the standard ``OTEL_*`` variables, docs/observability.md)."""
+    traces there (the standard ``OTEL_*`` variables); and who may scrape their metrics
+    (docs/observability.md)."""
 
-    endpoint: str = Field(
-        ..., pattern=r"^https?://[^\s/]+/?$", description="OTLP/HTTP base URL, e.g. :4318"
+    endpoint: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+/?$", description="OTLP/HTTP base URL, e.g. :4318"
     )
     capture_content: bool = Field(
         False, description="put prompts, answers and tool arguments into spans (opt-in)"
     )
     peer: Peer | None = Field(
         None, description="the collector's pods: an egress rule to them in agents' policies"
+    )
+    scraper: Peer | None = Field(
+        None,
+        description="the Prometheus pods: an ingress rule from them to agents' metrics ports "
+        "(the runtime's and the RAG proxy's; `ports` is ignored)",
     )
 
 

@@ -89,8 +89,23 @@ def render_network_policy(
                 {
                     "from": [{"podSelector": {"matchLabels": agent_pods()}}],
                     "ports": [{"protocol": "TCP", "port": config.agent_port}],
-                }
+                },
+                *scrape_rules(agent, config),
             ],
             "egress": egress_rules(agent, model, config),
         },
     }
+
+
+def scrape_rules(agent: Agent, config: OperatorConfig) -> list[JSON]:
+    """Ingress from the configured Prometheus to the agent's metrics ports (telemetry.scraper)."""
+    scraper = config.telemetry.scraper if config.telemetry is not None else None
+    if scraper is None:
+        return []
+    source: JSON = {"podSelector": {"matchLabels": dict(scraper.pod_labels)}}
+    if scraper.namespace_labels is not None:
+        source["namespaceSelector"] = {"matchLabels": dict(scraper.namespace_labels)}
+    ports = [config.agent_port]
+    if agent.spec.rag is not None:
+        ports.append(config.rag_sidecar.port)
+    return [{"from": [source], "ports": [{"protocol": "TCP", "port": p} for p in ports]}]

@@ -2,8 +2,8 @@
 
 With ``telemetry:`` in the operator config every container of an Agent's pod (the runtime and
 its RAG proxy) gets ``OTEL_EXPORTER_OTLP_ENDPOINT`` and friends, its own ``OTEL_SERVICE_NAME``
-(the agent's name; ``<agent>-<container>`` for the others) and the namespace as a resource
-attribute; without it the pod spec is unchanged.
+(the agent's name; ``<agent>-<container>`` for the others) and the pod's namespace and name as
+resource attributes; without it the pod spec is unchanged.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from agentkube.telemetry.settings import pod_environment
 def with_telemetry(spec: JSON, agent: Agent, config: OperatorConfig) -> JSON:
     """``spec`` (a pod spec) with the collector's variables in every container."""
     telemetry = config.telemetry
-    if telemetry is None:
+    if telemetry is None or telemetry.endpoint is None:
         return spec
     name = agent.metadata.name
-    namespace = agent.metadata.namespace or "default"
     out = dict(spec)
     for key in ("initContainers", "containers"):
         containers = []
@@ -29,7 +28,6 @@ def with_telemetry(spec: JSON, agent: Agent, config: OperatorConfig) -> JSON:
             env = pod_environment(
                 telemetry.endpoint,
                 service=service,
-                namespace=namespace,
                 capture_content=telemetry.capture_content,
             )
             containers.append({**container, "env": [*container.get("env", []), *env]})

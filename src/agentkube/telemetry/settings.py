@@ -21,6 +21,10 @@ ENV_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
 # The GenAI instrumentations' opt-in for prompts, completions and tool arguments in spans.
 ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
+# what the pod's resource attributes are made of (set from the downward API)
+ENV_POD_NAMESPACE = "OTEL_K8S_NAMESPACE"
+ENV_POD_NAME = "OTEL_K8S_POD_NAME"
+
 PROTOCOL = "http/protobuf"  # the one exporter shipped (opentelemetry-exporter-otlp-proto-http)
 
 
@@ -57,14 +61,20 @@ class TelemetrySettings:
 
 
 def pod_environment(
-    endpoint: str, *, service: str, namespace: str, capture_content: bool = False
-) -> list[dict[str, str]]:
-    """The ``env`` entries that point a pod's process at the collector ``endpoint``."""
-    env = [
+    endpoint: str, *, service: str, capture_content: bool = False
+) -> list[dict[str, object]]:
+    """The ``env`` entries that point a pod's process at the collector ``endpoint``; the pod's
+    namespace and name become resource attributes (the downward API, then ``$(VAR)``)."""
+    env: list[dict[str, object]] = [
+        {"name": ENV_POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": ENV_ENDPOINT, "value": endpoint},
         {"name": ENV_PROTOCOL, "value": PROTOCOL},
         {"name": ENV_SERVICE_NAME, "value": service},
-        {"name": ENV_RESOURCE_ATTRIBUTES, "value": f"k8s.namespace.name={namespace}"},
+        {
+            "name": ENV_RESOURCE_ATTRIBUTES,
+            "value": f"k8s.namespace.name=$({ENV_POD_NAMESPACE}),k8s.pod.name=$({ENV_POD_NAME})",
+        },
     ]
     if capture_content:
         env.append({"name": ENV_CAPTURE_CONTENT, "value": "true"})

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -96,6 +96,7 @@ class DurableTasks:
         self._loops: list[asyncio.Task[None]] = []
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
         self.metrics = QueueMetrics()
+        self.observers: list[Callable[[TaskState], None]] = []  # told of every task it finished
 
     async def submit(self, text: str, conversation: str | None = None) -> TaskState:
         task_id = uuid.uuid4().hex
@@ -175,6 +176,8 @@ class DurableTasks:
         finally:
             stop.set()
         await keeper
+        for observe in self.observers:
+            observe(final)
         wrote = await self.queue.finish(delivery, final)
         if not wrote:
             log.info(

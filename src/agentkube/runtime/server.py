@@ -49,6 +49,7 @@ from agentkube.runtime.a2a import A2AMount
 from agentkube.runtime.agent import AgentRuntime, RunOutcome
 from agentkube.runtime.events import RunEvent
 from agentkube.runtime.handoff import DurableTasks
+from agentkube.runtime.task_queue import TaskState
 from agentkube.telemetry.propagation import continued
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,12 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+
+    def finished(self, state: TaskState) -> None:
+        """Count a task of the shared queue this replica ran (as ``_finish`` counts its own)."""
+        self.tasks.labels(state.status).inc()
+        if state.started_at is not None and state.finished_at is not None:
+            self.duration.observe(max(0.0, state.finished_at - state.started_at))
 
     def observe(self, outcome: RunOutcome) -> None:
         """Count one finished run of the agent (an HTTP task, a queued one, a subtask)."""
@@ -286,6 +293,7 @@ def create_app(  # noqa: C901 - one small closure per route
             async with AsyncExitStack() as stack:
                 if durable is not None:
                     shared["tasks"] = await stack.enter_async_context(durable(runtime))
+                    shared["tasks"].observers.append(metrics.finished)
                 try:
                     yield
                 finally:

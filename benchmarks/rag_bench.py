@@ -74,11 +74,14 @@ async def fill(data_dir: Path, chunks: int) -> None:
     await store.aclose()
 
 
-def start(args: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], url: str, env: dict[str, str], wait_s: float = 120.0
+) -> subprocess.Popen[bytes]:
+    """``args`` started, once ``url`` answers 200 within ``wait_s``."""
     process = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{args[:4]} exited with {process.returncode}")

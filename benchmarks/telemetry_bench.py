@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from measuring import percentile  # noqa: E402
 from rag_bench import BODY, COLLECTION, fill, free_port, timed  # noqa: E402
+from rag_bench import start as rag_start  # noqa: E402
 from tests.telemetry.otlp_receiver import OtlpReceiver  # noqa: E402
 
 AGENT = """apiVersion: ai.openvn/v1
@@ -45,21 +46,7 @@ CONCURRENCY = 8
 
 
 def start(args: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``args`` started, once ``url`` answers 200 (minutes allowed: a busy machine is slow)."""
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process: its output
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            error = log.read().decode(errors="replace")[-2000:]
-            raise SystemExit(f"{args[2:5]} exited with {process.returncode}: {error}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} never answered")
+    return rag_start(args, url, env, wait_s=600)  # minutes: a busy machine starts slowly
 
 
 def environments(base: dict[str, str], receiver: str) -> dict[str, dict[str, str]]:

@@ -17,7 +17,6 @@ OPERATION = "gen_ai.operation.name"
 AGENT_NAME = "gen_ai.agent.name"
 CONVERSATION_ID = "gen_ai.conversation.id"
 DATA_SOURCE = "gen_ai.data_source.id"
-TOOL_NAME = "gen_ai.tool.name"
 # messaging (the task queue) and RPC (A2A)
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_DESTINATION = "messaging.destination.name"
@@ -27,14 +26,12 @@ RPC_SYSTEM = "rpc.system"
 SERVER_ADDRESS = "server.address"
 # agentkube's own
 SANDBOX_BACKEND = "agentkube.sandbox.backend"
-SANDBOX_WARM = "agentkube.sandbox.warm"
 SANDBOX_LANGUAGE = "agentkube.sandbox.language"
 SANDBOX_EXIT_CODE = "agentkube.sandbox.exit_code"
 SANDBOX_KILLED = "agentkube.sandbox.killed_reason"
 CALLER = "agentkube.caller"
 CHUNKS = "agentkube.rag.chunks"
 RAG_OUTCOME = "agentkube.rag.outcome"
-QUEUE_WAIT_S = "agentkube.task.queue_wait_s"
 
 __all__ = ["Span", "SpanKind", "span"]
 

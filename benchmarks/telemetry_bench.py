@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from measuring import percentile  # noqa: E402
-from rag_bench import BODY, COLLECTION, fill, free_port, timed  # noqa: E402
+from rag_bench import BODY, COLLECTION, fill, free_port, standin_command, timed  # noqa: E402
 from rag_bench import start as rag_start  # noqa: E402
 from tests.telemetry.otlp_receiver import OtlpReceiver  # noqa: E402
 
@@ -109,12 +109,7 @@ def runtime_rows(opts: argparse.Namespace, envs: dict[str, dict[str, str]], tmp:
 def proxy_rows(opts: argparse.Namespace, envs: dict[str, dict[str, str]], tmp: Path) -> None:
     asyncio.run(fill(tmp, 200))
     up_port = free_port()
-    standin = [
-        sys.executable, "-c",
-        "import uvicorn; from tests.standins.openai_server import ScriptedModel, create_app; "
-        f"uvicorn.run(create_app(ScriptedModel()), host='127.0.0.1', port={up_port}, "
-        "log_level='warning')",
-    ]  # fmt: skip
+    standin = standin_command(up_port)
     upstream = f"http://127.0.0.1:{up_port}"
     processes = [start(standin, f"{upstream}/v1/models", envs["off"])]
     urls = {}

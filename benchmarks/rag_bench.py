@@ -74,11 +74,24 @@ async def fill(data_dir: Path, chunks: int) -> None:
     await store.aclose()
 
 
-def start(args: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def standin_command(port: int) -> list[str]:
+    """The OpenAI-compatible stand-in (tests/standins/openai_server.py) on ``port``."""
+    return [
+        sys.executable, "-c",
+        "import uvicorn; from tests.standins.openai_server import ScriptedModel, create_app; "
+        f"uvicorn.run(create_app(ScriptedModel()), host='127.0.0.1', port={port}, "
+        "log_level='warning')",
+    ]  # fmt: skip
+
+
+def start(
+    args: list[str], url: str, env: dict[str, str], wait_s: float = 120.0
+) -> subprocess.Popen[bytes]:
+    """``args`` started, once ``url`` answers 200 within ``wait_s``."""
     process = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{args[:4]} exited with {process.returncode}")
@@ -153,12 +166,7 @@ def main() -> None:
         asyncio.run(fill(data, opts.chunks))
         print(f"filled {opts.chunks} chunks in {time.perf_counter() - started:.1f}s")
         up_port, proxy_port = free_port(), free_port()
-        standin = [
-            sys.executable, "-c",
-            "import uvicorn; from tests.standins.openai_server import ScriptedModel, create_app; "
-            f"uvicorn.run(create_app(ScriptedModel()), host='127.0.0.1', port={up_port}, "
-            "log_level='warning')",
-        ]  # fmt: skip
+        standin = standin_command(up_port)
         upstream = start(standin, f"http://127.0.0.1:{up_port}/v1/models", env)
         proxy_cmd = [
             sys.executable, "-m", "agentkube", "sidecar", "rag",

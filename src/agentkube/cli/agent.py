@@ -99,7 +99,9 @@ def serve(
     from agentkube.runtime.server import create_app
     from agentkube.runtime.team import open_team
     from agentkube.sidecar.local import local_rag_front
+    from agentkube.telemetry.tracing import setup_tracing
 
+    setup_tracing(team.lead.metadata.name)  # on only with OTEL_EXPORTER_OTLP_ENDPOINT set
     settings = RuntimeSettings(
         model=model,
         base_url=base_url,

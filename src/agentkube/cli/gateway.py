@@ -129,4 +129,7 @@ def gateway(
         ),
         kube_client=client,
     )
+    from agentkube.telemetry.tracing import setup_tracing
+
+    setup_tracing("agentkube-sandbox-gateway")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT set
     uvicorn.run(app, host=host, port=port, log_level="warning", http=bounded_headers())

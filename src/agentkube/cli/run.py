@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the runtime (pydantic-ai, openai) loads only when a run sta
     from agentkube.runtime.agent import RunOutcome
     from agentkube.runtime.building import RuntimeSettings
     from agentkube.runtime.events import RunEvent
+    from agentkube.telemetry.recording import SpanRecorder
+    from agentkube.telemetry.tracing import Tracing
 
 OFFLINE_MODEL_NAME = "offline"
 
@@ -141,6 +143,9 @@ def run(
     max_requests: MaxRequests = DEFAULT_MAX_REQUESTS,
     task_timeout: TaskTimeout = DEFAULT_TASK_TIMEOUT_S,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="print the run's span tree with timings (stderr)")
+    ] = False,
 ) -> None:
     """Run one task with the agent of FILE (and the agents it delegates to); print the answer."""
     from agentkube.api.teams import load_team
@@ -151,7 +156,6 @@ def run(
 
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings
-    from agentkube.runtime.offline import DISCLAIMER
     from agentkube.sidecar.local import local_rag_front
 
     settings = RuntimeSettings(
@@ -164,10 +168,38 @@ def run(
     )
     err = Console(stderr=True)
     progress = None if json_output else Progress(err)
-    outcome = asyncio.run(_run(team, text, conversation, settings, progress))
+    recorder, tracing = _tracing(team.lead.metadata.name, trace)
+    try:
+        outcome = asyncio.run(_run(team, text, conversation, settings, progress))
+    finally:
+        tracing.flush()
     if json_output:
         typer.echo(json.dumps(outcome.model_dump(mode="json"), ensure_ascii=False))
-        return
+    else:
+        _print_answer(outcome, err)
+    if recorder is not None:
+        from agentkube.cli.trace_tree import trace_tree
+        from agentkube.telemetry.recording import span_tree
+
+        err.print(trace_tree(span_tree(recorder.spans)))
+
+
+def _tracing(service: str, trace: bool) -> tuple[SpanRecorder | None, Tracing]:
+    """Tracing for this run: exported when OTEL_EXPORTER_OTLP_ENDPOINT is set, recorded in
+    process for ``--trace``."""
+    from agentkube.telemetry.tracing import setup_tracing
+
+    recorder = None
+    if trace:
+        from agentkube.telemetry.recording import SpanRecorder
+
+        recorder = SpanRecorder()
+    return recorder, setup_tracing(service, recorder=recorder)
+
+
+def _print_answer(outcome: RunOutcome, err: Console) -> None:
+    from agentkube.runtime.offline import DISCLAIMER
+
     if outcome.model_note:
         err.print(f"[yellow]note:[/] {escape(outcome.model_note)}")
     out = Console(highlight=False)

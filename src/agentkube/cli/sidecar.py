@@ -99,6 +99,9 @@ def rag(
     from agentkube.bounded_headers import bounded_headers
     from agentkube.sidecar.proxy import create_app
     from agentkube.sidecar.retrieval import open_knowledge_retriever
+    from agentkube.telemetry.tracing import setup_tracing
+
+    setup_tracing("agentkube-rag-proxy")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT set
 
     @asynccontextmanager
     async def retriever() -> AsyncIterator[Retriever]:

@@ -8,10 +8,13 @@
                           503 the backend cannot run sandboxes here
     GET  /v1/policy       the sandbox policy: the most one execution may ask for (no token)
     GET  /healthz         200 once the backend is started (no token needed)
+    GET  /metrics         Prometheus metrics (agentkube.gateway.metrics; no token)
     POST /mcp             MCP (streamable HTTP): run_python / run_bash, same token and quota
                           (agentkube.gateway.mcp_endpoint)
 
-Every execution is logged with the caller's identity, its outcome and its duration. A caller that
+Every execution is logged with the caller's identity, its outcome and its duration, and traced
+(a ``sandbox.execute`` server span continuing the caller's ``traceparent``, with a
+``sandbox.run`` child for the code's own run as the backend measured it). A caller that
 disconnects before its result cancels the execution: its sandbox is deleted, its quota slot freed.
 Error bodies are ``{"detail": "<one sentence>"}``; the client turns them back into the
 contract's exceptions.
@@ -32,12 +35,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from agentkube.api.loading import describe
 from agentkube.bounded_bodies import BoundedBodies
 from agentkube.gateway.auth import Authenticator, Identity
 from agentkube.gateway.mcp_endpoint import mcp_endpoint
+from agentkube.gateway.metrics import GatewayMetrics, outcome_of
 from agentkube.gateway.quota import ConcurrencyQuota
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Sandbox
 from agentkube.sandbox.errors import (
@@ -47,6 +53,8 @@ from agentkube.sandbox.errors import (
     SandboxUnavailable,
 )
 from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
+from agentkube.telemetry import spans
+from agentkube.telemetry.propagation import continued
 
 log = logging.getLogger("agentkube.gateway")
 EXECUTIONS_PATH = "/v1/executions"
@@ -130,12 +138,17 @@ class _Starter:
 
 
 async def _admit(
-    request: Request, identity: Identity, settings: GatewaySettings, started: _Starter
+    request: Request,
+    identity: Identity,
+    settings: GatewaySettings,
+    started: _Starter,
+    metrics: GatewayMetrics,
 ) -> ExecutionRequest | Response:
     """The caller's request if it may run: allowed caller, bounded body, valid, within policy,
     and a backend that has started."""
     if not settings.allows(identity):
         log.warning("execution refused: %s is not on the allow-list", identity.name)
+        metrics.refusals.labels("forbidden").inc()
         return _error(403, f"{identity.name} may not run sandboxes on this gateway")
     body = await request.body()
     if len(body) > settings.max_body_bytes:
@@ -143,9 +156,11 @@ async def _admit(
     try:
         checked = settings.policy.check(ExecutionRequest.model_validate_json(body))
     except ValidationError as e:
+        metrics.refusals.labels("invalid").inc()
         return _error(422, f"invalid execution request: {describe(e)}")
     except SandboxRequestError as e:
         log.info("execution by %s refused by the policy: %s", identity.name, e)
+        metrics.refusals.labels("policy").inc()
         return _error(422, str(e))
     reason = await started()
     if reason is not None:
@@ -170,6 +185,7 @@ def create_app(  # noqa: C901 - one small closure per route
     quota = ConcurrencyQuota(settings.max_concurrent_per_agent)
     mcp = mcp_endpoint(backend, authenticator, quota)
     try_start = _Starter(backend)
+    metrics = GatewayMetrics(backend)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +212,7 @@ def create_app(  # noqa: C901 - one small closure per route
         read_timeout_s=settings.body_read_timeout_s,
     )
     app.state.quota = quota
+    app.state.metrics = metrics
     app.router.routes.append(mcp.route)
 
     @app.get("/healthz")
@@ -205,6 +222,10 @@ def create_app(  # noqa: C901 - one small closure per route
             return _error(503, f"the sandbox backend is not started: {reason}")
         return JSONResponse({"status": "ok"})
 
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/v1/policy")
     async def policy() -> JSONResponse:
         return JSONResponse(settings.policy.model_dump())
@@ -213,55 +234,111 @@ def create_app(  # noqa: C901 - one small closure per route
     async def execute(request: Request) -> Response:
         identity = await _caller(request, authenticator)
         if identity is None:
+            metrics.refusals.labels("unauthenticated").inc()
             return _error(
                 401,
                 "a valid Bearer token is required (an agent sends its projected ServiceAccount "
                 "token, see docs/gateway-auth.md)",
                 {"WWW-Authenticate": 'Bearer realm="agentkube-sandbox-gateway"'},
             )
-        parsed = await _admit(request, identity, settings, try_start)
+        parsed = await _admit(request, identity, settings, try_start, metrics)
         if isinstance(parsed, Response):
             return parsed
-        return await _run(request, parsed, identity)
-
-    async def _run(request: Request, parsed: ExecutionRequest, identity: Identity) -> Response:
-        execution = secrets.token_hex(6)
-        started = time.perf_counter()
-        try:
-            with quota.slot(identity.name):
-                result = await _while_connected(request, backend.execute(parsed))
-            if result is None:
-                log.warning(
-                    "execution %s by %s abandoned: the caller went away after %.0f ms; "
-                    "its sandbox is deleted",
-                    execution,
-                    identity.name,
-                    (time.perf_counter() - started) * 1000,
-                )
-                return Response(status_code=499)  # nobody reads it: the connection is gone
-        except SandboxBusy as e:
-            log.warning("execution %s by %s refused: %s", execution, identity.name, e)
-            return _error(429, str(e), {"Retry-After": str(max(1, round(e.retry_after_s)))})
-        except SandboxRequestError as e:
-            log.info("execution %s by %s rejected: %s", execution, identity.name, e)
-            return _error(422, str(e))
-        except SandboxUnavailable as e:
-            log.error("execution %s by %s: sandbox unavailable: %s", execution, identity.name, e)
-            return _error(503, str(e))
-        except SandboxFailure as e:
-            log.error("execution %s by %s failed: %s", execution, identity.name, e)
-            return _error(500, str(e))
-        log.info(
-            "execution %s by %s: %s %d bytes, exit=%s killed=%s truncated=%s in %.0f ms",
-            execution,
-            identity.name,
-            parsed.language,
-            len(parsed.code),
-            result.exit_code,
-            result.killed_reason,
-            result.truncated,
-            (time.perf_counter() - started) * 1000,
+        return await _traced(
+            request, parsed, identity, backend=backend, quota=quota, metrics=metrics
         )
-        return Response(result.model_dump_json(), media_type="application/json")
 
     return app
+
+
+async def _traced(
+    request: Request,
+    parsed: ExecutionRequest,
+    identity: Identity,
+    *,
+    backend: Sandbox,
+    quota: ConcurrencyQuota,
+    metrics: GatewayMetrics,
+) -> Response:
+    """:func:`_run` in a ``sandbox.execute`` server span continuing the caller's trace."""
+    attributes = {
+        spans.SANDBOX_BACKEND: metrics.backend,
+        spans.SANDBOX_LANGUAGE: parsed.language,
+        spans.CALLER: identity.name,
+    }
+    with (
+        continued(request.headers),
+        spans.span("sandbox.execute", kind=spans.SpanKind.SERVER, attributes=attributes),
+    ):
+        started = time.perf_counter()
+        response, outcome, result = await _run(request, parsed, identity, backend, quota)
+        metrics.executed(outcome, time.perf_counter() - started)
+        if result is not None:
+            _trace_run(result)
+        else:
+            spans.mark_failed(outcome)
+        return response
+
+
+async def _run(
+    request: Request,
+    parsed: ExecutionRequest,
+    identity: Identity,
+    backend: Sandbox,
+    quota: ConcurrencyQuota,
+) -> tuple[Response, str, ExecutionResult | None]:
+    """Run an admitted request: the response, the outcome (for the metrics) and the result."""
+    execution = secrets.token_hex(6)
+    started = time.perf_counter()
+    try:
+        with quota.slot(identity.name):
+            result = await _while_connected(request, backend.execute(parsed))
+        if result is None:
+            log.warning(
+                "execution %s by %s abandoned: the caller went away after %.0f ms; "
+                "its sandbox is deleted",
+                execution,
+                identity.name,
+                (time.perf_counter() - started) * 1000,
+            )
+            # nobody reads it: the connection is gone
+            return Response(status_code=499), "abandoned", None
+    except SandboxBusy as e:
+        log.warning("execution %s by %s refused: %s", execution, identity.name, e)
+        retry = {"Retry-After": str(max(1, round(e.retry_after_s)))}
+        return _error(429, str(e), retry), "quota", None
+    except SandboxRequestError as e:
+        log.info("execution %s by %s rejected: %s", execution, identity.name, e)
+        return _error(422, str(e)), "rejected", None
+    except SandboxUnavailable as e:
+        log.error("execution %s by %s: sandbox unavailable: %s", execution, identity.name, e)
+        return _error(503, str(e)), "unavailable", None
+    except SandboxFailure as e:
+        log.error("execution %s by %s failed: %s", execution, identity.name, e)
+        return _error(500, str(e)), "failed", None
+    log.info(
+        "execution %s by %s: %s %d bytes, exit=%s killed=%s truncated=%s in %.0f ms",
+        execution,
+        identity.name,
+        parsed.language,
+        len(parsed.code),
+        result.exit_code,
+        result.killed_reason,
+        result.truncated,
+        (time.perf_counter() - started) * 1000,
+    )
+    response = Response(result.model_dump_json(), media_type="application/json")
+    return response, outcome_of(result), result
+
+
+def _trace_run(result: ExecutionResult) -> None:
+    """The execution span's outcome, and a ``sandbox.run`` child for the code's own run: its
+    duration as the runner measured it, ending when the result arrived."""
+    current = trace.get_current_span()
+    current.set_attribute(
+        spans.SANDBOX_EXIT_CODE, -1 if result.exit_code is None else result.exit_code
+    )
+    if result.killed_reason is not None:
+        current.set_attribute(spans.SANDBOX_KILLED, result.killed_reason)
+    end = time.time_ns()
+    spans.record("sandbox.run", end - int(result.duration_ms * 1e6), end)

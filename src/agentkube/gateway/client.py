@@ -25,6 +25,7 @@ from agentkube.sandbox.errors import (
     SandboxRequestError,
     SandboxUnavailable,
 )
+from agentkube.telemetry.propagation import inject
 
 EXECUTIONS_PATH = "/v1/executions"
 DEFAULT_TOKEN_FILE = Path(SANDBOX_TOKEN_FILE)
@@ -77,7 +78,7 @@ class RemoteSandbox:
         )
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
-        headers = {"content-type": "application/json"}
+        headers = inject({"content-type": "application/json"})  # the caller's trace goes along
         token = self._token() if self._token is not None else None
         if token:
             headers["authorization"] = f"Bearer {token}"

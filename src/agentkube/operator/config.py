@@ -239,6 +239,27 @@ class ServingImages(_Config):
     llama_cpp: str = Field("ghcr.io/ggml-org/llama.cpp:server-cuda", alias="llamaCpp")
 
 
+class TelemetryConfig(_Config):
+    """An OpenTelemetry collector: every pod the operator renders for an Agent exports its
+    traces there (the standard ``OTEL_*`` variables); and who may scrape their metrics
+    (docs/observability.md)."""
+
+    endpoint: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+/?$", description="OTLP/HTTP base URL, e.g. :4318"
+    )
+    capture_content: bool = Field(
+        False, description="put prompts, answers and tool arguments into spans (opt-in)"
+    )
+    peer: Peer | None = Field(
+        None, description="the collector's pods: an egress rule to them in agents' policies"
+    )
+    scraper: Peer | None = Field(
+        None,
+        description="the Prometheus pods: an ingress rule from them to agents' metrics ports "
+        "(the runtime's and the RAG proxy's; `ports` is ignored)",
+    )
+
+
 class OperatorConfig(_Config):
     """The whole operator configuration; every field has a default."""
 
@@ -284,6 +305,9 @@ class OperatorConfig(_Config):
         None, description="shared memory servers; unset: every pod keeps its memory embedded"
     )
     sandbox_gateway: Peer = Field(default_factory=_sandbox_gateway_peer)
+    telemetry: TelemetryConfig | None = Field(
+        None, description="an OTLP collector for traces; unset: pods export none"
+    )
     web_ports: list[int] = Field(default_factory=lambda: [80, 443])
     web_excluded_cidrs: list[str] = Field(
         default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]

@@ -71,6 +71,8 @@ def egress_rules(agent: Agent, model: ResolvedModel | None, config: OperatorConf
         rules.append(_anywhere(mcp_ports, []))
     if "web-browser" in spec.tools:
         rules.append(_anywhere(config.web_ports, config.web_excluded_cidrs))
+    if config.telemetry is not None and config.telemetry.peer is not None:
+        rules.append(peer_rule(config.telemetry.peer))
     return rules
 
 
@@ -88,8 +90,23 @@ def render_network_policy(
                 {
                     "from": [{"podSelector": {"matchLabels": agent_pods()}}],
                     "ports": [{"protocol": "TCP", "port": config.agent_port}],
-                }
+                },
+                *scrape_rules(agent, config),
             ],
             "egress": egress_rules(agent, model, config),
         },
     }
+
+
+def scrape_rules(agent: Agent, config: OperatorConfig) -> list[JSON]:
+    """Ingress from the configured Prometheus to the agent's metrics ports (telemetry.scraper)."""
+    scraper = config.telemetry.scraper if config.telemetry is not None else None
+    if scraper is None:
+        return []
+    source: JSON = {"podSelector": {"matchLabels": dict(scraper.pod_labels)}}
+    if scraper.namespace_labels is not None:
+        source["namespaceSelector"] = {"matchLabels": dict(scraper.namespace_labels)}
+    ports = [config.agent_port]
+    if agent.spec.rag is not None:
+        ports.append(config.rag_sidecar.port)
+    return [{"from": [source], "ports": [{"protocol": "TCP", "port": p} for p in ports]}]

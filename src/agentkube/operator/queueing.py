@@ -33,6 +33,7 @@ class ReconcileQueue:
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
         self.completed = 0
+        self.retried = 0  # reconciles that failed (crashed or asked again), for the metrics
 
     async def run(self, ref: Ref) -> None:
         """Reconcile ``ref`` now, unless a run that will see the same state is already waiting."""
@@ -59,7 +60,13 @@ class ReconcileQueue:
         """Run in the background (from a timer or a resync)."""
         self._tasks.spawn(self.run(ref))
 
+    @property
+    def depth(self) -> int:
+        """Objects waiting for a reconcile: queued now, or on a retry timer."""
+        return len(self._waiting) + len(self._timers)
+
     def _retry_later(self, ref: Ref) -> None:
+        self.retried += 1
         failures = self._failures.get(ref, 0)
         self._failures[ref] = failures + 1
         delay = min(self._retry * 2**failures, self._max_retry)

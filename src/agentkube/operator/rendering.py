@@ -34,6 +34,7 @@ from agentkube.operator.networking import render_network_policy
 from agentkube.operator.placement import pool_scheduling
 from agentkube.operator.serving import ResolvedModel
 from agentkube.operator.sidecars import model_behind_sidecar, rag_sidecar_parts, sidecar_env
+from agentkube.operator.telemetry_env import with_telemetry
 
 JSON = dict[str, Any]
 
@@ -184,7 +185,7 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
     init_containers, sidecar_volumes = rag_sidecar_parts(agent, model, config)
     volumes += sidecar_volumes
     uid = config.agent_user_id
-    return {
+    spec: JSON = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -196,6 +197,7 @@ def pod_spec(agent: Agent, model: ResolvedModel | None, config: OperatorConfig) 
             config, config.agent_pool, agent.spec.placement, agent.metadata.namespace
         ),
     }
+    return with_telemetry(spec, agent, config)
 
 
 def render_deployment(

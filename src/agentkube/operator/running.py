@@ -158,6 +158,16 @@ class OperatorMetrics(Collector):
             "reconciles run",
             value=self.operator.queue.completed,
         )
+        yield CounterMetricFamily(
+            "agentkube_operator_reconcile_retries",
+            "reconciles that failed (crashed, or a child not ready) and were retried later",
+            value=self.operator.queue.retried,
+        )
+        yield GaugeMetricFamily(
+            "agentkube_operator_queue_depth",
+            "objects waiting for a reconcile (queued, or on a retry timer)",
+            value=self.operator.queue.depth,
+        )
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]
         )

@@ -9,7 +9,9 @@ when the agent has one (``--redis``), so an A2A task survives the replica that a
 Calling: :class:`A2ATeam` is a :class:`~agentkube.runtime.delegation.Delegator` that hands a
 subtask to another agent's A2A endpoint — in a cluster its Service, ``http://NAME:8080`` — and
 reads the answer (the task's artifacts) back. Any A2A client can call an agentkube agent, and
-an agentkube planner can call any A2A agent.
+an agentkube planner can call any A2A agent. The caller's W3C trace context travels in the
+message metadata (``traceparent``, ``tracestate``): sending is an ``a2a.send_message`` client
+span, running it an ``a2a.execute`` server span of the same trace.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ from agentkube.runtime.errors import DelegationFailed
 from agentkube.runtime.events import EventSink
 from agentkube.runtime.handoff import DurableTasks
 from agentkube.runtime.recording import ToolCallRecord
+from agentkube.telemetry import spans
+from agentkube.telemetry.propagation import continued, inject, trace_fields
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +115,14 @@ class RuntimeExecutor(AgentExecutor):
             await event_queue.enqueue_event(new_task_from_user_message(context.message))
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.update_status(TaskState.TASK_STATE_WORKING)
+        metadata = dict(context.message.metadata) if context.message.metadata else {}
+        attributes = {spans.RPC_SYSTEM: "a2a", spans.CONVERSATION_ID: context.context_id}
         try:
-            outcome = await self._run(context.get_user_input(), _caller(context))
+            with (
+                continued(trace_fields(metadata)),
+                spans.span("a2a.execute", kind=spans.SpanKind.SERVER, attributes=attributes),
+            ):
+                outcome = await self._run(context.get_user_input(), _caller(context))
         except Exception as e:  # the A2A task fails; the server goes on
             await updater.update_status(
                 TaskState.TASK_STATE_FAILED, message=new_text_message(str(e), role=Role.ROLE_AGENT)
@@ -230,6 +240,18 @@ class A2ATeam:
         url = self._urls.get(subtask.target)
         if url is None:
             raise DelegationFailed(f"no A2A URL is known for agent {subtask.target!r}")
+        attributes = {spans.AGENT_NAME: subtask.target, spans.RPC_SYSTEM: "a2a",
+                      spans.SERVER_ADDRESS: url}  # fmt: skip
+        with spans.span(
+            f"a2a.send_message {subtask.target}", kind=spans.SpanKind.CLIENT, attributes=attributes
+        ):
+            try:
+                return await self._send(url, subtask)
+            except DelegationFailed as e:
+                spans.mark_failed(str(e))
+                raise
+
+    async def _send(self, url: str, subtask: Subtask) -> RunOutcome:
         timeout = httpx.Timeout(subtask.budget.timeout_s, connect=10)
         started = time.perf_counter()
         try:
@@ -266,6 +288,7 @@ class A2ATeam:
 
 def _metadata(subtask: Subtask) -> dict[str, Any]:
     return {
+        **inject(),  # the send span's traceparent: the target's run joins the trace
         "agentkube.chain": list(subtask.chain),
         "agentkube.budget": json.dumps(
             {"max_model_requests": subtask.budget.max_model_requests,

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
+from pydantic_ai.capabilities import AbstractCapability, Instrumentation
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelConnectionError,
@@ -34,7 +36,8 @@ from pydantic_ai.messages import (
     TextPartDelta,
 )
 from pydantic_ai.models import Model as PydanticAIModel
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.models.instrumented import InstrumentationSettings
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from agentkube.api.models import Agent
 from agentkube.memory.history import HistoryStore
@@ -43,6 +46,7 @@ from agentkube.runtime.events import EventSink, RunEvent, discard
 from agentkube.runtime.model_resolution import ModelChoice
 from agentkube.runtime.recording import ToolCallRecord, ToolRecorder
 from agentkube.runtime.tools import RunDeps, ToolEnvironment, build_tools
+from agentkube.telemetry.tracing import current as current_tracing
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are {name}, an agent running on agentkube. Use your tools when they help; "
@@ -78,6 +82,8 @@ class RunOutcome(BaseModel):
     tool_calls: list[ToolCallRecord]
     duration_ms: float
     model_requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class AgentRuntime:
@@ -101,6 +107,7 @@ class AgentRuntime:
         self.budget = budget or TaskBudget()
         self.key = f"{agent.metadata.namespace or 'default'}/{agent.metadata.name}"
         self._turns: dict[str, _Turn] = {}
+        self.observers: list[Callable[[RunOutcome], None]] = []  # told of every finished run
         prompt = agent.spec.system_prompt or DEFAULT_SYSTEM_PROMPT.format(name=agent.metadata.name)
         self._agent: PydanticAgent[RunDeps, str] = PydanticAgent(
             model,
@@ -109,6 +116,7 @@ class AgentRuntime:
             toolsets=list(tools.toolsets),
             instructions=prompt,
             name=agent.metadata.name,
+            capabilities=instrumentation(),
         )
 
     def history_key(self, conversation: str) -> str:
@@ -174,8 +182,8 @@ class AgentRuntime:
                         max_requests=budget.max_model_requests,
                         deadline=time.monotonic() + budget.timeout_s,
                     )
-                    output, new_messages, requests = await self._loop(
-                        task, history, deps, budget, emit
+                    output, new_messages, usage = await self._loop(
+                        task, history, deps, budget, emit, conversation_key=key
                     )
         except TimeoutError as e:
             raise TaskLimitReached(
@@ -184,7 +192,7 @@ class AgentRuntime:
             ) from e
         if self.history is not None:
             await self.history.append(key, new_messages)
-        return RunOutcome(
+        outcome = RunOutcome(
             agent=self.agent.metadata.name,
             conversation=conversation,
             output=output,
@@ -192,8 +200,13 @@ class AgentRuntime:
             model_note=self.choice.note,
             tool_calls=recorder.calls,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            model_requests=requests,
+            model_requests=usage.requests,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
         )
+        for observe in self.observers:
+            observe(outcome)
+        return outcome
 
     @contextmanager
     def _translate_model_errors(self, budget: TaskBudget) -> Iterator[None]:
@@ -224,10 +237,16 @@ class AgentRuntime:
         deps: RunDeps,
         budget: TaskBudget,
         emit: EventSink,
-    ) -> tuple[str, list[ModelMessage], int]:
+        *,
+        conversation_key: str,
+    ) -> tuple[str, list[ModelMessage], RunUsage]:
         limits = UsageLimits(request_limit=budget.max_model_requests)
         async with self._agent.iter(
-            task, message_history=history or None, deps=deps, usage_limits=limits
+            task,
+            message_history=history or None,
+            deps=deps,
+            usage_limits=limits,
+            conversation_id=None if history else conversation_key,  # gen_ai.conversation.id
         ) as run:
             async for node in run:
                 if PydanticAgent.is_model_request_node(node):
@@ -243,7 +262,23 @@ class AgentRuntime:
                     emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
         result = run.result
         assert result is not None  # the iteration above ran to End
-        return result.output, result.new_messages(), result.usage.requests
+        return result.output, result.new_messages(), result.usage
+
+
+def instrumentation() -> list[AbstractCapability[Any]]:
+    """pydantic-ai's own OpenTelemetry spans (``invoke_agent``, ``chat``, ``execute_tool``) on
+    this process's tracer provider when tracing is on (none when off); prompts, answers and
+    tool arguments only on opt-in."""
+    tracing = current_tracing()
+    if tracing.provider is None:
+        return []
+    settings = InstrumentationSettings(
+        tracer_provider=tracing.provider,
+        include_content=tracing.capture_content,
+        include_binary_content=tracing.capture_content,
+        include_model_request_parameters=tracing.capture_content,
+    )
+    return [Instrumentation(settings=settings)]
 
 
 def _text_of(event: object) -> str | None:

@@ -8,6 +8,10 @@ so only a replica that stopped (crashed, frozen) loses its tasks to the others.
 
 ``drain`` (SIGTERM) stops taking tasks, lets the running ones finish for up to ``drain_s``
 seconds, then gives the rest back to the queue for another replica.
+
+Each task carries its submitter's trace context in its record: submitting is a
+``queue.publish`` producer span, running it a ``queue.process`` consumer span in the same trace
+(whichever replica takes it). :class:`QueueMetrics` count waits, redeliveries and dead letters.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentkube.errors import AgentkubeError
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
@@ -33,6 +39,8 @@ from agentkube.runtime.task_queue import (
     TaskQueue,
     TaskState,
 )
+from agentkube.telemetry import spans
+from agentkube.telemetry.propagation import continued, inject
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,29 @@ TAKE_WAIT_S = 1.0
 def replica_name() -> str:
     """This process's consumer name: host, pid and a random suffix (a restart is a new one)."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class QueueMetrics:
+    """The queue as this replica sees it (served with the agent's metrics)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.wait = Histogram(
+            "agentkube_queue_wait_seconds",
+            "Time from a task's submission to a replica starting it (queue lag)",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "agentkube_queue_redeliveries",
+            "Deliveries of a task after its first (a replica died or gave it back)",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "agentkube_queue_dead_letters",
+            "Tasks delivered more than max-deliveries times, moved to the dead stream",
+            registry=r,
+        )
 
 
 class DurableTasks:
@@ -64,18 +95,33 @@ class DurableTasks:
         self._taking = True
         self._loops: list[asyncio.Task[None]] = []
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
+        self.metrics = QueueMetrics()
+        self.observers: list[Callable[[TaskState], None]] = []  # told of every task it finished
 
     async def submit(self, text: str, conversation: str | None = None) -> TaskState:
         task_id = uuid.uuid4().hex
-        state = TaskState(
-            id=task_id,
-            status="queued",
-            task=text,
-            conversation=conversation or task_id,
-            created_at=time.time(),
-        )
-        await self.queue.submit(state)
+        with spans.span(
+            f"queue.publish {self.runtime.agent.metadata.name}",
+            kind=spans.SpanKind.PRODUCER,
+            attributes=self._span_attributes(task_id),
+        ):
+            state = TaskState(
+                id=task_id,
+                status="queued",
+                task=text,
+                conversation=conversation or task_id,
+                created_at=time.time(),
+                trace=inject(),
+            )
+            await self.queue.submit(state)
         return state
+
+    def _span_attributes(self, task_id: str) -> dict[str, str]:
+        return {
+            spans.MESSAGING_SYSTEM: "redis" if isinstance(self.queue, RedisTaskQueue) else "local",
+            spans.MESSAGING_DESTINATION: self.runtime.agent.metadata.name,
+            spans.MESSAGING_MESSAGE_ID: task_id,
+        }
 
     async def read(self, task_id: str) -> TaskState | None:
         return await self.queue.read(task_id)
@@ -113,9 +159,14 @@ class DurableTasks:
                 self._running.pop(delivery.entry, None)
 
     async def _handle(self, delivery: Delivery) -> None:
+        if delivery.deliveries > 1:
+            self.metrics.redeliveries.inc()
         state = await self.queue.begin(self.consumer, delivery)
         if state is None:
+            if delivery.deliveries > getattr(self.queue, "max_deliveries", delivery.deliveries):
+                self.metrics.dead_letters.inc()
             return
+        self.metrics.wait.observe(max(0.0, (state.started_at or time.time()) - state.created_at))
         # Stopped by an event, not cancelled: a Redis command cancelled mid-flight can leave
         # its pooled connection broken for the next user.
         stop = asyncio.Event()
@@ -125,6 +176,8 @@ class DurableTasks:
         finally:
             stop.set()
         await keeper
+        for observe in self.observers:
+            observe(final)
         wrote = await self.queue.finish(delivery, final)
         if not wrote:
             log.info(
@@ -132,6 +185,24 @@ class DurableTasks:
             )
 
     async def _run(self, state: TaskState) -> TaskState:
+        attributes: dict[str, str | int] = {
+            **self._span_attributes(state.id),
+            spans.DELIVERY_COUNT: state.deliveries,
+        }
+        with (
+            continued(state.trace),
+            spans.span(
+                f"queue.process {self.runtime.agent.metadata.name}",
+                kind=spans.SpanKind.CONSUMER,
+                attributes=attributes,
+            ),
+        ):
+            final = await self._outcome(state)
+            if final.status != "succeeded":
+                spans.mark_failed(final.error or "failed")
+            return final
+
+    async def _outcome(self, state: TaskState) -> TaskState:
         try:
             budget = _budget(state.budget)
             outcome = await self.runtime.run(

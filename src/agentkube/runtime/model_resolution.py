@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic_ai.models import Model as PydanticAIModel
 
@@ -22,6 +22,10 @@ from agentkube.api import pod_contract as pc
 from agentkube.api.models import Agent, Model
 from agentkube.runtime.errors import ModelConfigError
 from agentkube.runtime.offline import OFFLINE_MODEL_NAME, offline_model
+from agentkube.telemetry.propagation import inject
+
+if TYPE_CHECKING:
+    import httpx
 
 BASE_URL_VARS = (pc.ENV_MODEL_BASE_URL, "OPENAI_BASE_URL")
 API_KEY_VARS = (pc.ENV_MODEL_API_KEY, "OPENAI_API_KEY")
@@ -97,7 +101,7 @@ async def open_model(
         yield offline_model()
         return
     # Imported here: the OpenAI client stack is heavy and the offline model never needs it.
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -107,8 +111,14 @@ async def open_model(
         api_key=choice.api_key or "unused",
         max_retries=1,
         timeout=timeout_s,
+        # the chat span's trace context goes to the model (or the RAG proxy in front of it)
+        http_client=DefaultAsyncHttpxClient(event_hooks={"request": [_send_trace_context]}),
     )
     try:
         yield OpenAIChatModel(choice.model_id, provider=OpenAIProvider(openai_client=client))
     finally:
         await client.close()
+
+
+async def _send_trace_context(request: httpx.Request) -> None:
+    request.headers.update(inject())

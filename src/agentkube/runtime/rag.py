@@ -31,6 +31,7 @@ from agentkube.runtime.offline import OFFLINE_MODEL_NAME, code_blocks, latest_ta
 from agentkube.sidecar.errors import RetrievalFailed
 from agentkube.sidecar.forwarding import ProxyConfig
 from agentkube.sidecar.retrieval import Retriever, open_knowledge_retriever
+from agentkube.telemetry import spans
 
 RagFront = Callable[[ProxyConfig, MemorySettings], AbstractAsyncContextManager[str]]
 """Starts the proxy for a configuration; yields the base URL (``.../v1``) to send to."""
@@ -60,10 +61,14 @@ def offline_rag_model(
         question = latest_task(messages)
         if code_blocks(question) or not question.strip():
             return respond(messages, info)
-        try:
-            passages = await retriever.retrieve(collections, question, top_k)
-        except RetrievalFailed as e:  # fail-open, as the sidecar does
-            return ModelResponse(parts=[TextPart(f"(no context: {e}; {OFFLINE_RAG_NOTE})")])
+        attributes = {spans.OPERATION: "retrieval", spans.DATA_SOURCE: ",".join(collections)}
+        with spans.span(f"retrieval {','.join(collections)}", attributes=attributes) as span:
+            try:
+                passages = await retriever.retrieve(collections, question, top_k)
+            except RetrievalFailed as e:  # fail-open, as the sidecar does
+                spans.mark_failed(str(e))
+                return ModelResponse(parts=[TextPart(f"(no context: {e}; {OFFLINE_RAG_NOTE})")])
+            span.set_attribute(spans.CHUNKS, len(passages))
         if not passages:
             return respond(messages, info)
         return ModelResponse(parts=[TextPart(_quote(passages, collections))])

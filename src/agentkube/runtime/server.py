@@ -49,6 +49,8 @@ from agentkube.runtime.a2a import A2AMount
 from agentkube.runtime.agent import AgentRuntime, RunOutcome
 from agentkube.runtime.events import RunEvent
 from agentkube.runtime.handoff import DurableTasks
+from agentkube.runtime.task_queue import TaskState
+from agentkube.telemetry.propagation import continued
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,32 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("agentkube_tasks_in_flight", "Tasks running", registry=self.registry)
+        self.tokens = Counter(
+            "agentkube_model_tokens",
+            "Model tokens spent by this agent's runs, by model and kind (input, output)",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.model_requests = Counter(
+            "agentkube_model_requests",
+            "Model requests made by this agent's runs, by model",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def finished(self, state: TaskState) -> None:
+        """Count a task of the shared queue this replica ran (as ``_finish`` counts its own)."""
+        self.tasks.labels(state.status).inc()
+        if state.started_at is not None and state.finished_at is not None:
+            self.duration.observe(max(0.0, state.finished_at - state.started_at))
+
+    def observe(self, outcome: RunOutcome) -> None:
+        """Count one finished run of the agent (an HTTP task, a queued one, a subtask)."""
+        for call in outcome.tool_calls:
+            self.tool_calls.labels(call.name, str(call.ok).lower()).inc()
+        self.model_requests.labels(outcome.model).inc(outcome.model_requests)
+        self.tokens.labels(outcome.model, "input").inc(outcome.input_tokens)
+        self.tokens.labels(outcome.model, "output").inc(outcome.output_tokens)
 
 
 class TaskManager:
@@ -173,8 +201,6 @@ class TaskManager:
                 log.exception("task %s of agent %s failed", record.view.id, self.runtime.key)
                 self._finish(record, "failed", error=f"internal error: {type(e).__name__}: {e}")
             else:
-                for call in outcome.tool_calls:
-                    self.metrics.tool_calls.labels(call.name, str(call.ok).lower()).inc()
                 self._finish(record, "succeeded", result=outcome)
             finally:
                 self.metrics.in_flight.dec()
@@ -255,6 +281,7 @@ def create_app(  # noqa: C901 - one small closure per route
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime() as runtime:
+            runtime.observers.append(metrics.observe)
             state["tasks"] = TaskManager(
                 runtime,
                 metrics,
@@ -266,6 +293,7 @@ def create_app(  # noqa: C901 - one small closure per route
             async with AsyncExitStack() as stack:
                 if durable is not None:
                     shared["tasks"] = await stack.enter_async_context(durable(runtime))
+                    shared["tasks"].observers.append(metrics.finished)
                 try:
                     yield
                 finally:
@@ -282,12 +310,13 @@ def create_app(  # noqa: C901 - one small closure per route
         return state["tasks"]
 
     @app.post("/v1/tasks", status_code=202, response_model=TaskView)
-    async def submit(request: TaskRequest) -> TaskView:
+    async def submit(request: TaskRequest, http: Request) -> TaskView:
         tasks = manager()
-        if "tasks" in shared:
-            queued = await shared["tasks"].submit(request.task, request.conversation)
-            return TaskView.model_validate(queued.model_dump())
-        return tasks.submit(request.task, request.conversation).view
+        with continued(http.headers):  # the task continues the caller's trace, if it sent one
+            if "tasks" in shared:
+                queued = await shared["tasks"].submit(request.task, request.conversation)
+                return TaskView.model_validate(queued.model_dump())
+            return tasks.submit(request.task, request.conversation).view
 
     @app.get("/v1/tasks", response_model=list[TaskView])
     async def list_tasks() -> list[TaskView]:
@@ -335,7 +364,10 @@ def create_app(  # noqa: C901 - one small closure per route
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        page = generate_latest(metrics.registry)
+        if "tasks" in shared:
+            page += generate_latest(shared["tasks"].metrics.registry)
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
 
     if a2a is not None:
         a2a.mount(app, lambda: manager().runtime, lambda: shared.get("tasks"))

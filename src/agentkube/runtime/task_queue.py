@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.exceptions import WatchError
 
 from agentkube.memory.state import StateStore, check_id
@@ -55,6 +55,8 @@ class TaskState(BaseModel):
     """A subtask's delegation chain, its caller last (empty for a root task)."""
     budget: dict[str, float] | None = None
     """A subtask's budget (``TaskBudget`` fields): what its caller had left."""
+    trace: dict[str, str] = Field(default_factory=dict)
+    """W3C trace context of the submitter (``traceparent``): the run continues its trace."""
 
     @property
     def done(self) -> bool:

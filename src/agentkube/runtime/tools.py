@@ -34,6 +34,7 @@ from agentkube.sandbox.errors import (
     SandboxRequestError,
     SandboxUnavailable,
 )
+from agentkube.telemetry import spans
 
 if TYPE_CHECKING:
     from agentkube.runtime.delegation import Delegator
@@ -120,14 +121,25 @@ def python_interpreter_description(limits: Limits) -> str:
 
 
 async def execute_when_free(sandbox: Sandbox, request: ExecutionRequest) -> ExecutionResult:
-    """``sandbox.execute``, waiting out a busy sandbox as long as it asks, a few times."""
-    for attempt in range(BUSY_RETRIES + 1):
-        try:
-            return await sandbox.execute(request)
-        except SandboxBusy as e:
-            if attempt == BUSY_RETRIES:
-                raise
-            await asyncio.sleep(min(max(e.retry_after_s, 0.1), MAX_BUSY_WAIT_S))
+    """``sandbox.execute``, waiting out a busy sandbox as long as it asks, a few times; one
+    ``sandbox.execute`` client span (the gateway's server span, if any, is its child)."""
+    attributes = {
+        spans.SANDBOX_BACKEND: type(sandbox).__name__,
+        spans.SANDBOX_LANGUAGE: request.language,
+    }
+    with spans.span("sandbox.execute", kind=spans.SpanKind.CLIENT, attributes=attributes) as span:
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                result = await sandbox.execute(request)
+            except SandboxBusy as e:
+                if attempt == BUSY_RETRIES:
+                    raise
+                await asyncio.sleep(min(max(e.retry_after_s, 0.1), MAX_BUSY_WAIT_S))
+            else:
+                span.set_attribute(
+                    spans.SANDBOX_EXIT_CODE, -1 if result.exit_code is None else result.exit_code
+                )
+                return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 

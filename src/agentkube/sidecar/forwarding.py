@@ -29,6 +29,7 @@ from agentkube.sidecar.enrichment import (
 from agentkube.sidecar.errors import CollectionNotAllowed, RetrievalFailed, SidecarUserError
 from agentkube.sidecar.metrics import ProxyMetrics
 from agentkube.sidecar.retrieval import Retriever
+from agentkube.telemetry import spans
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,17 @@ async def _prepare(
         return admitted
     collections, parsed, query = admitted
     started = time.perf_counter()
-    try:
-        passages = await retriever.retrieve(collections, query, config.top_k)
-    except RetrievalFailed as e:
-        metrics.retrieval_failures.inc()
-        return _failed(config, body, e)
-    finally:
-        metrics.retrieval_seconds.observe(time.perf_counter() - started)
+    attributes = {spans.OPERATION: "retrieval", spans.DATA_SOURCE: ",".join(collections)}
+    with spans.span(f"retrieval {','.join(collections)}", attributes=attributes) as span:
+        try:
+            passages = await retriever.retrieve(collections, query, config.top_k)
+        except RetrievalFailed as e:
+            metrics.retrieval_failures.inc()
+            spans.mark_failed(str(e))
+            return _failed(config, body, e)
+        finally:
+            metrics.retrieval_seconds.observe(time.perf_counter() - started)
+        span.set_attribute(spans.CHUNKS, len(passages))
     if not passages:
         return Prepared(body=body, outcome="no_context", response_headers={sc.HEADER_CHUNKS: "0"})
     text = render_context(passages, collections, config.template)

@@ -5,7 +5,9 @@ buffering), with the upstream's status and headers, plus the ``x-agentkube-rag-*
 small body of declared length that is not an event stream is relayed in one piece.
 Request bodies are read with a bound (413 as soon as one passes it) and then forwarded whole:
 they are JSON documents, and the chat ones must be parsed anyway. The upstream transport is
-injectable, like every HTTP client of agentkube.
+injectable, like every HTTP client of agentkube. Each request is a ``rag.proxy`` server span
+continuing the caller's ``traceparent`` (its ``retrieval`` child times the search), and the
+upstream gets the proxy span's context.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from agentkube.sidecar.forwarding import (
 )
 from agentkube.sidecar.metrics import ProxyMetrics
 from agentkube.sidecar.retrieval import Retriever
+from agentkube.telemetry import spans
+from agentkube.telemetry.propagation import continued, inject
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class Proxy:
         if request.url.query:
             url += "?" + request.url.query
         outgoing = self.client.build_request(
-            request.method, url, headers=upstream_headers(request.headers), content=body
+            request.method, url, headers=inject(upstream_headers(request.headers)), content=body
         )
         started = time.perf_counter()
         try:
@@ -120,22 +124,29 @@ class Proxy:
         return response
 
     async def chat(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
-        prepared = await prepare_chat(
-            self.config, self.retriever, self.metrics, body, request.headers
-        )
-        if prepared.refusal is not None:
-            status, error = prepared.refusal
-            return JSONResponse(error, status_code=status)
-        return await self.forward(request, prepared.body, "chat", prepared.response_headers)
+        with (
+            continued(request.headers),
+            spans.span("rag.proxy", kind=spans.SpanKind.SERVER) as span,
+        ):
+            body = await self._body(request)
+            if isinstance(body, Response):
+                return body
+            prepared = await prepare_chat(
+                self.config, self.retriever, self.metrics, body, request.headers
+            )
+            span.set_attribute(spans.RAG_OUTCOME, prepared.outcome)
+            if prepared.refusal is not None:
+                status, error = prepared.refusal
+                spans.mark_failed(f"refused: {status}")
+                return JSONResponse(error, status_code=status)
+            return await self.forward(request, prepared.body, "chat", prepared.response_headers)
 
     async def other(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
-        return await self.forward(request, body, "other", {})
+        with continued(request.headers), spans.span("rag.proxy", kind=spans.SpanKind.SERVER):
+            body = await self._body(request)
+            if isinstance(body, Response):
+                return body
+            return await self.forward(request, body, "other", {})
 
     async def _body(self, request: Request) -> bytes | Response:
         try:

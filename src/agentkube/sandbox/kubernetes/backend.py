@@ -89,6 +89,7 @@ class KubernetesSandbox:
         self._events = PodEvents(
             client, namespace=self.settings.namespace, gateway=self.settings.gateway
         )
+        self.warm_hits = self.warm_misses = 0  # executions a warm pod took, or not
         self._warm = (
             WarmPodPool(client, self._events, self.settings, warm_pool, warm_limits)
             if warm_pool
@@ -170,8 +171,14 @@ class KubernetesSandbox:
         if self._warm is not None:
             name = await self._warm.claim(request)
             if name is not None:
+                self.warm_hits += 1
                 return await self._await_pod(name, request, job=False)
+            self.warm_misses += 1
         return await self._run_job(request)
+
+    def warm_count(self) -> int:
+        """How many warm pods are ready to be claimed."""
+        return self._warm.ready if self._warm is not None else 0
 
     async def _run_job(self, request: ExecutionRequest) -> ExecutionResult:
         name = f"sbx-{secrets.token_hex(6)}"

@@ -128,6 +128,7 @@ class LocalSandbox:
         self._names = (f"{self._prefix}{n}" for n in itertools.count())
         self._pool_limits = pool_limits or Limits()
         self._pool = LocalWarmPool(pool_size, self._spawn_warm) if pool_size else None
+        self.warm_hits = self.warm_misses = 0  # executions a warm sandbox took, or not
         self._closed = False
         self._cleanups = BackgroundTasks()
         self._remove_stale_cgroups()
@@ -201,7 +202,9 @@ class LocalSandbox:
         if self._pool is not None:
             warm = self._pool.take(limits.scratch_bytes)
             if warm is not None:
+                self.warm_hits += 1
                 return warm
+            self.warm_misses += 1
         return await spawn(self._settings, next(self._names), limits)
 
     async def _spawn_warm(self) -> SandboxProcess:

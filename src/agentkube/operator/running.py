@@ -25,8 +25,12 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.handlers_kopf import build_registry as build_kopf_registry
+from agentkube.operator.handlers_kopf import configure_kopf, kinds
+from agentkube.operator.indexing import IndexedCache
 from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
+from agentkube.operator.owners import Owners
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 
@@ -43,15 +47,21 @@ class Operator:
 
     config: OperatorConfig
     client: AsyncClient
-    cache: Cache = field(default_factory=Cache)
+    engine: str = "queue"
+    cache: Cache | IndexedCache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
+    owners: Owners = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
+        shared = config.memory is not None and config.memory.redis is not None
+        if self.engine == "kopf":
+            plurals = {kind: gvp[2] for kind, gvp in kinds(shared=shared).items()}
+            self.cache = IndexedCache(plurals)
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
@@ -68,7 +78,23 @@ class Operator:
             retry_seconds=config.retry_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
-        self.controller = Controller(self.cache, self.queue, resync_seconds=config.resync_seconds)
+        assert isinstance(self.cache, Cache) or self.engine == "kopf"
+        self.controller = Controller(
+            self.cache,  # type: ignore[arg-type]
+            self.queue,
+            resync_seconds=config.resync_seconds,
+        )
+        self.owners = Owners(
+            lambda ref: self.reconciler.reconcile(*ref),
+            concurrency=config.max_concurrent_reconciles,
+            resync_seconds=config.resync_seconds,
+            retry_seconds=config.retry_seconds,
+            max_retry_seconds=config.max_retry_seconds,
+        )
+
+    @property
+    def completed(self) -> int:
+        return self.owners.completed if self.engine == "kopf" else self.queue.completed
 
     async def run(
         self,
@@ -80,10 +106,16 @@ class Operator:
     ) -> None:
         settings = kopf.OperatorSettings()
         shared = self.memory is not None
-        configure(settings, shared=shared)
+        if self.engine == "kopf":
+            configure_kopf(settings, shared=shared)
+            assert isinstance(self.cache, IndexedCache)
+            registry = build_kopf_registry(self.owners, self.cache, shared=shared)
+        else:
+            configure(settings, shared=shared)
+            registry = build_registry(self.controller, shared=shared)
         try:
             await kopf.operator(
-                registry=build_registry(self.controller, shared=shared),
+                registry=registry,
                 settings=settings,
                 standalone=True,
                 clusterwide=not namespaces,
@@ -128,7 +160,7 @@ class OperatorMetrics(Collector):
         yield CounterMetricFamily(
             "agentkube_operator_reconciles",
             "reconciles run",
-            value=self.operator.queue.completed,
+            value=self.operator.completed,
         )
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]

@@ -1,0 +1,104 @@
+"""The engine's own parts without a cluster: the indexed cache and the owners' reconcile loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pytest
+
+from agentkube.operator.indexing import IndexedCache, index_name
+from agentkube.operator.owners import Owners, Ref
+
+JSON = dict[str, Any]
+
+
+def deployment(version: str, replicas: int = 1) -> JSON:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "a", "namespace": "ns", "resourceVersion": version, "uid": "u"},
+        "spec": {"replicas": replicas},
+    }
+
+
+def cache_over(index: dict[tuple[str, str], list[JSON]]) -> IndexedCache:
+    cache = IndexedCache({"Deployment": "deployments"})
+    cache.attach({index_name("deployments"): index})
+    return cache
+
+
+def test_a_write_is_seen_until_the_watch_brings_any_other_version() -> None:
+    index = {("ns", "a"): [deployment("opaque-1")]}
+    cache = cache_over(index)
+    cache.put(deployment("opaque-2", replicas=3))
+    assert cache.get("Deployment", "ns", "a")["spec"]["replicas"] == 3  # type: ignore[index]
+    # Versions are compared for equality only: "opaque-0" is not "older", it is just other.
+    index[("ns", "a")] = [deployment("opaque-0", replicas=5)]
+    assert cache.get("Deployment", "ns", "a")["spec"]["replicas"] == 5  # type: ignore[index]
+
+
+def test_a_deletion_hides_the_object_until_the_index_drops_it() -> None:
+    index = {("ns", "a"): [deployment("7")]}
+    cache = cache_over(index)
+    cache.remove("Deployment", "ns", "a")
+    assert cache.get("Deployment", "ns", "a") is None
+    del index[("ns", "a")]
+    index[("ns", "a")] = [deployment("9")]  # made again by someone
+    assert cache.get("Deployment", "ns", "a") is not None
+
+
+def test_without_indexes_the_cache_holds_what_was_put() -> None:
+    cache = IndexedCache()
+    cache.put(deployment("1"))
+    assert cache.get("Deployment", "ns", "a") is not None
+    assert cache.count("Deployment") == 0  # nothing indexed
+
+
+def test_trimmed_bodies_drop_managed_fields() -> None:
+    cache = IndexedCache()
+    body = deployment("1")
+    body["metadata"]["managedFields"] = [{"manager": "x"}]
+    cache.put(body)
+    assert "managedFields" not in cache.get("Deployment", "ns", "a")["metadata"]  # type: ignore[index]
+
+
+REF: Ref = ("Agent", "ns", "a")
+
+
+async def test_a_failing_reconcile_asks_kopf_to_retry_with_backoff() -> None:
+    runs: list[Ref] = []
+
+    async def work(ref: Ref) -> bool:
+        runs.append(ref)
+        return True
+
+    owners = Owners(work, concurrency=4, resync_seconds=60, retry_seconds=2, max_retry_seconds=5)
+    delays = []
+    for _ in range(3):
+        with pytest.raises(kopf.TemporaryError) as raised:
+            await owners.run(REF)
+        delays.append(raised.value.delay)
+    assert delays == [2, 4, 5] and runs == [REF] * 3
+
+
+async def test_wakes_during_a_reconcile_ask_for_exactly_one_more() -> None:
+    started, release, runs = asyncio.Event(), asyncio.Event(), []
+
+    async def work(ref: Ref) -> bool:
+        runs.append(ref)
+        if len(runs) == 1:
+            started.set()
+            await release.wait()
+        return len(runs) >= 2  # the second run ends the loop (as a retry)
+
+    owners = Owners(work, concurrency=4, resync_seconds=60, retry_seconds=1, max_retry_seconds=1)
+    loop = asyncio.create_task(owners.run(REF))
+    await started.wait()
+    for _ in range(5):
+        owners.wake(REF)
+    release.set()
+    with pytest.raises(kopf.TemporaryError):
+        await loop
+    assert len(runs) == 2

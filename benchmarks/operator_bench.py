@@ -1,6 +1,6 @@
 """Operator benchmark: apply N Agents to the real test control plane and time the operator.
 
-    .venv/bin/python benchmarks/operator_bench.py [--agents 500] [--engine queue,kopf]
+    .venv/bin/python benchmarks/operator_bench.py [--agents 500] [--no-ready]
 
 Starts a test cluster (or attaches to `hack/testcluster/testcluster up` with
 AGENTKUBE_TESTCLUSTER_ATTACH=1), installs deploy/, runs `agentkube operator` as a local process
@@ -13,8 +13,9 @@ and prints:
 - how long a child's event takes to reconcile its owner (a label put on an Agent's Deployment,
   until the operator's reconcile counter moves).
 
-``--engine a,b`` measures each engine in turn on the same cluster, each with its own namespace
-and operator process (the namespace is deleted, and gone, before the next one starts).
+The operator watches only the benchmark's namespace; it is deleted while the operator still runs
+(kopf's finalizers need it to let the Agents go). (Until commit 0492853 it also took
+``--engine queue,kopf``: the side-by-side figures in docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def ready_count(kubeconfig: Path, namespace: str) -> tuple[int, int]:
     return reconciled, ready
 
 
-def run(count: int, timeout: float, engines: list[str], pokes: int, ready: bool) -> None:
+def run(count: int, timeout: float, pokes: int, ready: bool) -> None:
     attach = os.environ.get("AGENTKUBE_TESTCLUSTER_ATTACH") == "1"
     workdir = Path(tempfile.mkdtemp(prefix="operator-bench-"))
     attached_dir = Path(os.environ.get("AGENTKUBE_TESTCLUSTER_DIR", DEFAULT_STATE_DIR))
@@ -172,38 +173,36 @@ def run(count: int, timeout: float, engines: list[str], pokes: int, ready: bool)
     try:
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "deploy"))
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/agents.ai.openvn")
-        for engine in engines:
-            run_engine(kubeconfig, workdir, engine, count, timeout, pokes, ready)
+        run_operator(kubeconfig, workdir, count, timeout, pokes, ready)
     finally:
         if not attach:
             cluster.stop()
 
 
-def run_engine(
+def run_operator(
     kubeconfig: Path,
     workdir: Path,
-    engine: str,
     count: int,
     timeout: float,
     pokes: int,
     ready: bool,
 ) -> None:
-    namespace = f"bench-{engine}-{int(time.time())}"
+    namespace = f"bench-{int(time.time())}"
     kubectl(kubeconfig, "create", "namespace", namespace)
     config = workdir / "operator.yaml"
     config.write_text(yaml.safe_dump(operator_config()))
     port = 19090
-    log = (workdir / f"operator-{engine}.log").open("wb")
+    log = (workdir / "operator.log").open("wb")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     argv = [str(AGENTKUBE), "operator", "--config", str(config), "--metrics-port", str(port)]
     operator = subprocess.Popen(
-        [*argv, "--namespace", namespace, "--engine", engine],
+        [*argv, "--namespace", namespace],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        print(f"engine                                   {engine}  (load {load()})")
+        print(f"load average at the start                {load()}")
         measure(kubeconfig, namespace, operator.pid, port, count, timeout, workdir, ready)
         latencies = asyncio.run(poke_children(kubeconfig, namespace, port, pokes))
         print(
@@ -212,7 +211,7 @@ def run_engine(
         )
         print(f"load average at the end                  {load()}", flush=True)
     finally:
-        # Deleted while its operator runs: an engine with finalizers needs it to let go.
+        # Deleted while the operator runs: its finalizers need it to let the Agents go.
         kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
         kubectl(kubeconfig, "wait", "--for=delete", f"namespace/{namespace}", "--timeout=600s")
         operator.terminate()
@@ -322,13 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--engine", default="queue", help="comma-separated: queue, kopf")
     parser.add_argument("--pokes", type=int, default=30, help="child events timed")
     parser.add_argument(
         "--no-ready", action="store_true", help="do not wait for the pods (only for Reconciled)"
     )
     args = parser.parse_args(argv)
-    run(args.agents, args.timeout, args.engine.split(","), args.pokes, not args.no_ready)
+    run(args.agents, args.timeout, args.pokes, not args.no_ready)
     return 0
 
 

@@ -102,3 +102,18 @@ async def test_wakes_during_a_reconcile_ask_for_exactly_one_more() -> None:
     with pytest.raises(kopf.TemporaryError):
         await loop
     assert len(runs) == 2
+
+
+async def test_a_forgotten_object_starts_its_back_off_afresh() -> None:
+    async def failing(ref: Ref) -> bool:
+        return True
+
+    owners = Owners(failing, concurrency=1, resync_seconds=60, retry_seconds=1, max_retry_seconds=8)
+    for expected in (1, 2, 4):
+        with pytest.raises(kopf.TemporaryError) as raised:
+            await owners.run(REF)
+        assert raised.value.delay == expected
+    owners.forget(REF)  # deleted, and made again under the same name
+    with pytest.raises(kopf.TemporaryError) as raised:
+        await owners.run(REF)
+    assert raised.value.delay == 1

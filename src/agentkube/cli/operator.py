@@ -29,7 +29,6 @@ def command(
         int | None, typer.Option("--metrics-port", help="serve Prometheus metrics on this port")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every apply")] = False,
-    engine: Annotated[str, typer.Option("--engine", hidden=True)] = "queue",
 ) -> None:
     """Run the operator: reconcile Agents and Models into Kubernetes objects (until SIGTERM)."""
     from agentkube.cli.checks import require_k8s_extra
@@ -48,7 +47,7 @@ def command(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     async def main() -> None:
-        operator = Operator(config=settings, client=client, engine=engine)
+        operator = Operator(config=settings, client=client)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

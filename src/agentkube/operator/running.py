@@ -1,4 +1,4 @@
-"""Start the operator: build the client, cache, reconciler and kopf registry, and run kopf.
+"""Start the operator: build the client, indexed cache, reconciler and kopf registry; run kopf.
 
 The lightkube client is built here (in-cluster ServiceAccount, else ``$KUBECONFIG``) and injected
 into the apply layer; kopf logs in the same way for its watches. Prometheus metrics (writes by
@@ -21,17 +21,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from agentkube.operator.applying import Applier
-from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
-from agentkube.operator.handlers import Controller, build_registry, configure
-from agentkube.operator.handlers_kopf import build_registry as build_kopf_registry
-from agentkube.operator.handlers_kopf import configure_kopf, kinds
+from agentkube.operator.handlers import build_registry, configure, kinds
 from agentkube.operator.indexing import IndexedCache
 from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.owners import Owners
-from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 
 log = logging.getLogger(__name__)
@@ -47,23 +43,17 @@ class Operator:
 
     config: OperatorConfig
     client: AsyncClient
-    engine: str = "queue"
-    cache: Cache | IndexedCache = field(default_factory=Cache)
+    cache: IndexedCache = field(init=False)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
     reconciler: Reconciler = field(init=False)
-    queue: ReconcileQueue = field(init=False)
-    controller: Controller = field(init=False)
     owners: Owners = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
-        shared = config.memory is not None and config.memory.redis is not None
-        if self.engine == "kopf":
-            plurals = {kind: gvp[2] for kind, gvp in kinds(shared=shared).items()}
-            self.cache = IndexedCache(plurals)
-        self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         redis = config.memory.redis if config.memory is not None else None
+        self.cache = IndexedCache(kinds(shared=redis is not None))
+        self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
         self.reconciler = Reconciler(
             cache=self.cache,
@@ -72,18 +62,6 @@ class Operator:
             memory=self.memory,
             discover=LiveDiscovery(self.client),
         )
-        self.queue = ReconcileQueue(
-            lambda ref: self.reconciler.reconcile(*ref),
-            concurrency=config.max_concurrent_reconciles,
-            retry_seconds=config.retry_seconds,
-            max_retry_seconds=config.max_retry_seconds,
-        )
-        assert isinstance(self.cache, Cache) or self.engine == "kopf"
-        self.controller = Controller(
-            self.cache,  # type: ignore[arg-type]
-            self.queue,
-            resync_seconds=config.resync_seconds,
-        )
         self.owners = Owners(
             lambda ref: self.reconciler.reconcile(*ref),
             concurrency=config.max_concurrent_reconciles,
@@ -91,10 +69,6 @@ class Operator:
             retry_seconds=config.retry_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
-
-    @property
-    def completed(self) -> int:
-        return self.owners.completed if self.engine == "kopf" else self.queue.completed
 
     async def run(
         self,
@@ -106,16 +80,10 @@ class Operator:
     ) -> None:
         settings = kopf.OperatorSettings()
         shared = self.memory is not None
-        if self.engine == "kopf":
-            configure_kopf(settings, shared=shared)
-            assert isinstance(self.cache, IndexedCache)
-            registry = build_kopf_registry(self.owners, self.cache, shared=shared)
-        else:
-            configure(settings, shared=shared)
-            registry = build_registry(self.controller, shared=shared)
+        configure(settings, shared=shared)
         try:
             await kopf.operator(
-                registry=registry,
+                registry=build_registry(self.owners, self.cache, shared=shared),
                 settings=settings,
                 standalone=True,
                 clusterwide=not namespaces,
@@ -160,7 +128,7 @@ class OperatorMetrics(Collector):
         yield CounterMetricFamily(
             "agentkube_operator_reconciles",
             "reconciles run",
-            value=self.operator.completed,
+            value=self.operator.owners.completed,
         )
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]

@@ -102,7 +102,7 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # its imports alone take 15 s on a loaded machine
         while self.metrics() is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the operator did not start:\n{self.tail()}", pytrace=False)

@@ -67,6 +67,19 @@ def test_trimmed_bodies_drop_managed_fields() -> None:
 REF: Ref = ("Agent", "ns", "a")
 
 
+class Stopper:
+    """kopf's ``stopped`` flag as a daemon sees it (false until set, awaitable)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        return await self.event.wait()
+
+
 async def test_a_failing_reconcile_asks_kopf_to_retry_with_backoff() -> None:
     runs: list[Ref] = []
 
@@ -78,7 +91,7 @@ async def test_a_failing_reconcile_asks_kopf_to_retry_with_backoff() -> None:
     delays = []
     for _ in range(3):
         with pytest.raises(kopf.TemporaryError) as raised:
-            await owners.run(REF)
+            await owners.run(REF, Stopper())
         delays.append(raised.value.delay)
     assert delays == [2, 4, 5] and runs == [REF] * 3
 
@@ -94,7 +107,7 @@ async def test_wakes_during_a_reconcile_ask_for_exactly_one_more() -> None:
         return len(runs) >= 2  # the second run ends the loop (as a retry)
 
     owners = Owners(work, concurrency=4, resync_seconds=60, retry_seconds=1, max_retry_seconds=1)
-    loop = asyncio.create_task(owners.run(REF))
+    loop = asyncio.create_task(owners.run(REF, Stopper()))
     await started.wait()
     for _ in range(5):
         owners.wake(REF)
@@ -111,9 +124,26 @@ async def test_a_forgotten_object_starts_its_back_off_afresh() -> None:
     owners = Owners(failing, concurrency=1, resync_seconds=60, retry_seconds=1, max_retry_seconds=8)
     for expected in (1, 2, 4):
         with pytest.raises(kopf.TemporaryError) as raised:
-            await owners.run(REF)
+            await owners.run(REF, Stopper())
         assert raised.value.delay == expected
     owners.forget(REF)  # deleted, and made again under the same name
     with pytest.raises(kopf.TemporaryError) as raised:
-        await owners.run(REF)
+        await owners.run(REF, Stopper())
     assert raised.value.delay == 1
+
+
+async def test_a_stopped_daemon_returns_without_another_reconcile() -> None:
+    runs: list[Ref] = []
+
+    async def work(ref: Ref) -> bool:
+        runs.append(ref)
+        return False
+
+    owners = Owners(work, concurrency=1, resync_seconds=60, retry_seconds=1, max_retry_seconds=1)
+    stopped = Stopper()
+    loop = asyncio.create_task(owners.run(REF, stopped))
+    while not runs:  # the first pass
+        await asyncio.sleep(0)
+    stopped.event.set()
+    await asyncio.wait_for(loop, 5)  # it returned on its own, no cancellation needed
+    assert runs == [REF]

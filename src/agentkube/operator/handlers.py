@@ -86,6 +86,9 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 1, 2, 3, 5]
     settings.batching.idle_timeout = 30.0
+    # A deleted owner's daemon exits at once (it waits on ``stopped``): wait for that in memory,
+    # rather than kopf's default of touching the object to look again later (a write).
+    settings.background.instant_exit_timeout = 5.0
 
 
 def build_registry(
@@ -108,8 +111,7 @@ def build_registry(
     kopf.index(GROUP, VERSION, "agents", registry=registry, id=AGENTS_BY_NAMESPACE)(_agent_ns)
 
     for kind, plural in OWNERS.items():
-        # cancellation_timeout: cancelled at once when the object is deleted (kopf would
-        # otherwise wait for the loop to notice).
+        # cancellation_timeout: cancelled if it did not exit on its own (mid-reconcile).
         kopf.daemon(
             GROUP, VERSION, plural, registry=registry, id=f"reconcile-{plural}",
             cancellation_timeout=5.0,
@@ -149,9 +151,11 @@ async def _agent_ns(namespace: str | None, name: str, **_: Any) -> dict[str, str
 
 
 def _daemon(owners: Owners, cache: IndexedCache, kind: str) -> Handler:
-    async def reconcile(namespace: str | None, name: str, **kwargs: Any) -> None:
+    async def reconcile(
+        namespace: str | None, name: str, stopped: kopf.DaemonStopped, **kwargs: Any
+    ) -> None:
         cache.attach(kwargs)
-        await owners.run((kind, namespace or "", name))
+        await owners.run((kind, namespace or "", name), stopped)
 
     return reconcile
 

@@ -11,9 +11,9 @@ to the object; kopf's one write is its finalizer (a daemon is stopped before its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import kopf
 
@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 
 Ref = tuple[str, str, str]  # kind, namespace, name
 Work = Callable[[Ref], Awaitable[bool]]  # returns whether to retry later
+
+
+class Stopped(Protocol):
+    """kopf's ``stopped`` kwarg of a daemon: true, and awaitable, once it is to exit."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Awaitable[object]: ...
 
 
 class Owners:
@@ -55,13 +63,15 @@ class Owners:
         self._flags.pop(ref, None)
         self._failures.pop(ref, None)
 
-    async def run(self, ref: Ref) -> None:
-        """The daemon's body: reconcile now, then whenever woken or every resync interval."""
+    async def run(self, ref: Ref, stopped: Stopped) -> None:
+        """The daemon's body: reconcile now, then whenever woken or every resync interval, until
+        kopf says stop (the object is being deleted, or the operator exits)."""
         flag = self._flags.setdefault(ref, asyncio.Event())
         flag.set()  # first pass, and after a retry's delay
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), self._resync)
+        while not stopped:
+            await _first(flag.wait(), stopped.wait(), within=self._resync)
+            if stopped:
+                return
             async with self._slots:
                 flag.clear()
                 try:
@@ -77,3 +87,14 @@ class Owners:
                 delay = min(self._retry * 2**failures, self._max_retry)
                 raise kopf.TemporaryError(f"retrying in {delay:.1f}s", delay=delay)
             self._failures.pop(ref, None)
+
+
+async def _first(*waits: Awaitable[object], within: float) -> None:
+    """Wait until one of ``waits`` is done, or ``within`` seconds passed."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

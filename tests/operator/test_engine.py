@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 import pytest
 
-from agentkube.operator.indexing import IndexedCache, index_name
+from agentkube.operator.indexing import STALE_SECONDS, IndexedCache, index_name
 from agentkube.operator.owners import Owners, Ref
 
 JSON = dict[str, Any]
@@ -23,28 +23,48 @@ def deployment(version: str, replicas: int = 1) -> JSON:
     }
 
 
-def cache_over(index: dict[tuple[str, str], list[JSON]]) -> IndexedCache:
-    cache = IndexedCache({"Deployment": "deployments"})
+def cache_over(index: dict[tuple[str, str], list[JSON]], clock: list[float]) -> IndexedCache:
+    cache = IndexedCache({"Deployment": "deployments"}, clock=lambda: clock[0])
     cache.attach({index_name("deployments"): index})
     return cache
 
 
-def test_a_write_is_seen_until_the_watch_brings_any_other_version() -> None:
-    index = {("ns", "a"): [deployment("opaque-1")]}
-    cache = cache_over(index)
-    cache.put(deployment("opaque-2", replicas=3))
-    assert cache.get("Deployment", "ns", "a")["spec"]["replicas"] == 3  # type: ignore[index]
-    # Versions are compared for equality only: "opaque-0" is not "older", it is just other.
-    index[("ns", "a")] = [deployment("opaque-0", replicas=5)]
-    assert cache.get("Deployment", "ns", "a")["spec"]["replicas"] == 5  # type: ignore[index]
+def replicas(cache: IndexedCache) -> int | None:
+    body = cache.get("Deployment", "ns", "a")
+    return None if body is None else int(body["spec"]["replicas"])
+
+
+def test_a_write_is_seen_until_the_watch_brings_its_version() -> None:
+    index, clock = {("ns", "a"): [deployment("opaque-1")]}, [0.0]
+    cache = cache_over(index, clock)
+    cache.put(deployment("opaque-3", replicas=3))
+    assert replicas(cache) == 3
+    # Another writer's change that came before it (kopf's finalizer, say): still older news.
+    index[("ns", "a")] = [deployment("opaque-2", replicas=1)]
+    assert replicas(cache) == 3
+    index[("ns", "a")] = [deployment("opaque-3", replicas=3)]
+    assert replicas(cache) == 3
+    index[("ns", "a")] = [deployment("opaque-0", replicas=5)]  # not "older": just later
+    assert replicas(cache) == 5
+
+
+def test_a_write_the_watch_never_brings_gives_way_to_the_index() -> None:
+    index, clock = {("ns", "a"): [deployment("1")]}, [0.0]
+    cache = cache_over(index, clock)
+    cache.put(deployment("2", replicas=3))
+    index[("ns", "a")] = [deployment("9", replicas=4)]  # a re-list skipped version 2
+    assert replicas(cache) == 3
+    clock[0] = STALE_SECONDS + 1
+    assert replicas(cache) == 4
 
 
 def test_a_deletion_hides_the_object_until_the_index_drops_it() -> None:
-    index = {("ns", "a"): [deployment("7")]}
-    cache = cache_over(index)
+    index, clock = {("ns", "a"): [deployment("7")]}, [0.0]
+    cache = cache_over(index, clock)
     cache.remove("Deployment", "ns", "a")
     assert cache.get("Deployment", "ns", "a") is None
     del index[("ns", "a")]
+    assert cache.get("Deployment", "ns", "a") is None
     index[("ns", "a")] = [deployment("9")]  # made again by someone
     assert cache.get("Deployment", "ns", "a") is not None
 

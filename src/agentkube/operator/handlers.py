@@ -81,10 +81,12 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
         settings.watching.field_selectors[group, version, plural] = fields
     # Reconnect quickly after an API server restart; a watch is re-opened at least every 5 min.
+    # A restarted API server refuses (403) until its RBAC caches are filled, which can take a
+    # minute on a loaded machine: kopf gives up on a watch (and stops) only after ~2 minutes.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
-    settings.networking.error_backoffs = [1, 1, 2, 3, 5]
+    settings.networking.error_backoffs = [1, 1, 2, 3, 5, 10, 10, 10, 15, 15, 15, 15, 15]
     settings.batching.idle_timeout = 30.0
     # A deleted owner's daemon exits at once (it waits on ``stopped``): wait for that in memory,
     # rather than kopf's default of touching the object to look again later (a write).

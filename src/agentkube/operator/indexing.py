@@ -5,15 +5,16 @@ Every watched kind has a ``@kopf.index`` keyed by (namespace, name) holding the 
 thousands of objects); kopf keeps it from its watches and fills it before any handler runs.
 
 What a reconcile writes (an apply's response, a status it patched, a child it deleted) is kept
-on top of the index until the watch catches up: for as long as the index still shows the
-version the write was based on. ``resourceVersion`` is compared for equality only (it is
-opaque): as soon as the index holds any other version, the index wins. At worst an event from
-another writer that was already on its way makes one more apply, which changes nothing.
+on top of the index until the watch brings that very ``resourceVersion`` (compared for equality
+only: it is opaque). Watch events of one object come in order, so any other version seen before
+it is older — kopf's own finalizer patch of a new Agent typically is. Should the watch skip it
+(a re-list after a broken watch), the index wins after :data:`STALE_SECONDS` all the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ import kopf
 JSON = dict[str, Any]
 Key = tuple[str, str]
 
+STALE_SECONDS = 30.0  # a watch delivers within a second; after this the index wins anyway
 _KEEP_STATUS = {"Deployment", "Agent", "Model", "MCPServer"}
 _DROPPED_META = {"managedFields", "creationTimestamp", "selfLink"}
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -65,14 +67,20 @@ class Objects(Protocol):
 @dataclass(frozen=True)
 class _Written:
     body: JSON | None  # None: deleted
-    based_on: str | None  # the index's resourceVersion when it was written (None: absent)
+    at: float
 
 
 class IndexedCache:
     """Latest known bodies by kind: kopf's indexes, overlaid with the operator's own writes."""
 
-    def __init__(self, plurals: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        plurals: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._plurals = dict(plurals or {})  # kind -> plural; none: only what was put
+        self._clock = clock
         self._indices: Mapping[str, kopf.Index[Key, JSON]] = {}
         self._written: dict[str, dict[Key, _Written]] = {}
 
@@ -95,22 +103,26 @@ class IndexedCache:
         written = self._written.get(kind, {}).get(key)
         if written is None:
             return live
-        if _version(live) == written.based_on:
-            return written.body  # the watch has not caught up with the write yet
-        del self._written[kind][key]
-        return live
+        if kind not in self._indices:
+            return written.body  # nothing indexed: what was put is all there is
+        if written.body is None:
+            caught_up = live is None
+        else:
+            caught_up = _version(live) == _version(written.body)
+        if caught_up or self._clock() - written.at > STALE_SECONDS:
+            del self._written[kind][key]
+            return live
+        return written.body
 
     def put(self, body: JSON, kind: str | None = None) -> None:
         kind = kind or body["kind"]
         meta = body["metadata"]
         key = (meta.get("namespace") or "", meta["name"])
-        based_on = _version(self._indexed(kind, key))
-        self._written.setdefault(kind, {})[key] = _Written(trim({**body, "kind": kind}), based_on)
+        written = _Written(trim({**body, "kind": kind}), self._clock())
+        self._written.setdefault(kind, {})[key] = written
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        based_on = _version(self._indexed(kind, key))
-        self._written.setdefault(kind, {})[key] = _Written(None, based_on)
+        self._written.setdefault(kind, {})[(namespace, name)] = _Written(None, self._clock())
 
     def count(self, kind: str) -> int:
         index = self._indices.get(kind)

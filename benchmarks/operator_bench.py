@@ -14,8 +14,8 @@ and prints:
   until the operator's reconcile counter moves).
 
 The operator watches only the benchmark's namespace; it is deleted while the operator still runs
-(kopf's finalizers need it to let the Agents go). (Until commit 0492853 it also took
-``--engine queue,kopf``: the side-by-side figures in docs/benchmarks.md.)
+(an engine with finalizers needs it to let the Agents go). At commit 0492853 it also took
+``--engine queue,kopf``: the side-by-side figures in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def run_operator(
         )
         print(f"load average at the end                  {load()}", flush=True)
     finally:
-        # Deleted while the operator runs: its finalizers need it to let the Agents go.
+        # Deleted while the operator runs (an engine with finalizers needs it to).
         kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
         kubectl(kubeconfig, "wait", "--for=delete", f"namespace/{namespace}", "--timeout=600s")
         operator.terminate()

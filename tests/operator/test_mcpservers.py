@@ -11,8 +11,8 @@ import pytest
 
 from agentkube.api.mcp import decode_servers
 from agentkube.api.mcpservers import HeadersFrom, MCPServer
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
-from agentkube.operator.indexing import IndexedCache
 from agentkube.operator.mcp_discovery import DiscoveryFailed, list_tools
 from agentkube.operator.mcpservers import render_mcpserver, resolve_servers, server_url
 from agentkube.operator.reconciling import Reconciler
@@ -153,8 +153,8 @@ def loopback_url() -> Iterator[str]:
         yield url
 
 
-def _reconciler(spec: JSON) -> tuple[Reconciler, IndexedCache, RecordingWriter, LoopbackDiscovery]:
-    cache, writer, discovery = IndexedCache(), RecordingWriter(), LoopbackDiscovery()
+def _reconciler(spec: JSON) -> tuple[Reconciler, Cache, RecordingWriter, LoopbackDiscovery]:
+    cache, writer, discovery = Cache(), RecordingWriter(), LoopbackDiscovery()
     body = mcpserver(**spec).model_dump(by_alias=True, exclude_none=True, mode="json")
     body["metadata"].update(namespace="team-a", resourceVersion="1")
     cache.put(body, "MCPServer")

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from agentkube.memory.tenancy import delete_redis_user
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
-from agentkube.operator.indexing import IndexedCache
 from agentkube.operator.memory import SECRET_NAME, URL_KEY, secret_password
 from agentkube.operator.memory_access import NamespaceMemory
 from agentkube.operator.reconciling import Reconciler
@@ -57,7 +57,7 @@ def admin_secret() -> JSON:
     }
 
 
-Setup = tuple[Reconciler, NamespaceMemory, IndexedCache, RecordingApi]
+Setup = tuple[Reconciler, NamespaceMemory, Cache, RecordingApi]
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
         }
     )
     assert config.memory is not None and config.memory.redis is not None
-    cache, api = IndexedCache(), RecordingApi()
+    cache, api = Cache(), RecordingApi()
     api.objects["Secret", "agentkube-memory", "agentkube-redis"] = admin_secret()
     memory = NamespaceMemory(config.memory.redis, cache=cache, api=api)
     reconciler = Reconciler(cache=cache, applier=api, config=config, memory=memory)
@@ -83,7 +83,7 @@ async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
     await admin.aclose()
 
 
-def add_agent(cache: IndexedCache, namespace: str, name: str = "research-agent") -> None:
+def add_agent(cache: Cache, namespace: str, name: str = "research-agent") -> None:
     body = agent(name=name).model_dump(by_alias=True, exclude_none=True, mode="json")
     body["metadata"].update(namespace=namespace, resourceVersion="1")
     cache.put(body, "Agent")

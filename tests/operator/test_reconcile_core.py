@@ -1,9 +1,9 @@
-"""The reconcile core without a cluster: Reconciler + IndexedCache over a recording writer (the
-owners' loop is in test_engine.py). The same paths run against the real API server in
-test_cluster.py."""
+"""The reconcile core without a cluster: Reconciler + Cache over a recording writer, and the
+reconcile queue. (The same paths run against the real API server in test_cluster.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import Counter
 from datetime import UTC, datetime
@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import RejectedByApi, TransientApiError
-from agentkube.operator.indexing import IndexedCache
+from agentkube.operator.queueing import ReconcileQueue, Ref
 from agentkube.operator.reconciling import Reconciler
 from tests.operator.conftest import agent
 
@@ -59,8 +60,8 @@ class RecordingWriter:
         self.writes["create Event"] += 1
 
 
-def _setup(**spec: Any) -> tuple[Reconciler, IndexedCache, RecordingWriter]:
-    cache, writer = IndexedCache(), RecordingWriter()
+def _setup(**spec: Any) -> tuple[Reconciler, Cache, RecordingWriter]:
+    cache, writer = Cache(), RecordingWriter()
     body = agent(**spec).model_dump(by_alias=True, exclude_none=True, mode="json")
     body["metadata"].update(namespace="team-a", resourceVersion="1")
     cache.put(body, "Agent")
@@ -175,6 +176,70 @@ async def test_a_refused_placement_is_the_agents_condition_and_no_pod() -> None:
     reconciled = next(c for c in writer.statuses[-1]["conditions"] if c["type"] == "Reconciled")
     assert reconciled["reason"] == "PlacementNotAllowed"
     assert "'sandbox' is not offered to namespace team-a" in reconciled["message"]
+
+
+async def test_the_queue_runs_one_reconcile_per_object_at_a_time_and_coalesces() -> None:
+    running: Counter[Ref] = Counter()
+    most: Counter[Ref] = Counter()
+    runs: Counter[Ref] = Counter()
+    release = asyncio.Event()
+
+    async def work(ref: Ref) -> bool:
+        running[ref] += 1
+        most[ref] = max(most[ref], running[ref])
+        runs[ref] += 1
+        await release.wait()
+        running[ref] -= 1
+        return False
+
+    queue = ReconcileQueue(work, concurrency=4, retry_seconds=0.01, max_retry_seconds=0.1)
+    a: Ref = ("Agent", "ns", "a")
+    first = asyncio.ensure_future(queue.run(a))
+    await asyncio.sleep(0)  # let the first run start
+    extra = [asyncio.ensure_future(queue.run(a)) for _ in range(10)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, *extra)
+    assert most[a] == 1
+    assert runs[a] == 2  # the ten requests during the first run needed only one more
+    await queue.close()
+
+
+async def test_the_queue_retries_with_back_off_until_the_work_succeeds() -> None:
+    attempts: list[float] = []
+    done = asyncio.Event()
+
+    async def flaky(ref: Ref) -> bool:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            return True
+        done.set()
+        return False
+
+    queue = ReconcileQueue(flaky, concurrency=1, retry_seconds=0.02, max_retry_seconds=1)
+    await queue.run(("Model", "ns", "m"))
+    await asyncio.wait_for(done.wait(), 5)
+    assert len(attempts) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert gaps[1] >= gaps[0] * 1.5  # doubling back-off
+    await queue.close()
+
+
+async def test_a_forgotten_object_is_not_retried() -> None:
+    calls = 0
+
+    async def failing(ref: Ref) -> bool:
+        nonlocal calls
+        calls += 1
+        return True
+
+    queue = ReconcileQueue(failing, concurrency=1, retry_seconds=0.05, max_retry_seconds=1)
+    ref: Ref = ("Agent", "ns", "gone")
+    await queue.run(ref)
+    queue.forget(ref)
+    await asyncio.sleep(0.2)
+    assert calls == 1
+    await queue.close()
 
 
 @pytest.mark.parametrize("kind", ["Agent", "Model"])

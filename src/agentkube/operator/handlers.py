@@ -1,33 +1,39 @@
-"""The kopf wiring: indexes, one reconcile daemon per owner, and the events that wake them.
+"""The kopf wiring: watches feed the cache and ask for reconciles; nothing else lives here.
 
-Every kind the operator reads registers here, in the tables below:
+Only ``@kopf.on.event`` handlers are used, so kopf itself never writes to the objects (no
+progress annotations, no finalizers): the operator's writes are exactly the reconciler's. Each
+watch (Agents, Models, MCPServers, and the children, filtered server-side by the ``managed-by``
+label):
 
-- :data:`OWNERS` (Agents, Models, MCPServers): an index, a daemon per object — its reconcile
-  loop (:class:`~agentkube.operator.owners.Owners`) — and an event handler that wakes it;
-- :data:`CHILDREN` (watched with the ``managed-by`` label, server-side): an index, and an event
-  handler that wakes the owner named by the child's labels (:data:`OWNER_LABELS`) — so a deleted
-  or hand-edited child is repaired, and a Deployment becoming available updates the Agent;
-- :data:`SHARED` (one per namespace, only with shared memory): an index, and an event handler
-  that wakes every Agent of the namespace, so a deleted memory Secret is made again.
+- updates the :class:`~agentkube.operator.cache.Cache`;
+- asks the :class:`~agentkube.operator.queueing.ReconcileQueue` to reconcile the owner — so a
+  deleted or hand-edited child is repaired, and a Deployment becoming available updates the
+  Agent's status;
+- a Model's or an MCPServer's event also reconciles the Agents of its namespace that name it;
+- a namespace's memory Secret (only with shared memory configured) reconciles its Agents, so a
+  deleted one is made again.
 
-A Model's or an MCPServer's event also wakes the Agents of its namespace that name it (an index
-of Agents by what they refer to). The reconciles read the indexes
-(:mod:`agentkube.operator.indexing`). No change handlers: kopf stores no progress and no
-diff-base on the objects, so an unchanged reconcile writes nothing; its one write is the
-finalizer of each owner (kopf stops a daemon before letting its object go). kopf re-lists
-after a watch breaks, so an API server restart is survived.
+A periodic resync re-runs every reconcile as a safety net (cheap: unchanged objects cost no
+request). kopf re-lists after a watch breaks, so an API server restart is survived.
+
+A new kind registers here, in the tables below: an owner in :data:`OWNERS` (and its reconcile in
+``Reconciler.reconcile``), a child kind in :data:`CHILDREN` (and ``applying.CHILD_KINDS``), a
+per-namespace shared object in :data:`SHARED`. Why this engine and not kopf's daemons and
+indexes: docs/architecture.md, "The engine".
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
-from agentkube.api.mcp import mcp_server_names
 from agentkube.api.models import GROUP, VERSION
-from agentkube.operator.indexing import IndexedCache, index_name, trim
+from agentkube.operator.cache import Cache
 from agentkube.operator.memory import SECRET_NAME as MEMORY_SECRET
 from agentkube.operator.naming import (
     AGENT_LABEL,
@@ -36,11 +42,12 @@ from agentkube.operator.naming import (
     MCPSERVER_LABEL,
     MODEL_LABEL,
 )
-from agentkube.operator.owners import Owners
+from agentkube.operator.queueing import ReconcileQueue, Ref
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
 
-Handler = Callable[..., Awaitable[Any]]
+Handler = Callable[..., Awaitable[None]]
 OWNERS = {"Agent": "agents", "Model": "models", "MCPServer": "mcpservers"}
 OWNER_LABELS = (("Agent", AGENT_LABEL), ("Model", MODEL_LABEL), ("MCPServer", MCPSERVER_LABEL))
 CHILDREN = {
@@ -55,17 +62,86 @@ MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Objects one per namespace, shared by its Agents: an event reconciles every Agent there. The
 # watch names them (a field selector), so RBAC can grant exactly those names.
 SHARED = {"Secret": ("", "v1", "secrets", f"metadata.name={MEMORY_SECRET}")}
-FINALIZER = "ai.openvn/operator"
-AGENTS_BY_REF = "agents_by_ref"  # (namespace, "Model" | "MCPServer", name) -> Agent names
-AGENTS_BY_NAMESPACE = "agents_by_namespace"  # namespace -> Agent names
 
 
-def kinds(*, shared: bool = False) -> dict[str, str]:
-    """Every indexed kind and its plural (``shared``: :data:`SHARED` too)."""
-    found = dict(OWNERS)
-    found.update({kind: gvp[2] for kind, gvp in CHILDREN.items()})
-    found.update({kind: gvpf[2] for kind, gvpf in SHARED.items()} if shared else {})
-    return found
+class Controller:
+    """Routes watch events to the cache and the reconcile queue."""
+
+    def __init__(self, cache: Cache, queue: ReconcileQueue, *, resync_seconds: float) -> None:
+        self.cache = cache
+        self.queue = queue
+        self.resync_seconds = resync_seconds
+        self._resync: asyncio.Task[None] | None = None
+
+    def _record(self, kind: str, event: JSON) -> tuple[str, str, bool]:
+        body = event["object"]
+        meta = body.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        gone = event.get("type") == "DELETED"
+        if gone:
+            self.cache.forget(kind, namespace, name)
+        else:
+            self.cache.observe(dict(body), kind)
+        return namespace, name, gone
+
+    async def on_owner(self, kind: str, event: JSON) -> None:
+        namespace, name, gone = self._record(kind, event)
+        ref: Ref = (kind, namespace, name)
+        if gone:
+            self.queue.forget(ref)
+        else:
+            await self.queue.run(ref)
+        if kind == "Model":
+            for agent in self._agents_using(namespace, name):
+                self.queue.submit(("Agent", namespace, agent))
+        if kind == "MCPServer":
+            for agent in self._agents_naming(namespace, f"mcp:{name}"):
+                self.queue.submit(("Agent", namespace, agent))
+
+    async def on_child(self, kind: str, event: JSON) -> None:
+        namespace, _, _ = self._record(kind, event)
+        labels = event["object"].get("metadata", {}).get("labels") or {}
+        for owner_kind, label in OWNER_LABELS:
+            owner = labels.get(label)
+            if owner and self.cache.get(owner_kind, namespace, owner) is not None:
+                await self.queue.run((owner_kind, namespace, owner))
+
+    async def on_shared(self, kind: str, event: JSON) -> None:
+        namespace, _, _ = self._record(kind, event)
+        for ns, name in self.cache.keys("Agent"):
+            if ns == namespace:
+                self.queue.submit(("Agent", ns, name))
+
+    def _agents_using(self, namespace: str, model: str) -> list[str]:
+        return [
+            name
+            for (ns, name), body in self.cache.items("Agent")
+            if ns == namespace and body.get("spec", {}).get("model") == model
+        ]
+
+    def _agents_naming(self, namespace: str, tool: str) -> list[str]:
+        return [
+            name
+            for (ns, name), body in self.cache.items("Agent")
+            if ns == namespace and tool in (body.get("spec", {}).get("tools") or [])
+        ]
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            for kind in OWNERS:
+                for namespace, name in self.cache.keys(kind):
+                    self.queue.submit((kind, namespace, name))
+
+    async def start(self) -> None:
+        self._resync = asyncio.get_running_loop().create_task(self.resync_forever())
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+        await self.queue.close()
 
 
 def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
@@ -74,7 +150,6 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
     settings.posting.enabled = False
     # Agents, Models and MCPServers are named explicitly: no cluster-wide CRD watch, no RBAC for it.
     settings.scanning.disabled = True
-    settings.persistence.finalizer = FINALIZER
     for group, version, plural in CHILDREN.values():
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
     for group, version, plural, fields in SHARED.values() if shared else ():
@@ -88,114 +163,57 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 1, 2, 3, 5, 10, 10, 10, 15, 15, 15, 15, 15]
     settings.batching.idle_timeout = 30.0
-    # A deleted owner's daemon exits at once (it waits on ``stopped``): wait for that in memory,
-    # rather than kopf's default of touching the object to look again later (a write).
-    settings.background.instant_exit_timeout = 5.0
 
 
-def build_registry(
-    owners: Owners, cache: IndexedCache, *, shared: bool = False
-) -> kopf.OperatorRegistry:
-    """A kopf registry with the operator's handlers bound to ``owners`` and ``cache``
-    (``shared``: also the watches of :data:`SHARED`, which only the memory wiring needs)."""
+def build_registry(controller: Controller, *, shared: bool = False) -> kopf.OperatorRegistry:
+    """A kopf registry with the operator's handlers bound to ``controller`` (``shared``: also
+    the watches of :data:`SHARED`, which only the memory wiring needs)."""
     registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(**_: Any) -> None:
+        await controller.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        await controller.stop()
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod: its ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    gvps = {kind: (GROUP, VERSION, plural) for kind, plural in OWNERS.items()} | CHILDREN
-    gvps |= {kind: gvpf[:3] for kind, gvpf in SHARED.items()} if shared else {}
-    for kind, (group, version, plural) in gvps.items():
-        kopf.index(group, version, plural, registry=registry, id=index_name(plural))(_index(kind))
-    kopf.index(GROUP, VERSION, "agents", registry=registry, id=AGENTS_BY_REF)(_agent_refs)
-    kopf.index(GROUP, VERSION, "agents", registry=registry, id=AGENTS_BY_NAMESPACE)(_agent_ns)
-
     for kind, plural in OWNERS.items():
-        # cancellation_timeout: cancelled if it did not exit on its own (mid-reconcile).
-        kopf.daemon(
-            GROUP, VERSION, plural, registry=registry, id=f"reconcile-{plural}",
-            cancellation_timeout=5.0,
-        )(_daemon(owners, cache, kind))  # fmt: skip
-        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"wake-{plural}")(
-            _owner_event(owners, cache, kind)
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(
+            _owner_handler(controller, kind)
         )
     for kind, (group, version, plural) in CHILDREN.items():
-        kopf.on.event(group, version, plural, registry=registry, id=f"wake-by-{plural}")(
-            _child_event(owners, cache, kind)
+        kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
+            _child_handler(controller, kind)
         )
     for kind, (group, version, plural, _) in SHARED.items() if shared else ():
-        kopf.on.event(group, version, plural, registry=registry, id=f"wake-by-{plural}")(
-            _shared_event(owners, cache, kind)
+        kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
+            _shared_handler(controller, kind)
         )
     return registry
 
 
-def _index(kind: str) -> Handler:
-    async def index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, JSON]:
-        return {(namespace or "", name): trim({**body, "kind": kind})}
-
-    return index
-
-
-async def _agent_refs(
-    spec: kopf.Spec, namespace: str | None, name: str, **_: Any
-) -> dict[Any, str]:
-    refs = {(namespace or "", "Model", spec.get("model"))}
-    tools = spec.get("tools") or []
-    refs |= {(namespace or "", "MCPServer", server) for server in mcp_server_names(tools)}
-    return dict.fromkeys(refs, name)
-
-
-async def _agent_ns(namespace: str | None, name: str, **_: Any) -> dict[str, str]:
-    return {namespace or "": name}
-
-
-def _daemon(owners: Owners, cache: IndexedCache, kind: str) -> Handler:
-    async def reconcile(
-        namespace: str | None, name: str, stopped: kopf.DaemonStopped, **kwargs: Any
-    ) -> None:
-        cache.attach(kwargs)
-        await owners.run((kind, namespace or "", name), stopped)
-
-    return reconcile
-
-
-def _owner_event(owners: Owners, cache: IndexedCache, kind: str) -> Handler:
-    async def handle(event: JSON, namespace: str | None, name: str, **kwargs: Any) -> None:
-        cache.attach(kwargs)
-        ns = namespace or ""
-        if event.get("type") == "DELETED":
-            owners.forget((kind, ns, name))
-        else:
-            owners.wake((kind, ns, name))
-        if kind in ("Model", "MCPServer"):
-            for agent in kwargs[AGENTS_BY_REF].get((ns, kind, name), ()):
-                owners.wake(("Agent", ns, agent))
+def _owner_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_owner(kind, event)
 
     return handle
 
 
-def _child_event(owners: Owners, cache: IndexedCache, kind: str) -> Handler:
-    async def handle(namespace: str | None, name: str, labels: kopf.Labels, **kwargs: Any) -> None:
-        cache.attach(kwargs)
-        ns = namespace or ""
-        cache.get(kind, ns, name)  # drops what the operator wrote, once the watch caught up
-        for owner_kind, label in OWNER_LABELS:
-            owner = labels.get(label)
-            if owner:
-                owners.wake((owner_kind, ns, owner))
+def _child_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_child(kind, event)
 
     return handle
 
 
-def _shared_event(owners: Owners, cache: IndexedCache, kind: str) -> Handler:
-    async def handle(namespace: str | None, name: str, **kwargs: Any) -> None:
-        cache.attach(kwargs)
-        ns = namespace or ""
-        cache.get(kind, ns, name)
-        for agent in kwargs[AGENTS_BY_NAMESPACE].get(ns, ()):
-            owners.wake(("Agent", ns, agent))
+def _shared_handler(controller: Controller, kind: str) -> Handler:
+    async def handle(event: JSON, **_: Any) -> None:
+        await controller.on_shared(kind, event)
 
     return handle

@@ -29,10 +29,10 @@ from typing import Any, Protocol
 from agentkube.memory.errors import AccessDenied, MemoryFailure, StoreUnavailable
 from agentkube.memory.redis_admin import RedisAdmin
 from agentkube.memory.tenancy import redis_username
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import RedisServer
 from agentkube.operator.drift import drifted
 from agentkube.operator.errors import ReconcileError
-from agentkube.operator.indexing import Objects
 from agentkube.operator.memory import (
     SECRET_NAME,
     new_password,
@@ -92,7 +92,7 @@ class NamespaceMemory:
         self,
         server: RedisServer,
         *,
-        cache: Objects,
+        cache: Cache,
         api: SecretApi,
         admin_factory: AdminFactory = redis_admin,
         clock: Callable[[], float] = time.monotonic,

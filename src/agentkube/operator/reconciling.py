@@ -22,6 +22,7 @@ from agentkube.api.loading import describe
 from agentkube.api.mcp import mcp_server_names
 from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import Agent, Model
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.drift import adoption_conflict, drifted
 from agentkube.operator.errors import (
@@ -30,7 +31,6 @@ from agentkube.operator.errors import (
     RejectedByApi,
     TransientApiError,
 )
-from agentkube.operator.indexing import Objects
 from agentkube.operator.mcp_discovery import DiscoveryFailed, ToolDiscovery
 from agentkube.operator.mcpservers import render_mcpserver, resolve_servers, server_url
 from agentkube.operator.naming import mcpserver_child_name, model_child_name
@@ -101,7 +101,7 @@ class Reconciler:
     def __init__(
         self,
         *,
-        cache: Objects,
+        cache: Cache,
         applier: Writer,
         config: OperatorConfig,
         memory: Memory | None = None,
@@ -381,7 +381,7 @@ def stale_children(
     owner: JSON,
     namespace: str,
     rendered: set[tuple[str, str]],
-    cache: Objects,
+    cache: Cache,
     child: str | None = None,
 ) -> list[tuple[str, str]]:
     """(kind, name) of the owner's serving objects (named ``child``, by default the Model's)

@@ -1,4 +1,4 @@
-"""Start the operator: build the client, indexed cache, reconciler and kopf registry; run kopf.
+"""Start the operator: build the client, cache, reconciler and kopf registry, and run kopf.
 
 The lightkube client is built here (in-cluster ServiceAccount, else ``$KUBECONFIG``) and injected
 into the apply layer; kopf logs in the same way for its watches. Prometheus metrics (writes by
@@ -21,13 +21,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from agentkube.operator.applying import Applier
+from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
-from agentkube.operator.handlers import build_registry, configure, kinds
-from agentkube.operator.indexing import IndexedCache
+from agentkube.operator.handlers import Controller, build_registry, configure
 from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
-from agentkube.operator.owners import Owners
+from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,17 @@ class Operator:
 
     config: OperatorConfig
     client: AsyncClient
-    cache: IndexedCache = field(init=False)
+    cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
     reconciler: Reconciler = field(init=False)
-    owners: Owners = field(init=False)
+    queue: ReconcileQueue = field(init=False)
+    controller: Controller = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
-        redis = config.memory.redis if config.memory is not None else None
-        self.cache = IndexedCache(kinds(shared=redis is not None))
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
+        redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
         self.reconciler = Reconciler(
             cache=self.cache,
@@ -62,13 +62,13 @@ class Operator:
             memory=self.memory,
             discover=LiveDiscovery(self.client),
         )
-        self.owners = Owners(
+        self.queue = ReconcileQueue(
             lambda ref: self.reconciler.reconcile(*ref),
             concurrency=config.max_concurrent_reconciles,
-            resync_seconds=config.resync_seconds,
             retry_seconds=config.retry_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
+        self.controller = Controller(self.cache, self.queue, resync_seconds=config.resync_seconds)
 
     async def run(
         self,
@@ -83,7 +83,7 @@ class Operator:
         configure(settings, shared=shared)
         try:
             await kopf.operator(
-                registry=build_registry(self.owners, self.cache, shared=shared),
+                registry=build_registry(self.controller, shared=shared),
                 settings=settings,
                 standalone=True,
                 clusterwide=not namespaces,
@@ -128,7 +128,7 @@ class OperatorMetrics(Collector):
         yield CounterMetricFamily(
             "agentkube_operator_reconciles",
             "reconciles run",
-            value=self.operator.owners.completed,
+            value=self.operator.queue.completed,
         )
         cached = GaugeMetricFamily(
             "agentkube_operator_cached_objects", "objects cached", labels=["kind"]

@@ -126,11 +126,12 @@ class Applier:
         self.writes[f"delete {kind}"] += 1
         log.info("deleted %s %s/%s", kind, namespace, name)
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None:
-        """Merge-patch the status subresource of an Agent, Model or MCPServer."""
+    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> str | None:
+        """Merge-patch the status subresource of an Agent, Model or MCPServer; the object's
+        resourceVersion after it."""
         resource = OWNER_KINDS[kind]
         async with _translated(f"update status of {kind} {namespace}/{name}"):
-            await self.client.patch(
+            live = await self.client.patch(
                 resource.Status,
                 name,
                 {"status": status},
@@ -140,6 +141,8 @@ class Applier:
             )
         self.writes[f"status {kind}"] += 1
         log.info("updated status of %s %s/%s: %s", kind, namespace, name, sorted(status))
+        meta = cast(Any, live).metadata
+        return meta.resourceVersion if meta is not None else None
 
     async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None:
         """A Kubernetes Event about ``owner``; failing to post one only logs."""

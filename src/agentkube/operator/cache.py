@@ -1,19 +1,28 @@
-"""The operator's view of the cluster, kept from watch events and apply responses.
+"""The operator's view of the cluster: what its watches saw, plus what it wrote itself.
 
-One map per kind, keyed by (namespace, name). Bodies are trimmed (no ``managedFields``, and no
-status for children other than Deployments) to keep the operator's memory small with thousands of
-objects. A body older than the cached one (a late watch event after an apply response) is
-ignored, so the drift check never compares against the past.
+One map per kind, keyed by (namespace, name), fed by the watch events (:meth:`Cache.observe`,
+:meth:`Cache.forget`; events of one object come in order, so the latest always wins). Bodies are
+trimmed (no ``managedFields``, no status for children other than Deployments) to keep the
+operator's memory small with thousands of objects.
+
+What a reconcile writes (an apply's response, a status it patched, a child it deleted:
+:meth:`Cache.put`, :meth:`Cache.remove`) is kept on top until the watch brings that very
+``resourceVersion`` (compared for equality only: it is opaque) — any other version seen before it
+is older. Should the watch skip it (a re-list after a broken watch), what was observed wins after
+:data:`STALE_SECONDS` all the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
 
+STALE_SECONDS = 30.0  # a watch delivers within a second; after this what was observed wins
 _KEEP_STATUS = {"Deployment", "Agent", "Model", "MCPServer", "KnowledgeBase", "Job"}
 
 
@@ -37,40 +46,78 @@ def trim(body: JSON) -> JSON:
     return {**kept, "metadata": meta}
 
 
-def _version(body: JSON) -> int | None:
-    value = body.get("metadata", {}).get("resourceVersion")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+def _version(body: JSON | None) -> str | None:
+    return None if body is None else body["metadata"].get("resourceVersion")
+
+
+def _key(body: JSON) -> Key:
+    meta = body["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+@dataclass(frozen=True)
+class _Written:
+    body: JSON | None  # None: deleted
+    at: float
 
 
 class Cache:
-    """Latest known bodies of Agents, Models and every child, by kind."""
+    """Latest known bodies of Agents, Models, MCPServers and every child, by kind."""
 
-    def __init__(self) -> None:
-        self._objects: dict[str, dict[Key, JSON]] = {}
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._observed: dict[str, dict[Key, JSON]] = {}
+        self._written: dict[str, dict[Key, _Written]] = {}
+
+    # ------------------------------------------------------------------ the watches
+
+    def observe(self, body: JSON, kind: str) -> None:
+        key = _key(body)
+        self._observed.setdefault(kind, {})[key] = trim({**body, "kind": kind})
+        written = self._written.get(kind, {}).get(key)
+        caught_up = written is not None and written.body is not None
+        if caught_up and _version(written.body) == _version(body):  # type: ignore[union-attr]
+            del self._written[kind][key]  # the watch caught up with the write
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._observed.get(kind, {}).pop((namespace, name), None)
+        written = self._written.get(kind, {}).get((namespace, name))
+        if written is not None and written.body is None:
+            del self._written[kind][(namespace, name)]  # the deletion the operator made
+
+    # ------------------------------------------------------------------ the reconciles
 
     def put(self, body: JSON, kind: str | None = None) -> None:
         kind = kind or body["kind"]
-        meta = body["metadata"]
-        key = (meta.get("namespace") or "", meta["name"])
-        objects = self._objects.setdefault(kind, {})
-        old = objects.get(key)
-        if old is not None and old["metadata"].get("uid") == meta.get("uid"):
-            new_rv, old_rv = _version(body), _version(old)
-            if new_rv is not None and old_rv is not None and new_rv < old_rv:
-                return
-        objects[key] = trim({**body, "kind": kind})
+        written = _Written(trim({**body, "kind": kind}), self._clock())
+        self._written.setdefault(kind, {})[_key(body)] = written
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
-        self._objects.get(kind, {}).pop((namespace, name), None)
+        self._written.setdefault(kind, {})[(namespace, name)] = _Written(None, self._clock())
 
     def get(self, kind: str, namespace: str, name: str) -> JSON | None:
-        return self._objects.get(kind, {}).get((namespace, name))
+        key = (namespace, name)
+        live = self._observed.get(kind, {}).get(key)
+        written = self._written.get(kind, {}).get(key)
+        if written is None:
+            return live
+        if written.body is None:
+            caught_up = live is None
+        else:
+            caught_up = live is not None and _version(live) == _version(written.body)
+        if caught_up or self._clock() - written.at > STALE_SECONDS:
+            del self._written[kind][key]
+            return live
+        return written.body
 
     def keys(self, kind: str) -> Iterator[Key]:
-        yield from list(self._objects.get(kind, {}))
+        yield from list(self._observed.get(kind, {}))
 
     def items(self, kind: str) -> Iterator[tuple[Key, JSON]]:
-        yield from list(self._objects.get(kind, {}).items())
+        for key in list(self._observed.get(kind, {})):
+            body = self.get(kind, *key)
+            if body is not None:
+                yield key, body
 
     def count(self, kind: str) -> int:
-        return len(self._objects.get(kind, {}))
+        return len(self._observed.get(kind, {}))

@@ -18,6 +18,11 @@ The user's ConfigMaps a KnowledgeBase names carry no label: they have a watch of
 
 A periodic resync re-runs every reconcile as a safety net (cheap: unchanged objects cost no
 request). kopf re-lists after a watch breaks, so an API server restart is survived.
+
+A new kind registers here, in the tables below: an owner in :data:`OWNERS` (and its reconcile in
+``Reconciler.reconcile``), a child kind in :data:`CHILDREN` (and ``applying.CHILD_KINDS``), a
+per-namespace shared object in :data:`SHARED`. Why this engine and not kopf's daemons and
+indexes: docs/architecture.md, "The engine".
 """
 
 from __future__ import annotations
@@ -89,9 +94,9 @@ class Controller:
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         gone = event.get("type") == "DELETED"
         if gone:
-            self.cache.remove(kind, namespace, name)
+            self.cache.forget(kind, namespace, name)
         else:
-            self.cache.put(dict(body), kind)
+            self.cache.observe(dict(body), kind)
         return namespace, name, gone
 
     async def on_owner(self, kind: str, event: JSON) -> None:
@@ -166,10 +171,12 @@ def configure(settings: kopf.OperatorSettings, *, shared: bool = False) -> None:
         settings.watching.label_selectors[group, version, plural] = MANAGED_SELECTOR
         settings.watching.field_selectors[group, version, plural] = fields
     # Reconnect quickly after an API server restart; a watch is re-opened at least every 5 min.
+    # A restarted API server refuses (403) until its RBAC caches are filled, which can take a
+    # minute on a loaded machine: kopf gives up on a watch (and stops) only after ~2 minutes.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
-    settings.networking.error_backoffs = [1, 1, 2, 3, 5]
+    settings.networking.error_backoffs = [1, 1, 2, 3, 5, 10, 10, 10, 15, 15, 15, 15, 15]
     settings.batching.idle_timeout = 30.0
 
 

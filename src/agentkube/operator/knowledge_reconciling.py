@@ -79,7 +79,9 @@ ApplyAll = Callable[[list[JSON]], Awaitable[Applied]]
 class Writer(Protocol):
     def clock(self) -> datetime: ...
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None: ...
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, status: JSON
+    ) -> str | None: ...  # the resourceVersion written, when known
 
     async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
 
@@ -254,11 +256,15 @@ class KnowledgeBases:
         if patch is None:
             return False
         try:
-            await self.writer.patch_status("KnowledgeBase", meta["namespace"], meta["name"], patch)
+            version = await self.writer.patch_status(
+                "KnowledgeBase", meta["namespace"], meta["name"], patch
+            )
         except ReconcileError as e:
             log.warning("%s", e)
             return isinstance(e, TransientApiError)
-        self.cache.put({**body, "status": {**live, **patch}})
+        # Remember what was written (and its version), so the next reconcile does not write it.
+        written = {**meta, "resourceVersion": version or meta.get("resourceVersion")}
+        self.cache.put({**body, "metadata": written, "status": {**live, **patch}})
         # An Event when it turns Failed, or fails for another reason.
         failed = next(c for c in wanted["conditions"] if c["type"] == "Failed")
         before: JSON = next((c for c in previous if c.get("type") == "Failed"), {})

@@ -86,7 +86,9 @@ class Writer(Protocol):
 
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: JSON) -> None: ...
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, status: JSON
+    ) -> str | None: ...  # the resourceVersion written, when known
 
     async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
 
@@ -376,7 +378,9 @@ class Reconciler:
         if patch is None:
             return False
         try:
-            await self.applier.patch_status(body["kind"], meta["namespace"], meta["name"], patch)
+            version = await self.applier.patch_status(
+                body["kind"], meta["namespace"], meta["name"], patch
+            )
         except RejectedByApi as e:
             log.info("%s", e)  # typically deleted meanwhile: its watch event follows
             return False
@@ -384,7 +388,8 @@ class Reconciler:
             log.warning("%s", e)
             return True
         # Remember what was written, so the next reconcile does not write it again.
-        self.cache.put({**body, "status": {**live, **patch}})
+        written = {**meta, "resourceVersion": version or meta.get("resourceVersion")}
+        self.cache.put({**body, "metadata": written, "status": {**live, **patch}})
         for failure in new_failures(previous, wanted["conditions"]):
             if failure["type"] in EVENT_WORTHY:
                 await self.applier.post_event(

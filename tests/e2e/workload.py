@@ -38,7 +38,12 @@ def standin_objects(image: str) -> list[dict[str, Any]]:
         "command": ["/opt/agentkube/bin/python", "/standin/model_standin.py", str(STANDIN_PORT)],
         "ports": [{"name": "http", "containerPort": STANDIN_PORT}],
         "readinessProbe": {"tcpSocket": {"port": STANDIN_PORT}, "periodSeconds": 1},
-        "resources": {"limits": {"memory": "128Mi", "cpu": "500m"}},
+        # Small requests: the one real node's 2 CPUs also hold the install, deploy/memory and
+        # the gateway's warm pods (0.5 CPU each).
+        "resources": {
+            "requests": {"memory": "32Mi", "cpu": "10m"},
+            "limits": {"memory": "128Mi", "cpu": "500m"},
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

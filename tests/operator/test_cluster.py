@@ -124,8 +124,18 @@ def test_kubectl_apply_k_deploy_installs_crds_rbac_and_the_operator(installed: C
         "agents/finalizers",
         "models/finalizers",
         "mcpservers/finalizers",
+        "knowledgebases/finalizers",
     }
-    assert with_verb("delete") == {"deployments", "services", "networkpolicies"}
+    # A Model's serving objects once it switches to an endpoint, KnowledgeBases' Jobs, an Agent's
+    # KEDA objects once it stops autoscaling; nothing else.
+    assert with_verb("delete") == {
+        "deployments",
+        "services",
+        "networkpolicies",
+        "jobs",
+        "scaledobjects",
+        "triggerauthentications",
+    }
     # Secrets: only each namespace's own agentkube-memory (shared memory's credentials).
     secret_rules = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
     assert [rule.get("resourceNames") for rule in secret_rules] == [["agentkube-memory"]]

@@ -44,7 +44,7 @@ from tests.e2e.workload import (
     service_url,
 )
 from tests.plugins.project_image import build_project_image
-from tests.plugins.testcluster import Cluster, _pools
+from tests.plugins.testcluster import Cluster, handle
 
 REPO = Path(__file__).resolve().parents[1]
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -59,17 +59,7 @@ def attach() -> Cluster:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise SystemExit("kubectl is not on PATH")
-    return Cluster(
-        kubeconfig=control_plane.kubeconfig,
-        server=control_plane.server,
-        ca_cert=control_plane.ca_cert,
-        state_dir=control_plane.state_dir,
-        pools=_pools(control_plane.real_node),
-        kubectl_path=kubectl,
-        real_node=control_plane.real_node,
-        real_node_unavailable=None,
-        _control_plane=control_plane,
-    )
+    return handle(control_plane, kubectl)
 
 
 def timed_task(client: httpx.Client) -> float:

@@ -193,7 +193,7 @@ def testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.stop()
         pytest.fail(f"test cluster: {e}", pytrace=False)
     try:
-        yield _handle(cluster, kubectl)
+        yield handle(cluster, kubectl)
     finally:
         if not attach:
             cluster.stop()
@@ -213,12 +213,13 @@ def fresh_testcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     except TestClusterError as e:
         pytest.fail(f"test cluster: {e}", pytrace=False)
     try:
-        yield _handle(cluster, kubectl)
+        yield handle(cluster, kubectl)
     finally:
         cluster.stop()
 
 
-def _handle(cluster: TestCluster, kubectl: str) -> Cluster:
+def handle(cluster: TestCluster, kubectl: str) -> Cluster:
+    """What a test (or a benchmark) gets for a started or attached cluster."""
     return Cluster(
         kubeconfig=cluster.kubeconfig,
         server=cluster.server,

@@ -38,9 +38,9 @@ def config_map(namespace: str, name: str, data: JSON, **labels: str) -> JSON:
 
 def setup(reads: Reads | None = None) -> tuple[SourceConfigMaps, list[Ref]]:
     cache, submitted = Cache(), list[Ref]()
-    cache.put(kb("a", "handbook", "docs", "faq"))
-    cache.put(kb("a", "runbook", "docs"))
-    cache.put(kb("b", "handbook", "docs"))
+    for body in (kb("a", "handbook", "docs", "faq"), kb("a", "runbook", "docs"),
+                 kb("b", "handbook", "docs")):  # fmt: skip
+        cache.observe(body, "KnowledgeBase")  # as the watch delivers them
     client = cast(AsyncClient, None)  # not used by what is tested here
     return SourceConfigMaps(client, cache, reads or Reads({}), submitted.append), submitted
 

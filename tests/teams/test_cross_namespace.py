@@ -27,7 +27,7 @@ def cached(cache: Cache, name: str, namespace: str, **spec: Any) -> Any:
     annotations = {ALLOW_ANNOTATION: allow} if allow is not None else {}
     meta = found.metadata.model_copy(update={"namespace": namespace, "annotations": annotations})
     found = found.model_copy(update={"metadata": meta})
-    cache.put(found.model_dump(by_alias=True, exclude_none=True, mode="json"), "Agent")
+    cache.observe(found.model_dump(by_alias=True, exclude_none=True, mode="json"), "Agent")
     return found
 
 

@@ -17,7 +17,6 @@ from tests.sidecar.conftest import COLLECTION
 from tests.standins.openai_server import Reply, ScriptedModel, ToolCall
 from tests.teams.replicas import Replica
 from tests.telemetry.otlp_receiver import (
-    CLIENT,
     CONSUMER,
     PRODUCER,
     SERVER,
@@ -34,8 +33,8 @@ EXPECTED = {
     ("planner", "queue.process planner"),
     ("planner", "invoke_agent planner"),
     ("planner", "execute_tool agent_coder"),
-    ("planner", "a2a.send_message coder"),
-    ("coder", "a2a.execute"),
+    ("planner", "queue.publish coder"),
+    ("coder", "queue.process coder"),
     ("coder", "invoke_agent coder"),
     ("coder", "chat standin-model"),
     ("coder", "execute_tool python-interpreter"),
@@ -99,8 +98,10 @@ def test_one_task_is_one_trace_from_the_planner_to_the_sandbox(
     ):
         coder_env = {**env, "AGENTKUBE_SANDBOX_URL": gateway,
                      "AGENTKUBE_SANDBOX_TOKEN_FILE": str(tmp_path / "token")}  # fmt: skip
+        # Both on the shared queue, as in a cluster: the planner hands the subtask over Redis.
         coder = Replica(tmp_path, "--agent", "coder", "--model", "standin-model", "--base-url",
-                        f"{sidecar}/v1", manifest=TEAM, env=coder_env).launch()  # fmt: skip
+                        f"{sidecar}/v1", "--redis", redis_server.url, manifest=TEAM,
+                        env=coder_env).launch()  # fmt: skip
         planner = Replica(tmp_path, "--agent", "planner", "--model", "offline", "--peer",
                           f"coder={coder.url}", "--redis", redis_server.url, manifest=TEAM,
                           env=env).launch()  # fmt: skip
@@ -125,8 +126,8 @@ def _assert_one_linked_trace(received: list[ReceivedSpan]) -> None:
         ("coder", "sandbox.execute"),
         ("coder", "execute_tool python-interpreter"),
         ("coder", "invoke_agent coder"),
-        ("coder", "a2a.execute"),
-        ("planner", "a2a.send_message coder"),
+        ("coder", "queue.process coder"),
+        ("planner", "queue.publish coder"),
         ("planner", "execute_tool agent_coder"),
         ("planner", "invoke_agent planner"),
         ("planner", "queue.process planner"),
@@ -146,8 +147,8 @@ def _assert_attributes(received: list[ReceivedSpan], script: ScriptedModel) -> N
     kinds = {(s.service, s.name): s.kind for s in received}
     assert kinds[("planner", "queue.publish planner")] == PRODUCER
     assert kinds[("planner", "queue.process planner")] == CONSUMER
-    assert kinds[("planner", "a2a.send_message coder")] == CLIENT
-    assert kinds[("coder", "a2a.execute")] == SERVER
+    assert kinds[("planner", "queue.publish coder")] == PRODUCER
+    assert kinds[("coder", "queue.process coder")] == CONSUMER
     assert kinds[("agentkube-sandbox-gateway", "sandbox.execute")] == SERVER
     planner = _one(received, "planner", "invoke_agent planner")
     assert planner.attributes["gen_ai.agent.name"] == "planner"
@@ -157,7 +158,7 @@ def _assert_attributes(received: list[ReceivedSpan], script: ScriptedModel) -> N
     assert "gen_ai.usage.input_tokens" in chat.attributes
     tool = _one(received, "planner", "execute_tool agent_coder")
     assert tool.attributes["gen_ai.tool.name"] == "agent_coder"
-    assert _one(received, "coder", "a2a.execute").attributes["gen_ai.conversation.id"]
+    assert _one(received, "coder", "invoke_agent coder").attributes["gen_ai.conversation.id"]
     retrieval = _one(received, "agentkube-rag-proxy", f"retrieval {COLLECTION}")
     assert retrieval.attributes["gen_ai.operation.name"] == "retrieval"
     assert retrieval.attributes["gen_ai.data_source.id"] == COLLECTION

@@ -30,6 +30,8 @@ from agentkube.runtime.delegation import Delegator, Subtask
 from agentkube.runtime.errors import DelegationFailed
 from agentkube.runtime.events import EventSink
 from agentkube.runtime.task_queue import RedisTaskQueue, TaskQueue, TaskState
+from agentkube.telemetry import spans
+from agentkube.telemetry.propagation import inject
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +73,31 @@ class QueuedTeam:
             return await self._fallback.delegate(subtask, emit)
         queue = self._queue_of(subtask.target)
         task_id = subtask_id(subtask)
-        state = TaskState(
-            id=task_id,
-            status="queued",
-            task=subtask.task,
-            conversation=task_id,
-            created_at=time.time(),
-            chain=list(subtask.chain),
-            budget={
-                "max_model_requests": subtask.budget.max_model_requests,
-                "timeout_s": subtask.budget.timeout_s,
+        # A producer span, its context in the record: the target's run continues this trace.
+        with spans.span(
+            f"queue.publish {subtask.target}",
+            kind=spans.SpanKind.PRODUCER,
+            attributes={
+                spans.MESSAGING_SYSTEM: "redis",
+                spans.MESSAGING_DESTINATION: subtask.target,
+                spans.MESSAGING_MESSAGE_ID: task_id,
             },
-        )
-        if await queue.submit_once(state):
+        ):
+            state = TaskState(
+                id=task_id,
+                status="queued",
+                task=subtask.task,
+                conversation=task_id,
+                created_at=time.time(),
+                chain=list(subtask.chain),
+                budget={
+                    "max_model_requests": subtask.budget.max_model_requests,
+                    "timeout_s": subtask.budget.timeout_s,
+                },
+                trace=inject(),
+            )
+            submitted = await queue.submit_once(state)
+        if submitted:
             log.info("subtask %s queued for %s", task_id, subtask.target)
         else:
             log.info("subtask %s for %s was sent before: waiting for it", task_id, subtask.target)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hack.helm.generate import kustomize
 
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.naming import MANAGED_BY, MANAGED_BY_LABEL, agent_pods
@@ -30,16 +30,6 @@ from tests.plugins.testcluster import Cluster
 JSON = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-
-
-def kustomize(path: Path) -> list[JSON]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("these tests read `kubectl kustomize` output: install kubectl", pytrace=False)
-    out = subprocess.run(
-        [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def find(objects: list[JSON], kind: str, name: str) -> JSON:

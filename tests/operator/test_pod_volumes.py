@@ -8,14 +8,11 @@ scanners see), the sandbox gateway's Jobs and warm pods, and the install manifes
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
+from hack.helm.generate import kustomize
 from hack.render import render_resources
 
 from agentkube.api.loading import load_file
@@ -39,13 +36,7 @@ def pod_specs(obj: JSON) -> Iterator[JSON]:
 
 
 def kustomized(path: str) -> list[JSON]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("these tests read `kubectl kustomize` output: install kubectl", pytrace=False)
-    out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / path)], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return kustomize(ROOT / path)
 
 
 def rendered_objects() -> list[tuple[str, JSON]]:

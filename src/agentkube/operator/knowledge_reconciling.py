@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.resources.batch_v1 import Job
@@ -54,7 +53,7 @@ from agentkube.operator.knowledge import (
     source_hash,
 )
 from agentkube.operator.knowledge_watch import SourceConfigMaps
-from agentkube.operator.reconciling import TERMINATING
+from agentkube.operator.reconciling import TERMINATING, Applied, Writer
 from agentkube.operator.status import Check, as_conditions, status_patch, timestamp
 
 JSON = dict[str, Any]
@@ -63,27 +62,7 @@ log = logging.getLogger(__name__)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
-class Applied(Protocol):
-    """What :meth:`agentkube.operator.reconciling.Reconciler._apply_all` returns."""
-
-    @property
-    def check(self) -> Check: ...
-
-    @property
-    def retry(self) -> bool: ...
-
-
-ApplyAll = Callable[[list[JSON]], Awaitable[Applied]]
-
-
-class Writer(Protocol):
-    def clock(self) -> datetime: ...
-
-    async def patch_status(
-        self, kind: str, namespace: str, name: str, status: JSON
-    ) -> str | None: ...  # the resourceVersion written, when known
-
-    async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
+ApplyAll = Callable[[list[JSON]], Awaitable[Applied]]  # Reconciler._apply_all
 
 
 def _checks(ready: Check, ingesting: bool, failed: Check | None) -> list[Check]:

@@ -1,5 +1,6 @@
 """Waiting, as the end-to-end run does it: each step says what it waits for and how long it
-will, and a step that times out fails with the objects' events, so the reason is in the output.
+will, and a step that times out fails with the objects' events, the Agents' conditions and the
+operator's log, so the reason is in the output.
 """
 
 from __future__ import annotations
@@ -29,6 +30,46 @@ def events(cluster: Cluster, namespace: str) -> str:
     return f"events in {namespace}:\n{result.stdout}{result.stderr}"
 
 
+def conditions(cluster: Cluster, namespace: str) -> str:
+    """The conditions of the namespace's Agents, one line each (what the operator last wrote)."""
+    result = cluster.kubectl("get", "agents", "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        return ""
+    lines = []
+    for agent in json.loads(result.stdout).get("items", []):
+        for c in agent.get("status", {}).get("conditions", []):
+            lines.append(
+                f"  {agent['metadata']['name']} {c.get('type')}={c.get('status')} "
+                f"{c.get('reason')}: {c.get('message')} (since {c.get('lastTransitionTime')})"
+            )
+    return f"agent conditions in {namespace}:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def operator_log(cluster: Cluster, namespace: str, lines: int = 80) -> str:
+    """The tail of the operator's log (its current and, if it restarted, previous container)."""
+    out = []
+    for previous in (True, False):
+        result = cluster.kubectl(
+            "logs", "-n", namespace, "deployment/agentkube-operator", f"--tail={lines}",
+            *(["--previous"] if previous else []), check=False,
+        )  # fmt: skip
+        if result.returncode == 0 and result.stdout.strip():
+            which = "previous container" if previous else "current container"
+            out.append(f"operator log ({which}), last {lines} lines:\n{result.stdout}")
+    return "".join(out)
+
+
+def context(cluster: Cluster, namespaces: tuple[str, ...]) -> str:
+    """What a timed-out step shows: each namespace's events and Agent conditions, and the
+    operator's log when its namespace is among them."""
+    parts = []
+    for ns in namespaces:
+        parts += [events(cluster, ns), conditions(cluster, ns)]
+        if ns == "agentkube-system":
+            parts.append(operator_log(cluster, ns))
+    return "\n".join(p for p in parts if p)
+
+
 def wait_for(
     cluster: Cluster,
     what: str,
@@ -47,9 +88,9 @@ def wait_for(
             say(f"{what}: after {time.monotonic() - start:.1f}s")
             return value
         if time.monotonic() - start > timeout:
-            context = "\n".join(events(cluster, ns) for ns in namespaces)
+            shown = context(cluster, namespaces)
             pytest.fail(
-                f"timed out after {timeout:.0f}s waiting for {what}\n{context}", pytrace=False
+                f"timed out after {timeout:.0f}s waiting for {what}\n{shown}", pytrace=False
             )
         time.sleep(every)
 

@@ -200,7 +200,8 @@ def test_after_the_operator_and_the_api_server_restart_the_agent_still_answers(
         namespaces=(SYSTEM_NS,),
     )  # fmt: skip
     wait_for(testcluster, f"agent {AGENT} to be Ready again",
-             lambda: agent_ready(testcluster, ns), timeout=120, namespaces=(ns,))  # fmt: skip
+             lambda: agent_ready(testcluster, ns), timeout=120,
+             namespaces=(ns, SYSTEM_NS))  # fmt: skip
     view = run_task(testcluster, service_url(testcluster, ns), ns)
     assert_answered(testcluster, view, ns)
 

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from agentkube.api.pod_contract import ENV_MODEL_BASE_URL
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import RejectedByApi, TransientApiError
 from agentkube.operator.queueing import ReconcileQueue, Ref
 from agentkube.operator.reconciling import Reconciler
-from tests.operator.conftest import agent
+from tests.operator.conftest import agent, model
 
 JSON = dict[str, Any]
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -32,6 +33,8 @@ class RecordingWriter:
         self.statuses: list[JSON] = []
         self.fail_next: Exception | None = None
         self.existing: dict[tuple[str, str, str], JSON] = {}  # what reads find on the server
+        self.read_kinds: Counter[str] = Counter()
+        self.fail_reads: Exception | None = None
         self._versions = itertools.count(1)
 
     def clock(self) -> datetime:
@@ -47,6 +50,9 @@ class RecordingWriter:
         return {**obj, "metadata": meta}
 
     async def read(self, kind: str, namespace: str, name: str) -> JSON | None:
+        self.read_kinds[kind] += 1
+        if self.fail_reads is not None:
+            raise self.fail_reads
         return self.existing.get((kind, namespace, name))
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -247,3 +253,40 @@ async def test_an_object_gone_from_the_cache_is_left_to_the_garbage_collector(ki
     reconciler, _, writer = _setup()
     assert await reconciler.reconcile(kind, "team-a", "nothing-here") is False
     assert sum(writer.writes.values()) == 0
+
+
+def _model_url(writer_statuses: list[JSON]) -> str:
+    resolved = next(c for c in writer_statuses[-1]["conditions"] if c["type"] == "ModelResolved")
+    return f"{resolved['status']} {resolved['reason']}: {resolved['message']}"
+
+
+async def test_an_agent_reconciled_before_the_models_watch_listed_gets_its_model() -> None:
+    """Right after a start the Agents' watch may deliver before the Models': the Model is read,
+    not taken as missing (which would roll the Agent's pods onto a config without it)."""
+    reconciler, cache, writer = _setup()
+    served = model(endpoint={"url": "http://vllm.team-a.svc:8000/v1", "model": "llama"})
+    body = served.model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["metadata"]["namespace"] = "team-a"
+    writer.existing[("Model", "team-a", "llama-3-70b")] = body
+    await reconciler.reconcile("Agent", "team-a", "research-agent")
+    assert _model_url(writer.statuses).startswith("True ModelFound: llama at http://vllm.team-a")
+    deployment = cache.get("Deployment", "team-a", "research-agent")
+    assert deployment is not None
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": ENV_MODEL_BASE_URL, "value": "http://vllm.team-a.svc:8000/v1"} in env
+    assert writer.read_kinds["Model"] == 1
+
+
+async def test_a_model_read_and_not_found_is_not_read_again() -> None:
+    reconciler, _, writer = _setup()  # no Model: the configured default endpoint
+    for _ in range(3):
+        await reconciler.reconcile("Agent", "team-a", "research-agent")
+    assert _model_url(writer.statuses).startswith("True DefaultEndpoint")
+    assert writer.read_kinds["Model"] == 1  # later misses wait for the watch
+
+
+async def test_an_agent_whose_model_cannot_be_read_is_retried_and_nothing_is_applied() -> None:
+    reconciler, _, writer = _setup()
+    writer.fail_reads = TransientApiError("read Model team-a/llama-3-70b: API server unreachable")
+    assert await reconciler.reconcile("Agent", "team-a", "research-agent") is True
+    assert writer.applied == [] and writer.statuses == []

@@ -71,6 +71,11 @@ OWNER_KINDS = {
 }
 
 
+# What a reconcile may read past the cache: a child (before its watch listed it), or what an
+# Agent depends on (its Model, its MCPServers) before their watches listed them.
+READABLE: dict[str, type[NamespacedResource]] = {**CHILD_KINDS, **OWNER_KINDS}
+
+
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
 
@@ -106,7 +111,7 @@ class Applier:
         """The live object, or None when there is none (a read, so not counted as a write)."""
         try:
             async with _translated(f"read {kind} {namespace}/{name}"):
-                live = await self.client.get(CHILD_KINDS[kind], name, namespace=namespace)
+                live = await self.client.get(READABLE[kind], name, namespace=namespace)
         except RejectedByApi as e:
             if _not_found(e):
                 return None

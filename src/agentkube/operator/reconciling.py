@@ -126,6 +126,7 @@ class Reconciler:
         self.discover = discover  # None: MCPServers' tools are not listed
         self.knowledge = knowledge  # None: KnowledgeBases are left alone
         self.teams = teams  # None: no autoscaling, no pending count
+        self._absent: set[tuple[str, str, str]] = set()  # Models/MCPServers read and not found
 
     async def reconcile(self, kind: str, namespace: str, name: str) -> bool:
         """Reconcile one object from the cache; True when it should be retried later."""
@@ -152,11 +153,15 @@ class Reconciler:
         except ValidationError as e:
             check = Check(type="Reconciled", ok=False, reason="InvalidSpec", message=describe(e))
             return await self._finish(body, [check], {}) or False
-        model = self._model_for(agent, namespace)
+        try:
+            model = await self._model_for(agent, namespace)
+            named = await self._mcpservers_of(agent, namespace)
+        except ReconcileError as e:
+            # Rendering without them would roll the Agent's pods onto a config that lacks them.
+            log.warning("%s", e)
+            return True
         checks = [self._model_check(agent, model, namespace)]
-        servers, mcp_check = resolve_servers(
-            agent, namespace, self._mcpservers_of(agent, namespace)
-        )
+        servers, mcp_check = resolve_servers(agent, namespace, named)
         checks += [mcp_check] if mcp_check is not None else []
         unsupported = unsupported_message(agent)
         if unsupported is not None:
@@ -184,9 +189,23 @@ class Reconciler:
             checks, extra, retry = checks + teams.checks, extra | teams.extra, retry or teams.retry
         return await self._finish(body, checks, extra) or retry
 
-    def _model_for(self, agent: Agent, namespace: str) -> ResolvedModel | None:
+    async def _depended_on(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """A Model or MCPServer an Agent names, from the cache; read once from the API server
+        when the cache has never seen it, since right after the operator starts its watch may
+        not have listed it yet (and an Agent reconciled then would be rendered without it).
+        What was read is not cached (only the watch says what exists, and what was deleted);
+        a name found missing is remembered, and later misses wait for the watch to bring it."""
+        body = self.cache.get(kind, namespace, name)
+        if body is not None or (kind, namespace, name) in self._absent:
+            return body
+        body = await self.applier.read(kind, namespace, name)
+        if body is None:
+            self._absent.add((kind, namespace, name))
+        return body
+
+    async def _model_for(self, agent: Agent, namespace: str) -> ResolvedModel | None:
         models: dict[str, Model] = {}
-        body = self.cache.get("Model", namespace, agent.spec.model)
+        body = await self._depended_on("Model", namespace, agent.spec.model)
         if body is not None and not body["metadata"].get("deletionTimestamp"):
             try:
                 models[agent.spec.model] = _parse_model(body)
@@ -196,10 +215,10 @@ class Reconciler:
                 )
         return endpoint_for_model(agent.spec.model, namespace, models, self.config)
 
-    def _mcpservers_of(self, agent: Agent, namespace: str) -> dict[str, MCPServer]:
+    async def _mcpservers_of(self, agent: Agent, namespace: str) -> dict[str, MCPServer]:
         found: dict[str, MCPServer] = {}
         for name in mcp_server_names(agent.spec.tools):
-            body = self.cache.get("MCPServer", namespace, name)
+            body = await self._depended_on("MCPServer", namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 continue
             try:

@@ -324,7 +324,12 @@ class OperatorConfig(_Config):
     request_timeout_seconds: float = Field(60.0, gt=0)
     max_concurrent_reconciles: int = Field(64, ge=1)
     retry_seconds: float = Field(5.0, gt=0)
-    max_retry_seconds: float = Field(300.0, gt=0)
+    max_retry_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="the longest wait between retries of a failing reconcile: how long an Agent "
+        "can stay not Ready after what it waited for (a memory server, the API server) is back",
+    )
 
     @model_validator(mode="after")
     def _pools_exist(self) -> OperatorConfig:

@@ -4,8 +4,7 @@ labels, after a scripted workload on the real component (uvicorn on loopback).""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -14,19 +13,17 @@ import pytest
 from agentkube.gateway.app import create_app as create_gateway
 from agentkube.gateway.auth import StaticTokens
 from agentkube.runtime.agent import AgentRuntime
+from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.handoff import DurableTasks, open_durable
-from agentkube.runtime.offline import offline_model
 from agentkube.runtime.server import create_app as create_agent_app
-from agentkube.runtime.tools import ToolEnvironment
 from agentkube.sandbox.local import LocalSandbox
-from tests.runtime.helpers import agent_from, runtime_for
+from tests.runtime.helpers import agent_from
 from tests.sidecar.conftest import RunningProxy
-from tests.standins.openai_server import Reply
+from tests.standins.openai_server import Reply, ScriptedModel, ToolCall
 from tests.standins.serving import serve
 from tests.telemetry.documented import documented_metrics, missing
 
 pytestmark = pytest.mark.sandbox
-CODE_TASK = "```python\nprint(6 * 7)\n```"
 
 
 def test_the_table_documents_every_component() -> None:
@@ -43,34 +40,36 @@ def _wait_done(client: httpx.Client, task_id: str) -> dict[str, object]:
     return dict(view)
 
 
-async def test_the_agent_serves_its_documented_metrics(tmp_path: Path) -> None:
-    sandbox = LocalSandbox()
-    runtime = runtime_for(
-        agent_from("{model: offline, tools: [python-interpreter]}"),
-        offline_model(),
-        tools=ToolEnvironment(sandbox=sandbox),
-    )
+def test_the_agent_serves_its_documented_metrics(
+    tmp_path: Path, model: tuple[ScriptedModel, str]
+) -> None:
+    script, base_url = model
+    script.replies = [
+        Reply(tool_calls=[ToolCall("python-interpreter", {"code": "print(6 * 7)"})]),
+        Reply(text="42"),
+    ]
+    agent = agent_from("{model: standin-model, tools: [python-interpreter]}")
 
-    @asynccontextmanager
-    async def factory() -> AsyncIterator[AgentRuntime]:
-        yield runtime
+    def factory() -> AbstractAsyncContextManager[AgentRuntime]:
+        return open_runtime(agent, [], RuntimeSettings(environ={}, base_url=base_url))
 
     def durable(rt: AgentRuntime) -> AbstractAsyncContextManager[DurableTasks]:
         return open_durable(rt, redis_url=None, data_dir=tmp_path, claim_idle_s=30)
 
-    try:
-        with (
-            serve(create_agent_app(factory, durable=durable)) as url,
-            httpx.Client(base_url=url, timeout=30) as client,
-        ):
-            task = client.post("/v1/tasks", json={"task": CODE_TASK}).json()
-            assert _wait_done(client, task["id"])["status"] == "succeeded"
-            page = client.get("/metrics").text
-    finally:
-        await sandbox.aclose()
+    with (
+        serve(create_agent_app(factory, durable=durable)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        task = client.post("/v1/tasks", json={"task": "what is 6 * 7?"}).json()
+        assert _wait_done(client, task["id"])["status"] == "succeeded"
+        page = client.get("/metrics").text
     assert missing(page, "agent") == []
     assert 'agentkube_tool_calls_total{ok="true",tool="python-interpreter"} 1.0' in page
     assert 'agentkube_tasks_total{outcome="succeeded"} 1.0' in page
+    label = f'model="standin-model @ {base_url}"'
+    assert f"agentkube_model_requests_total{{{label}}} 2.0" in page
+    assert f"agentkube_model_request_seconds_count{{{label}}} 2.0" in page
+    assert f'agentkube_model_tokens_total{{kind="output",{label}}} 10.0' in page
 
 
 def test_the_rag_proxy_serves_its_documented_metrics(proxy: RunningProxy) -> None:

@@ -4,23 +4,32 @@ labels, after a scripted workload on the real component (uvicorn on loopback).""
 from __future__ import annotations
 
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agentkube.gateway.app import create_app as create_gateway
 from agentkube.gateway.auth import StaticTokens
+from agentkube.runtime.a2a import A2AMount, A2ATeam
 from agentkube.runtime.agent import AgentRuntime
 from agentkube.runtime.building import RuntimeSettings, open_runtime
 from agentkube.runtime.handoff import DurableTasks, open_durable
 from agentkube.runtime.server import create_app as create_agent_app
+from agentkube.runtime.tools import ToolEnvironment
 from agentkube.sandbox.local import LocalSandbox
-from tests.runtime.helpers import agent_from
+from tests.memory.servers import free_port
+from tests.runtime.helpers import agent_from, runtime_for
 from tests.sidecar.conftest import RunningProxy
 from tests.standins.openai_server import Reply, ScriptedModel, ToolCall
 from tests.standins.serving import serve
+from tests.teams.helpers import tool_returns
 from tests.telemetry.documented import documented_metrics, missing
 
 pytestmark = pytest.mark.sandbox
@@ -70,6 +79,50 @@ def test_the_agent_serves_its_documented_metrics(
     assert f"agentkube_model_requests_total{{{label}}} 2.0" in page
     assert f"agentkube_model_request_seconds_count{{{label}}} 2.0" in page
     assert f'agentkube_model_tokens_total{{kind="output",{label}}} 10.0' in page
+
+
+def _served(runtime: AgentRuntime, **options: Any) -> FastAPI:
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[AgentRuntime]:
+        yield runtime
+
+    return create_agent_app(factory, **options)
+
+
+def _planner(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    if not tool_returns(messages):
+        return ModelResponse(parts=[ToolCallPart("agent_coder", {"task": "add 2 and 3"})])
+    return ModelResponse(parts=[TextPart("5")])
+
+
+def _coder(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    return ModelResponse(parts=[TextPart("2 + 3 = 5")])
+
+
+def test_a_planner_counts_its_own_model_requests_not_its_executors() -> None:
+    """The subtask's requests are charged to the planner's budget, yet made by the executor's
+    model: counted on the executor's page only (once, under its model)."""
+    coder_agent = agent_from("{model: m, role: executor}", name="coder")
+    coder = runtime_for(coder_agent, FunctionModel(_coder))
+    port = free_port()
+    a2a = A2AMount(agent=coder_agent, public_url=f"http://127.0.0.1:{port}")
+    with serve(_served(coder, a2a=a2a), port=port) as coder_url:
+        planner = runtime_for(
+            agent_from("{model: m, role: planner, tools: ['agent:coder']}", name="planner"),
+            FunctionModel(_planner),
+            tools=ToolEnvironment(delegator=A2ATeam({"coder": coder_url})),
+        )
+        with serve(_served(planner)) as url, httpx.Client(base_url=url, timeout=30) as client:
+            task = client.post("/v1/tasks", json={"task": "what is 2 + 3?"}).json()
+            view = _wait_done(client, task["id"])
+            planner_page = client.get("/metrics").text
+        coder_page = httpx.get(f"{coder_url}/metrics", timeout=30).text
+    assert view["status"] == "succeeded", view
+    result = view["result"]
+    assert isinstance(result, dict) and result["model_requests"] == 3  # the budget's view
+    for page, own in ((planner_page, 2), (coder_page, 1)):
+        assert f'agentkube_model_requests_total{{model="scripted"}} {own}.0' in page
+        assert f'agentkube_model_request_seconds_count{{model="scripted"}} {own}.0' in page
 
 
 def test_the_rag_proxy_serves_its_documented_metrics(proxy: RunningProxy) -> None:

@@ -161,9 +161,18 @@ class Metrics:
         """Count one finished run of the agent (an HTTP task, a queued one, a subtask)."""
         for call in outcome.tool_calls:
             self.tool_calls.labels(call.name, str(call.ok).lower()).inc()
-        self.model_requests.labels(outcome.model).inc(outcome.model_requests)
+        self.model_requests.labels(outcome.model).inc(own_model_requests(outcome))
         self.tokens.labels(outcome.model, "input").inc(outcome.input_tokens)
         self.tokens.labels(outcome.model, "output").inc(outcome.output_tokens)
+
+
+def own_model_requests(outcome: RunOutcome) -> int:
+    """The requests the run's own model made: a subtask's are charged to its caller's budget
+    (``RunOutcome.model_requests`` holds them) but were made, and are counted, by the executor."""
+    delegated = sum(
+        int(c.delegated.get("model_requests", 0)) for c in outcome.tool_calls if c.delegated
+    )
+    return max(0, outcome.model_requests - delegated)
 
 
 class TaskManager:

@@ -1,6 +1,7 @@
-"""One task, one trace: a planner (offline model, tasks through its Redis queue) delegates over A2A
-to an executor whose model sits behind the RAG proxy and whose code runs through the sandbox
-gateway — five processes, each exporting OTLP/HTTP to a real receiver on loopback."""
+"""One task, one trace: a planner (offline model, tasks through its Redis queue) hands a subtask
+through the executor's Redis queue to an executor whose model sits behind the RAG proxy and whose
+code runs through the sandbox gateway — five processes, each exporting OTLP/HTTP to a real
+receiver on loopback. The A2A hop has its own test, test_a2a_trace.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ subtask to another agent's A2A endpoint — in a cluster its Service, ``http://N
 reads the answer (the task's artifacts) back. Any A2A client can call an agentkube agent, and
 an agentkube planner can call any A2A agent. The caller's W3C trace context travels in the
 message metadata (``traceparent``, ``tracestate``): sending is an ``a2a.send_message`` client
-span, running it an ``a2a.execute`` server span of the same trace.
+span, running it an ``a2a.execute`` server span of the same trace; each subtask is an A2A context
+of its own, whose id both spans name (``gen_ai.conversation.id``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -240,18 +242,19 @@ class A2ATeam:
         url = self._urls.get(subtask.target)
         if url is None:
             raise DelegationFailed(f"no A2A URL is known for agent {subtask.target!r}")
+        context_id = uuid.uuid4().hex  # each subtask an A2A context (a conversation) of its own
         attributes = {spans.AGENT_NAME: subtask.target, spans.RPC_SYSTEM: "a2a",
-                      spans.SERVER_ADDRESS: url}  # fmt: skip
+                      spans.SERVER_ADDRESS: url, spans.CONVERSATION_ID: context_id}  # fmt: skip
         with spans.span(
             f"a2a.send_message {subtask.target}", kind=spans.SpanKind.CLIENT, attributes=attributes
         ):
             try:
-                return await self._send(url, subtask)
+                return await self._send(url, subtask, context_id)
             except DelegationFailed as e:
                 spans.mark_failed(str(e))
                 raise
 
-    async def _send(self, url: str, subtask: Subtask) -> RunOutcome:
+    async def _send(self, url: str, subtask: Subtask, context_id: str) -> RunOutcome:
         timeout = httpx.Timeout(subtask.budget.timeout_s, connect=10)
         started = time.perf_counter()
         try:
@@ -263,6 +266,7 @@ class A2ATeam:
                     message=Message(
                         role=Role.ROLE_USER,
                         message_id=f"{'-'.join(subtask.chain)}-{time.time_ns()}",
+                        context_id=context_id,
                         parts=[Part(text=subtask.task)],
                         metadata=_metadata(subtask),
                     )

@@ -44,6 +44,7 @@ from agentkube.memory.history import HistoryStore
 from agentkube.runtime.errors import ModelRequestFailed, ModelUnreachable, TaskLimitReached
 from agentkube.runtime.events import EventSink, RunEvent, discard
 from agentkube.runtime.model_resolution import ModelChoice
+from agentkube.runtime.model_timing import ModelTiming
 from agentkube.runtime.recording import ToolCallRecord, ToolRecorder
 from agentkube.runtime.tools import RunDeps, ToolEnvironment, build_tools
 from agentkube.telemetry.tracing import current as current_tracing
@@ -108,6 +109,7 @@ class AgentRuntime:
         self.key = f"{agent.metadata.namespace or 'default'}/{agent.metadata.name}"
         self._turns: dict[str, _Turn] = {}
         self.observers: list[Callable[[RunOutcome], None]] = []  # told of every finished run
+        self.timing = ModelTiming()  # its observers are told the seconds of every model request
         prompt = agent.spec.system_prompt or DEFAULT_SYSTEM_PROMPT.format(name=agent.metadata.name)
         self._agent: PydanticAgent[RunDeps, str] = PydanticAgent(
             model,
@@ -116,7 +118,7 @@ class AgentRuntime:
             toolsets=list(tools.toolsets),
             instructions=prompt,
             name=agent.metadata.name,
-            capabilities=instrumentation(),
+            capabilities=[*instrumentation(), self.timing],
         )
 
     def history_key(self, conversation: str) -> str:

@@ -60,6 +60,9 @@ RuntimeFactory = Callable[[], AbstractAsyncContextManager[AgentRuntime]]
 DurableFactory = Callable[[AgentRuntime], AbstractAsyncContextManager[DurableTasks]]
 
 
+# model answers take from well under a second (a small local model) to minutes (a long one)
+MODEL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+
 CONVERSATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
@@ -135,6 +138,18 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.model_seconds = Histogram(
+            "agentkube_model_request_seconds",
+            "Model request latency (sent to answered, a streamed answer read to its end), by model",
+            ["model"],
+            buckets=MODEL_BUCKETS_S,
+            registry=self.registry,
+        )
+
+    def watch(self, runtime: AgentRuntime) -> None:
+        """Count the runtime's runs, and time its model requests as they end."""
+        runtime.observers.append(self.observe)
+        runtime.timing.observers.append(self.model_seconds.labels(runtime.choice.label).observe)
 
     def finished(self, state: TaskState) -> None:
         """Count a task of the shared queue this replica ran (as ``_finish`` counts its own)."""
@@ -146,9 +161,18 @@ class Metrics:
         """Count one finished run of the agent (an HTTP task, a queued one, a subtask)."""
         for call in outcome.tool_calls:
             self.tool_calls.labels(call.name, str(call.ok).lower()).inc()
-        self.model_requests.labels(outcome.model).inc(outcome.model_requests)
+        self.model_requests.labels(outcome.model).inc(own_model_requests(outcome))
         self.tokens.labels(outcome.model, "input").inc(outcome.input_tokens)
         self.tokens.labels(outcome.model, "output").inc(outcome.output_tokens)
+
+
+def own_model_requests(outcome: RunOutcome) -> int:
+    """The requests the run's own model made: a subtask's are charged to its caller's budget
+    (``RunOutcome.model_requests`` holds them) but were made, and are counted, by the executor."""
+    delegated = sum(
+        int(c.delegated.get("model_requests", 0)) for c in outcome.tool_calls if c.delegated
+    )
+    return max(0, outcome.model_requests - delegated)
 
 
 class TaskManager:
@@ -281,7 +305,7 @@ def create_app(  # noqa: C901 - one small closure per route
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime() as runtime:
-            runtime.observers.append(metrics.observe)
+            metrics.watch(runtime)
             state["tasks"] = TaskManager(
                 runtime,
                 metrics,

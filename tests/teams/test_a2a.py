@@ -24,6 +24,7 @@ from a2a.types import (
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from agentkube.memory.history import InMemoryHistory
 from agentkube.runtime.a2a import A2AMount, A2ATeam
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.delegation import Subtask
@@ -31,7 +32,7 @@ from agentkube.runtime.errors import DelegationFailed
 from agentkube.runtime.server import create_app
 from agentkube.runtime.tools import ToolEnvironment
 from tests.memory.servers import free_port
-from tests.runtime.helpers import agent_from, runtime_for
+from tests.runtime.helpers import agent_from, prompts, runtime_for
 from tests.standins.serving import serve
 from tests.teams.helpers import tool_returns
 
@@ -64,9 +65,14 @@ def coder_url() -> Iterator[str]:
         yield url
 
 
-def _message(text: str) -> SendMessageRequest:
+def _message(text: str, context_id: str = "") -> SendMessageRequest:
     return SendMessageRequest(
-        message=Message(role=Role.ROLE_USER, message_id=f"m-{text[:8]}", parts=[Part(text=text)])
+        message=Message(
+            role=Role.ROLE_USER,
+            message_id=f"m-{text[:8]}",
+            parts=[Part(text=text)],
+            context_id=context_id,
+        )
     )
 
 
@@ -171,3 +177,32 @@ async def test_a_subtask_sent_over_a2a_runs_within_the_budget_it_carries(coder_u
     assert outcome.model_requests == 1
     with pytest.raises(DelegationFailed, match="limit of 0 model requests"):
         await team.delegate(subtask(0), lambda _event: None)
+
+
+async def recalls(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    return ModelResponse(parts=[TextPart(" | ".join(prompts(messages)))])
+
+
+async def test_tasks_of_one_a2a_context_share_a_history_and_other_contexts_do_not() -> None:
+    """The A2A contextId is the conversation: a client continues its own, and another
+    caller's tasks neither see that history nor wait for its turn."""
+    agent = agent_from(CODER, name="coder")
+    runtime = runtime_for(agent, FunctionModel(recalls), history=InMemoryHistory())
+    port = free_port()
+    app = create_app(
+        _factory(runtime), a2a=A2AMount(agent=agent, public_url=f"http://127.0.0.1:{port}")
+    )
+    with serve(app, port=port) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            client = await create_client(
+                url, client_config=ClientConfig(streaming=False, httpx_client=http)
+            )
+
+            async def answer(text: str, context: str) -> str:
+                (response,) = [r async for r in client.send_message(_message(text, context))]
+                return get_artifact_text(response.task.artifacts[0])
+
+            assert await answer("first", "ctx-a") == "first"
+            assert await answer("second", "ctx-a") == "first | second"
+            assert await answer("other", "ctx-b") == "other"
+            await client.close()

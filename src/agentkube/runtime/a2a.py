@@ -124,7 +124,9 @@ class RuntimeExecutor(AgentExecutor):
                 continued(trace_fields(metadata)),
                 spans.span("a2a.execute", kind=spans.SpanKind.SERVER, attributes=attributes),
             ):
-                outcome = await self._run(context.get_user_input(), _caller(context))
+                outcome = await self._run(
+                    context.get_user_input(), _caller(context), context.context_id
+                )
         except Exception as e:  # the A2A task fails; the server goes on
             await updater.update_status(
                 TaskState.TASK_STATE_FAILED, message=new_text_message(str(e), role=Role.ROLE_AGENT)
@@ -138,13 +140,17 @@ class RuntimeExecutor(AgentExecutor):
         await updater.update_status(TaskState.TASK_STATE_COMPLETED)
 
     async def _run(
-        self, text: str, caller: tuple[tuple[str, ...], TaskBudget | None]
+        self, text: str, caller: tuple[tuple[str, ...], TaskBudget | None], context_id: str
     ) -> RunOutcome:
+        """Run in the A2A context's conversation: tasks of one context continue one history,
+        and unrelated callers' tasks neither share a history nor wait for each other."""
         durable = self._durable()
         chain, budget = caller
         if durable is None or chain:  # a subtask runs here, in its caller's chain and budget
-            return await self._runtime().run(text, chain=chain, budget=budget)
-        state = await durable.submit(text)
+            return await self._runtime().run(
+                text, conversation=context_id, chain=chain, budget=budget
+            )
+        state = await durable.submit(text, context_id)
         deadline = time.monotonic() + self._runtime().budget.timeout_s + 60
         while time.monotonic() < deadline:
             found = await durable.read(state.id)

@@ -77,6 +77,7 @@ def serve(
 ) -> None:
     """Serve the agent of FILE over HTTP: tasks, events (SSE), health, metrics."""
     import os
+    from dataclasses import replace
 
     from agentkube.api.teams import load_team
 
@@ -95,6 +96,7 @@ def serve(
     from agentkube.runtime.agent import TaskBudget
     from agentkube.runtime.building import RuntimeSettings, open_runtime
     from agentkube.runtime.handoff import DurableTasks, open_durable
+    from agentkube.runtime.incidents import open_incidents
     from agentkube.runtime.queued_team import open_queued_team
     from agentkube.runtime.server import create_app
     from agentkube.runtime.team import open_team
@@ -113,6 +115,15 @@ def serve(
 
     @asynccontextmanager
     async def runtime() -> AsyncIterator[AgentRuntime]:
+        # With Redis, each agent records its incidents there: the operator posts them as Events.
+        async with (
+            open_incidents(redis_url=redis_url, data_dir=data_dir) as incidents,
+            runtime_with(replace(settings, incidents=incidents)) as rt,
+        ):
+            yield rt
+
+    @asynccontextmanager
+    async def runtime_with(settings: RuntimeSettings) -> AsyncIterator[AgentRuntime]:
         from agentkube.runtime.knowledge_bases import ingest_local_knowledge, summary
 
         def note(text: str) -> None:

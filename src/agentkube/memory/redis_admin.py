@@ -10,7 +10,10 @@ server (never the password).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from agentkube.memory.state.redis import guarded, redacted
 from agentkube.memory.tenancy import ensure_redis_user
@@ -57,6 +60,18 @@ class RedisAdmin:
             tenant="the operator's admin user",
         )
 
+    async def unread(
+        self, streams: Sequence[str], group: str, count: int
+    ) -> dict[str, list[dict[str, str]]]:
+        """Up to ``count`` entries of each stream that ``group`` has not read yet, oldest first,
+        by stream (streams with none left out); reading them marks them read."""
+        return await guarded(
+            lambda: _unread(self._redis, streams, group, count),
+            kind=self.kind,
+            location=self.location,
+            tenant="the operator's admin user",
+        )
+
     async def aclose(self) -> None:
         await self._redis.aclose()
 
@@ -72,3 +87,40 @@ async def _backlog(client: aioredis.Redis, stream: str, group: str) -> int:
                 lag = await client.xlen(stream)
             return int(lag) + int(info.get("pending") or 0)
     return int(await client.xlen(stream))
+
+
+# Creating the group fails harmlessly when it exists, or while the stream does not (the group
+# is made, from the stream's first entry, on the first read after it appears).
+_NO_GROUP_YET = ("BUSYGROUP", "requires the key to exist", "NOGROUP")
+
+
+async def _unread(
+    client: aioredis.Redis, streams: Sequence[str], group: str, count: int
+) -> dict[str, list[dict[str, str]]]:
+    """The group is the reader's cursor, kept by Redis (it survives the reader's restarts);
+    ``NOACK``: an entry read is done with, nothing waits to be acknowledged."""
+    async with client.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xgroup_create(stream, group, id="0")
+            pipe.xreadgroup(group, group, {stream: ">"}, count=count, noack=True)
+        replies = await pipe.execute(raise_on_error=False)
+    found: dict[str, list[dict[str, str]]] = {}
+    for stream, created, read in zip(streams, replies[::2], replies[1::2], strict=True):
+        for reply in (created, read):
+            if isinstance(reply, ResponseError) and not any(m in str(reply) for m in _NO_GROUP_YET):
+                raise reply
+        if isinstance(read, Exception) or not read:
+            continue
+        entries = [_decoded(fields) for _stream, batch in read for _id, fields in batch]
+        if entries:
+            found[stream] = entries
+    return found
+
+
+def _decoded(fields: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in fields.items()}
+
+
+def _text(value: bytes | str) -> str:
+    # Written by an agent: whatever it wrote must not break the reader.
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -321,6 +321,12 @@ class OperatorConfig(_Config):
     pending_seconds: float = Field(
         15.0, gt=0, description="how often an executor's pending tasks are read (docs/teams.md)"
     )
+    incident_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="how often agents' incidents are read and posted as Events "
+        "(docs/observability.md)",
+    )
     request_timeout_seconds: float = Field(60.0, gt=0)
     max_concurrent_reconciles: int = Field(64, ge=1)
     retry_seconds: float = Field(5.0, gt=0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,6 +63,10 @@ class Admin(Protocol):
     async def ensure_namespace_user(self, namespace: str, password: str) -> str: ...
 
     async def backlog(self, stream: str, group: str) -> int: ...
+
+    async def unread(
+        self, streams: Sequence[str], group: str, count: int
+    ) -> dict[str, list[dict[str, str]]]: ...
 
     async def aclose(self) -> None: ...
 
@@ -129,6 +133,14 @@ class NamespaceMemory:
         connection :meth:`ensure` opened (no extra Secret read); raises a memory error."""
         admin = self._admin[1] if self._admin is not None else await self._connection()
         return await admin.backlog(stream, group)
+
+    async def unread(
+        self, streams: Sequence[str], group: str, count: int
+    ) -> dict[str, list[dict[str, str]]]:
+        """Entries of ``streams`` that ``group`` has not read (:meth:`RedisAdmin.unread`; the
+        agents' incidents), over the same admin connection; raises a memory error."""
+        admin = self._admin[1] if self._admin is not None else await self._connection()
+        return await admin.unread(streams, group, count)
 
     def forget(self, namespace: str) -> None:
         """Set the namespace's ACL user again at its next ensure (its Secret was rewritten)."""

@@ -26,6 +26,7 @@ from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
+from agentkube.operator.incident_events import IncidentEvents, posting
 from agentkube.operator.knowledge_reconciling import KnowledgeBases
 from agentkube.operator.knowledge_watch import SourceConfigMaps
 from agentkube.operator.mcp_discovery import LiveDiscovery
@@ -52,6 +53,7 @@ class Operator:
     memory: NamespaceMemory | None = field(init=False)
     sources: SourceConfigMaps = field(init=False)
     teams: TeamWiring = field(init=False)
+    incidents: IncidentEvents | None = field(init=False)
     reconciler: Reconciler = field(init=False)
     queue: ReconcileQueue = field(init=False)
     controller: Controller = field(init=False)
@@ -79,6 +81,17 @@ class Operator:
             keda=keda if self.memory is not None else None,
             queues=self.memory,
             submit=lambda ref: self.queue.submit(ref),
+        )
+        # Agents record incidents in shared memory's Redis; without it there is nothing to post.
+        self.incidents = (
+            IncidentEvents(
+                cache=self.cache,
+                source=self.memory,
+                writer=self.applier,
+                interval_s=config.incident_seconds,
+            )
+            if self.memory is not None
+            else None
         )
         self.reconciler = Reconciler(
             cache=self.cache,
@@ -109,7 +122,11 @@ class Operator:
         shared = self.memory is not None
         configure(settings, shared=shared)
         try:
-            async with self.sources.watching(namespaces), refreshing(self.teams, self.queue.submit):
+            async with (
+                self.sources.watching(namespaces),
+                refreshing(self.teams, self.queue.submit),
+                posting(self.incidents),
+            ):
                 await kopf.operator(
                     registry=build_registry(self.controller, shared=shared),
                     settings=settings,

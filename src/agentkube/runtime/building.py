@@ -20,6 +20,7 @@ from agentkube.errors import UserError
 from agentkube.memory.history import HistoryStore, InMemoryHistory, SqliteHistory
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
 from agentkube.runtime.delegation import Delegator
+from agentkube.runtime.incidents import IncidentsOf, no_incidents
 from agentkube.runtime.mcp_servers import named_servers
 from agentkube.runtime.mcp_tools import McpSettings, open_mcp_tools
 from agentkube.runtime.memory_tools import open_memory_tools
@@ -52,6 +53,7 @@ class RuntimeSettings:
     budget: TaskBudget = field(default_factory=TaskBudget)
     mcp: McpSettings = field(default_factory=McpSettings)
     rag_front: RagFront | None = None  # starts the RAG proxy for spec.rag (runtime/rag.py)
+    incidents: IncidentsOf = no_incidents  # each agent's incident stream (runtime/incidents.py)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir(self.environ)
@@ -144,6 +146,7 @@ async def open_runtime(
                     web=settings.web_settings(),
                     toolsets=(*mcp.toolsets, *memory_tools),
                     delegator=delegator,
+                    incidents=settings.incidents(agent.metadata.name),
                 ),
                 history=history,
                 stream_text=choice.kind == "openai",

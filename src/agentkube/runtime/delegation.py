@@ -15,7 +15,9 @@ Three rules keep delegation bounded, checked here before anything is sent:
   the root task was given.
 
 A refusal, or a subtask that fails, reaches the caller's model as a tool result with an
-``error``, like a sandbox failure: the model can react, the run goes on.
+``error``, like a sandbox failure: the model can react, the run goes on. A subtask that fails
+is also an incident of the caller (:mod:`agentkube.runtime.incidents`: a ``DelegationFailed``
+Event on its Agent); a refusal is the rules at work, not an incident.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic_ai.tools import ToolDefinition
 from agentkube.api.teams import AGENT_TOOL_PREFIX
 from agentkube.errors import AgentkubeError
 from agentkube.runtime.events import EventSink, RunEvent
+from agentkube.runtime.incidents import NO_INCIDENTS, Incidents
 from agentkube.runtime.tools import RunDeps
 
 if TYPE_CHECKING:
@@ -131,7 +134,9 @@ def _budget_left(ctx: RunContext[RunDeps]) -> TaskBudget | str:
     return TaskBudget(max_model_requests=requests, timeout_s=seconds)
 
 
-def agent_tool(target: str, delegator: Delegator) -> Tool[RunDeps]:
+def agent_tool(
+    target: str, delegator: Delegator, incidents: Incidents = NO_INCIDENTS
+) -> Tool[RunDeps]:
     spec_name = AGENT_TOOL_PREFIX + target
 
     async def delegate(ctx: RunContext[RunDeps], task: str) -> dict[str, Any]:
@@ -163,6 +168,9 @@ def agent_tool(target: str, delegator: Delegator) -> Tool[RunDeps]:
                     subtask, nested(ctx.deps.recorder.emit, (*chain, target))
                 )
             except AgentkubeError as e:
+                await incidents.record(
+                    "DelegationFailed", ctx.deps.task_id, f"delegation to agent {target!r}: {e}"
+                )
                 failure = {"agent": target, "error": f"the subtask failed: {e}"}
                 call.result, call.ok = json.dumps(failure), False
                 return failure

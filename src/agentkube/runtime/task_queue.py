@@ -15,7 +15,8 @@ the final record only if none is there yet (``WATCH`` + ``MULTI``: optimistic, a
 and within what a namespace's ACL user may run — no scripts), acknowledges the entry, and
 appends the task id to the agent's ``results`` stream — what a waiting planner reads.
 A task delivered more than ``max_deliveries`` times is dead-lettered: its record says
-``failed`` with the reason, its entry moves to the agent's ``dead`` stream.
+``failed`` with the reason, its entry moves to the agent's ``dead`` stream, and in Redis it is
+an incident of the agent (:mod:`agentkube.runtime.incidents`: a ``TaskDeadLettered`` Event).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.exceptions import WatchError
 
 from agentkube.memory.state import StateStore, check_id
 from agentkube.memory.team_streams import GROUP, queue_base
+from agentkube.runtime.incidents import IncidentStream
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 FINISHED: tuple[TaskStatus, ...] = ("succeeded", "failed")
@@ -152,6 +154,7 @@ class RedisTaskQueue:
         base = queue_base(prefix, agent)
         self._stream, self._results, self._dead = base + "tasks", base + "results", base + "dead"
         self._record = base + "task:"
+        self._incidents = IncidentStream(client, prefix, agent)
         self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
         self.max_deliveries = max_deliveries
         self._results_kept = results_kept
@@ -251,6 +254,7 @@ class RedisTaskQueue:
             dead = dead_letter_state(state, delivery.deliveries - 1, self.max_deliveries)
             if await self.finish(delivery, dead):
                 await self._redis.xadd(self._dead, {"id": state.id, "entry": delivery.entry})
+                await self._incidents.record("TaskDeadLettered", state.id, dead.error or "")
             return None
         running = running_state(state, delivery.deliveries, consumer)
         await self._redis.set(self._record + state.id, running.model_dump_json())

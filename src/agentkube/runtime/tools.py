@@ -8,7 +8,9 @@ time. Every call goes through the run's :class:`ToolRecorder`.
 A sandbox that cannot run the code right now is the tool's failure, not the run's: a busy
 sandbox (the agent's quota is used up) is waited for as long as it asks (``retry_after_s``, a few
 times), and what still fails reaches the model as a tool result with an ``error`` it can react
-to; an invalid request (code too large) is a ``ModelRetry``, the model's to fix.
+to; an invalid request (code too large) is a ``ModelRetry``, the model's to fix. A refusal (the
+gateway refused the agent, or the request is above the sandbox policy or invalid) is also an
+incident of the agent (:mod:`agentkube.runtime.incidents`: a ``SandboxRefused`` Event).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from pydantic_ai.toolsets import AbstractToolset
 
 from agentkube.api.mcp import mcp_server_name, mcp_server_url
 from agentkube.runtime.errors import ToolConfigError
+from agentkube.runtime.incidents import NO_INCIDENTS, Incidents
 from agentkube.runtime.recording import ToolRecorder
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits, Sandbox
 from agentkube.sandbox.errors import (
     SandboxBusy,
     SandboxFailure,
+    SandboxRefused,
     SandboxRequestError,
     SandboxUnavailable,
 )
@@ -62,6 +66,8 @@ class ToolEnvironment:
     toolsets: tuple[AbstractToolset[Any], ...] = ()
     delegator: Delegator | None = None
     """Runs ``agent:<name>`` tools' subtasks (a team in one process, or agents over A2A)."""
+    incidents: Incidents = NO_INCIDENTS
+    """Where the agent's sandbox refusals and failed delegations are recorded."""
 
 
 @dataclass
@@ -143,7 +149,9 @@ async def execute_when_free(sandbox: Sandbox, request: ExecutionRequest) -> Exec
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def python_interpreter_tool(sandbox: Sandbox, limits: Limits) -> Tool[RunDeps]:
+def python_interpreter_tool(
+    sandbox: Sandbox, limits: Limits, incidents: Incidents = NO_INCIDENTS
+) -> Tool[RunDeps]:
     async def python_interpreter(ctx: RunContext[RunDeps], code: str) -> dict[str, Any]:
         """Run Python 3 code.
 
@@ -155,8 +163,11 @@ def python_interpreter_tool(sandbox: Sandbox, limits: Limits) -> Tool[RunDeps]:
             try:
                 result = await execute_when_free(sandbox, request)
             except SandboxRequestError as e:
+                await incidents.record("SandboxRefused", ctx.deps.task_id, str(e))
                 raise ModelRetry(f"the sandbox refused the code: {e}") from e
             except (SandboxFailure, SandboxUnavailable) as e:
+                if isinstance(e, SandboxRefused):
+                    await incidents.record("SandboxRefused", ctx.deps.task_id, str(e))
                 failure: dict[str, Any] = {"error": f"the sandbox could not run the code: {e}"}
                 if isinstance(e, SandboxBusy):
                     failure["retry_after_s"] = e.retry_after_s
@@ -210,7 +221,7 @@ def build_tools(names: list[str], env: ToolEnvironment) -> list[Tool[RunDeps]]:
         if name == PYTHON_INTERPRETER:
             if env.sandbox is None:
                 raise ToolConfigError(f"tool {name!r} needs a sandbox, and none is configured")
-            tools.append(python_interpreter_tool(env.sandbox, env.limits))
+            tools.append(python_interpreter_tool(env.sandbox, env.limits, env.incidents))
         elif name == WEB_BROWSER:
             tools.append(web_browser_tool(env.web))
         elif mcp_server_url(name) is not None or mcp_server_name(name) is not None:
@@ -218,7 +229,7 @@ def build_tools(names: list[str], env: ToolEnvironment) -> list[Tool[RunDeps]]:
         elif name.startswith("agent:") and env.delegator is not None:
             from agentkube.runtime.delegation import agent_tool
 
-            tools.append(agent_tool(name.removeprefix("agent:"), env.delegator))
+            tools.append(agent_tool(name.removeprefix("agent:"), env.delegator, env.incidents))
         elif name.startswith("agent:"):
             raise ToolConfigError(
                 f"tool {name!r} has no agent to delegate to here; run a file that also defines "

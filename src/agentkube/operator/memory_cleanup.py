@@ -14,7 +14,9 @@ namespace's user:
 The cache only picks the candidates. Before a user goes, the API server is asked (a list of at
 most one Agent, a read of the Secret), under the namespace's lock in ``NamespaceMemory`` so that
 no ensure runs in between. So a cache that the watches have not filled yet (an operator just
-restarted) never removes a live user, and neither does an event that raced a new Agent. A
+restarted) never removes a live user, and neither does an event that raced a new Agent. (kopf
+tells ``on.event`` handlers nothing about the end of a watch's initial list; only its indexes
+wait for that, and the operator uses none: docs/architecture.md, "The engine".) A
 Secret deleted by hand while Agents run is made again by their reconcile, with the same password,
 and the user stays.
 

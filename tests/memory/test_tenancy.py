@@ -17,6 +17,7 @@ from agentkube.memory.tenancy import (
     ensure_redis_user,
     key_prefix,
     redis_acl_rules,
+    redis_user_namespaces,
 )
 from agentkube.memory.vectors import VectorStore
 from agentkube.memory.vectors.chroma import ChromaServer, EmbeddedChroma
@@ -163,6 +164,28 @@ async def test_namespace_users_survive_a_restart_when_the_server_has_an_acl_file
             await store.aclose()
     finally:
         server.stop()
+
+
+async def test_only_the_users_ensure_made_are_listed_as_namespace_users(
+    admin: aioredis.Redis,
+) -> None:
+    await ensure_redis_user(admin, "team-gina", "gina-secret")
+    await ensure_redis_user(admin, "agentkube-hank", "hank-secret")  # user agentkube-agentkube-hank
+    # Named like namespace users, but not confined to one namespace's keys: never taken for one.
+    await admin.acl_setuser("agentkube-ops", enabled=True, nopass=True, keys=["*"])
+    await admin.acl_setuser("agentkube-team-ivy", enabled=True, nopass=True, keys=["agentkube:*"])
+    await admin.acl_setuser("agentkube-Bad", enabled=True, nopass=True, keys=["agentkube:Bad:*"])
+    try:
+        listed = await redis_user_namespaces(admin)
+        assert "team-gina" in listed and "agentkube-hank" in listed
+        assert not {"ops", "team-ivy", "Bad", "default"} & set(listed)
+        assert await delete_redis_user(admin, "team-gina") is True
+        assert await delete_redis_user(admin, "team-gina") is False  # already gone is fine
+        assert "team-gina" not in await redis_user_namespaces(admin)
+    finally:
+        await delete_redis_user(admin, "agentkube-hank")
+        for user in ("agentkube-ops", "agentkube-team-ivy", "agentkube-Bad"):
+            await admin.acl_deluser(user)
 
 
 @pytest.mark.parametrize("bad", ["Team", "a*", "a:b", "-a", "", "x" * 64, "a b"])

@@ -211,3 +211,41 @@ def test_a_redis_that_is_down_is_the_agents_condition_until_it_is_back(
     finally:
         redis_with_admin_password.start()
     wait_condition(cluster, "agent", "patient", ns, "MemoryReady", "True", timeout=90)
+
+
+def test_a_deleted_namespace_takes_its_redis_user_and_leaves_the_others(
+    memory_installed: Cluster,
+    memory_operator: OperatorProcess,
+    redis_with_admin_password: RedisServer,
+    agent_namespace: str,
+) -> None:
+    cluster, stays = memory_installed, agent_namespace
+    goes = cluster.create_namespace(
+        "mem-goes", labels={"pod-security.kubernetes.io/enforce": "restricted"}
+    )
+    try:
+        for ns in (goes, stays):
+            cluster.apply(ENDPOINT_MODEL % "m", ns)
+            cluster.apply(agent("keeper", "m"), ns)
+        for ns in (goes, stays):
+            found = wait_condition(cluster, "agent", "keeper", ns, "MemoryReady", "True")
+            assert found is not None
+        urls = {ns: decoded(memory_secret(cluster, ns), URL_KEY) for ns in (goes, stays)}
+    finally:
+        cluster.delete_namespace(goes)
+    admin = redis.Redis.from_url(redis_with_admin_password.url, password=ADMIN_PASSWORD)
+
+    def removed() -> bool:
+        return f"agentkube-{goes}" not in admin.acl_users()
+
+    try:
+        cluster.wait_until(removed, f"the Redis user of deleted namespace {goes} removed", 120)
+        assert f"agentkube-{stays}" in admin.acl_users()
+    finally:
+        admin.close()
+    with pytest.raises(redis_errors.AuthenticationError):
+        redis.Redis.from_url(urls[goes]).set(f"agentkube:{goes}:kv:x", b"1")
+    still = redis.Redis.from_url(urls[stays])
+    still.set(f"agentkube:{stays}:kv:x", b"1")
+    still.close()
+    assert f"Redis user agentkube-{goes} removed" in memory_operator.log.read_text(errors="replace")

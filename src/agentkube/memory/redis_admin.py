@@ -2,7 +2,8 @@
 
 The operator connects as the server's admin (deploy/memory: the ``default`` user, its password
 in a Secret) and gives each agent namespace its own ACL user
-(:func:`~agentkube.memory.tenancy.ensure_redis_user`). Agents connect with
+(:func:`~agentkube.memory.tenancy.ensure_redis_user`), and removes it once the namespace is gone
+(:func:`~agentkube.memory.tenancy.delete_redis_user`). Agents connect with
 :func:`~agentkube.memory.tenancy.namespace_url` — the server's URL with that user's
 credentials — and reach only their namespace's keys. Failures are memory errors naming the
 server (never the password).
@@ -16,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from agentkube.memory.state.redis import guarded, redacted
-from agentkube.memory.tenancy import ensure_redis_user
+from agentkube.memory.tenancy import delete_redis_user, ensure_redis_user, redis_user_namespaces
 
 
 class RedisAdmin:
@@ -45,6 +46,24 @@ class RedisAdmin:
         """Create or reset ``namespace``'s ACL user with ``password``; its name."""
         return await guarded(
             lambda: ensure_redis_user(self._redis, namespace, password),
+            kind=self.kind,
+            location=self.location,
+            tenant="the operator's admin user",
+        )
+
+    async def delete_namespace_user(self, namespace: str) -> bool:
+        """Remove ``namespace``'s ACL user (not its keys); whether there was one."""
+        return await guarded(
+            lambda: delete_redis_user(self._redis, namespace),
+            kind=self.kind,
+            location=self.location,
+            tenant="the operator's admin user",
+        )
+
+    async def namespace_users(self) -> list[str]:
+        """The namespaces that have an ACL user made by the operator."""
+        return await guarded(
+            lambda: redis_user_namespaces(self._redis),
             kind=self.kind,
             location=self.location,
             tenant="the operator's admin user",

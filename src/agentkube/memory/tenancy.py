@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_NAMESPACE = "default"
 KEY_ROOT = "agentkube"
 CHROMA_DATABASE = "agentkube"
+USER_PREFIX = f"{KEY_ROOT}-"  # namespace users are agentkube-<namespace>
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 # Categories a namespace user may use, then the commands inside them it may not: those that
@@ -67,7 +68,7 @@ def chroma_tenant(namespace: str) -> str:
 
 
 def redis_username(namespace: str) -> str:
-    return f"{KEY_ROOT}-{check_namespace(namespace)}"
+    return f"{USER_PREFIX}{check_namespace(namespace)}"
 
 
 def namespace_url(url: str, namespace: str, password: str) -> str:
@@ -131,8 +132,30 @@ async def _save_acl(admin: Redis) -> None:
             raise
 
 
-async def delete_redis_user(admin: Redis, namespace: str) -> None:
-    """Remove ``namespace``'s ACL user (its keys stay until deleted separately)."""
+async def delete_redis_user(admin: Redis, namespace: str) -> bool:
+    """Remove ``namespace``'s ACL user (its keys stay until deleted separately); whether there
+    was one. Connections logged in as that user are closed by the server."""
     user = redis_username(namespace)
-    await admin.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
+    deleted = await admin.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
     await _save_acl(admin)
+    return bool(deleted)
+
+
+def user_namespace(rule: str | bytes) -> str | None:
+    """The namespace whose user a line of ``ACL LIST`` describes, if :func:`ensure_redis_user`
+    made it: named ``agentkube-<ns>`` and confined to exactly that namespace's keys. Anything
+    else (the admin user, a user someone else named with the prefix) is None, never removed."""
+    words = (rule.decode() if isinstance(rule, bytes) else rule).split()
+    if len(words) < 2 or words[0] != "user" or not words[1].startswith(USER_PREFIX):
+        return None
+    namespace = words[1].removeprefix(USER_PREFIX)
+    if not _LABEL.fullmatch(namespace):
+        return None
+    keys = [w for w in words if w.startswith("~") or w.startswith("%")]
+    return namespace if keys == [f"~{key_prefix(namespace)}*"] else None
+
+
+async def redis_user_namespaces(admin: Redis) -> list[str]:
+    """The namespaces with a user :func:`ensure_redis_user` made (:func:`user_namespace`)."""
+    rules = await admin.execute_command("ACL", "LIST")  # type: ignore[no-untyped-call]
+    return sorted(ns for ns in map(user_namespace, rules) if ns is not None)

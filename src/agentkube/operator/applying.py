@@ -7,8 +7,10 @@ and the benchmark check that reconciling an unchanged object writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -117,6 +119,18 @@ class Applier:
                 return None
             raise
         return dict(cast(Any, live).to_dict())
+
+    async def any_in(self, kind: str, namespace: str) -> bool:
+        """Whether ``namespace`` holds any object of ``kind`` (a list of at most one, not a
+        write)."""
+        resource = OWNER_KINDS.get(kind) or CHILD_KINDS[kind]
+        async with _translated(f"list {kind} in {namespace}"):
+            listed = self.client.list(resource, namespace=namespace, chunk_size=1)
+            items = cast(AsyncGenerator[Any, None], aiter(listed))
+            async with contextlib.aclosing(items):
+                async for _ in items:
+                    return True
+        return False
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child the operator no longer renders (already gone is fine)."""

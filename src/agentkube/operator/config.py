@@ -173,7 +173,9 @@ class RedisServer(_Config):
         description="the server's pods, for agents' egress; null: its port on any address",
     )
     recheck_seconds: float = Field(
-        300.0, gt=0, description="how often a namespace's ACL user is set again"
+        300.0,
+        gt=0,
+        description="how often a namespace's ACL user is set again, and unused users are swept",
     )
 
     @field_validator("url")

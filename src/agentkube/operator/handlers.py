@@ -11,7 +11,9 @@ label):
   Agent's status;
 - a Model's or an MCPServer's event also reconciles the Agents of its namespace that name it;
 - a namespace's memory Secret (only with shared memory configured) reconciles its Agents, so a
-  deleted one is made again.
+  deleted one is made again;
+- a deleted Agent or memory Secret is passed on to ``released`` (the namespace's Redis user may
+  be unused now: :mod:`agentkube.operator.memory_cleanup`).
 
 The user's ConfigMaps a KnowledgeBase names carry no label: they have a watch of their own
 (:mod:`agentkube.operator.knowledge_watch`).
@@ -82,10 +84,18 @@ SHARED = {"Secret": ("", "v1", "secrets", f"metadata.name={MEMORY_SECRET}")}
 class Controller:
     """Routes watch events to the cache and the reconcile queue."""
 
-    def __init__(self, cache: Cache, queue: ReconcileQueue, *, resync_seconds: float) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        queue: ReconcileQueue,
+        *,
+        resync_seconds: float,
+        released: Callable[[str], None] | None = None,
+    ) -> None:
         self.cache = cache
         self.queue = queue
         self.resync_seconds = resync_seconds
+        self.released = released  # a namespace lost an Agent or its memory Secret
         self._resync: asyncio.Task[None] | None = None
 
     def _record(self, kind: str, event: JSON) -> tuple[str, str, bool]:
@@ -104,6 +114,8 @@ class Controller:
         ref: Ref = (kind, namespace, name)
         if gone:
             self.queue.forget(ref)
+            if kind == "Agent" and self.released is not None:
+                self.released(namespace)
         else:
             await self.queue.run(ref)
         if kind == "Model":
@@ -122,7 +134,9 @@ class Controller:
                 await self.queue.run((owner_kind, namespace, owner))
 
     async def on_shared(self, kind: str, event: JSON) -> None:
-        namespace, _, _ = self._record(kind, event)
+        namespace, _, gone = self._record(kind, event)
+        if gone and self.released is not None:
+            self.released(namespace)
         for ns, name in self.cache.keys("Agent"):
             if ns == namespace:
                 self.queue.submit(("Agent", ns, name))

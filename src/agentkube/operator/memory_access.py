@@ -14,7 +14,9 @@ Per namespace, once (then again every ``recheckSeconds``, or when its Secret cha
 The outcome is the Agent's ``MemoryReady`` condition: a Redis that is down, refuses the admin
 password, or an admin Secret that is missing says so in one line naming the server, and the
 reconcile is retried with back-off; the rest of the Agent is still applied. A per-namespace lock
-keeps concurrent reconciles of one namespace from generating two passwords.
+keeps concurrent reconciles of one namespace from generating two passwords, and a removal of the
+namespace's user (:mod:`agentkube.operator.memory_cleanup`, once the namespace is gone) from
+racing its ensure.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agentkube.memory.errors import AccessDenied, MemoryFailure, StoreUnavailable
 from agentkube.memory.redis_admin import RedisAdmin
@@ -44,6 +46,7 @@ from agentkube.operator.naming import MANAGED_BY, MANAGED_BY_LABEL
 from agentkube.operator.status import Check
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CONDITION = "MemoryReady"
@@ -61,6 +64,10 @@ class Admin(Protocol):
     location: str
 
     async def ensure_namespace_user(self, namespace: str, password: str) -> str: ...
+
+    async def delete_namespace_user(self, namespace: str) -> bool: ...
+
+    async def namespace_users(self) -> list[str]: ...
 
     async def backlog(self, stream: str, group: str) -> int: ...
 
@@ -142,6 +149,25 @@ class NamespaceMemory:
         admin = self._admin[1] if self._admin is not None else await self._connection()
         return await admin.unread(streams, group, count)
 
+    async def users(self) -> list[str]:
+        """The namespaces that have an ACL user the operator made; raises a memory error or
+        :class:`NotReady` (the admin Secret)."""
+        return await self._as_admin(lambda admin: admin.namespace_users())
+
+    async def remove(self, namespace: str, in_use: Callable[[], Awaitable[bool]]) -> bool:
+        """Remove the namespace's ACL user (not its keys) unless ``in_use()`` — asked under the
+        namespace's lock, so no ensure runs in between — and forget its password, so a namespace
+        made again later gets a new one; whether a user was removed. Raises a memory error or
+        :class:`NotReady`; ``in_use``'s own errors pass through."""
+        async with self._locks.setdefault(namespace, asyncio.Lock()):
+            if await in_use():
+                return False
+            removed = await self._as_admin(lambda admin: admin.delete_namespace_user(namespace))
+            self.forget(namespace)
+        if removed:
+            log.info("Redis user %s removed at %s", redis_username(namespace), self.server.url)
+        return removed
+
     def forget(self, namespace: str) -> None:
         """Set the namespace's ACL user again at its next ensure (its Secret was rewritten)."""
         self._ensured.pop(namespace, None)
@@ -197,6 +223,15 @@ class NamespaceMemory:
             raise NotReady("RedisFailed", str(e)) from e
         self._ensured[namespace] = _Ensured(password=password, at=now)
         log.info("Redis user %s ensured at %s", redis_username(namespace), admin.location)
+
+    async def _as_admin(self, call: Callable[[Admin], Awaitable[T]]) -> T:
+        admin = await self._connection()
+        try:
+            return await call(admin)
+        except AccessDenied:
+            self._admin = None  # the admin password may have changed: read it again next time
+            await admin.aclose()
+            raise
 
     async def _connection(self) -> Admin:
         password = await self._admin_password()

@@ -31,6 +31,7 @@ from agentkube.operator.knowledge_reconciling import KnowledgeBases
 from agentkube.operator.knowledge_watch import SourceConfigMaps
 from agentkube.operator.mcp_discovery import LiveDiscovery
 from agentkube.operator.memory_access import NamespaceMemory
+from agentkube.operator.memory_cleanup import OrphanedUsers, cleaning
 from agentkube.operator.queueing import ReconcileQueue
 from agentkube.operator.reconciling import Reconciler
 from agentkube.operator.team_wiring import TeamWiring, refreshing
@@ -51,6 +52,7 @@ class Operator:
     cache: Cache = field(default_factory=Cache)
     applier: Applier = field(init=False)
     memory: NamespaceMemory | None = field(init=False)
+    orphans: OrphanedUsers | None = field(init=False)
     sources: SourceConfigMaps = field(init=False)
     teams: TeamWiring = field(init=False)
     incidents: IncidentEvents | None = field(init=False)
@@ -63,6 +65,7 @@ class Operator:
         self.applier = Applier(self.client, field_manager=config.field_manager, clock=utcnow)
         redis = config.memory.redis if config.memory is not None else None
         self.memory = NamespaceMemory(redis, cache=self.cache, api=self.applier) if redis else None
+        self.orphans = OrphanedUsers(self.memory, self.cache, self.applier) if self.memory else None
         self.sources = SourceConfigMaps(
             self.client, self.cache, self.applier, lambda ref: self.queue.submit(ref)
         )
@@ -108,7 +111,12 @@ class Operator:
             retry_seconds=config.retry_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
-        self.controller = Controller(self.cache, self.queue, resync_seconds=config.resync_seconds)
+        self.controller = Controller(
+            self.cache,
+            self.queue,
+            resync_seconds=config.resync_seconds,
+            released=self.orphans.released if self.orphans is not None else None,
+        )
 
     async def run(
         self,
@@ -126,6 +134,7 @@ class Operator:
                 self.sources.watching(namespaces),
                 refreshing(self.teams, self.queue.submit),
                 posting(self.incidents),
+                cleaning(self.orphans, namespaces),
             ):
                 await kopf.operator(
                     registry=build_registry(self.controller, shared=shared),

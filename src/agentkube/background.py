@@ -9,7 +9,8 @@ waits for the tasks to finish (clean-ups must complete) or cancels them (work to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 Work = Coroutine[Any, Any, Any]
@@ -44,3 +45,19 @@ class BackgroundTasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def running(work: Work | None) -> AsyncIterator[None]:
+    """Run ``work`` (a loop that runs until cancelled) for the duration of the block, then cancel
+    it and wait until it is gone; None runs nothing."""
+    if work is None:
+        yield
+        return
+    task = asyncio.get_running_loop().create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentkube.background import running
 from agentkube.memory.errors import InvalidName, MemoryFailure
 from agentkube.memory.team_streams import INCIDENT_GROUP, incident_stream
 from agentkube.operator.cache import Cache
@@ -195,13 +196,5 @@ class IncidentEvents:
 @contextlib.asynccontextmanager
 async def posting(incidents: IncidentEvents | None) -> AsyncIterator[None]:
     """Run :meth:`IncidentEvents.run_forever` for the duration of the block (None: nothing)."""
-    if incidents is None:
+    async with running(incidents.run_forever() if incidents is not None else None):
         yield
-        return
-    task = asyncio.get_running_loop().create_task(incidents.run_forever())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -35,6 +35,7 @@ import logging
 from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any, Protocol
 
+from agentkube.background import running
 from agentkube.memory.errors import MemoryFailure
 from agentkube.memory.tenancy import redis_username
 from agentkube.operator.cache import Cache
@@ -119,13 +120,8 @@ class OrphanedUsers:
     async def running(self, namespaces: Collection[str]) -> AsyncIterator[OrphanedUsers]:
         """:meth:`run` while the block runs, for ``namespaces`` (none: every namespace)."""
         self.namespaces = frozenset(namespaces)
-        task = asyncio.get_running_loop().create_task(self.run())
-        try:
+        async with running(self.run()):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _release_all(self, namespaces: Iterable[str]) -> list[str]:
         removed = []

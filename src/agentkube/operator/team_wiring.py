@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentkube.api.models import Agent
+from agentkube.background import running
 from agentkube.memory.errors import MemoryFailure
 from agentkube.memory.team_streams import GROUP, task_stream
 from agentkube.operator.autoscaling import (
@@ -187,13 +188,6 @@ class TeamWiring:
 @contextlib.asynccontextmanager
 async def refreshing(wiring: TeamWiring | None, submit: Callable[[Ref], None]) -> Any:
     """Run :meth:`TeamWiring.refresh_forever` for the duration of the block."""
-    if wiring is None or wiring.queues is None:
+    active = wiring is not None and wiring.queues is not None
+    async with running(wiring.refresh_forever(submit) if wiring and active else None):
         yield
-        return
-    task = asyncio.get_running_loop().create_task(wiring.refresh_forever(submit))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -17,7 +17,6 @@ import pytest
 from agentkube.memory.state.redis import RedisState
 from agentkube.memory.team_streams import INCIDENT_GROUP, incident_stream
 from agentkube.operator.cache import Cache
-from agentkube.operator.config import OperatorConfig
 from agentkube.operator.incident_events import QUIET_S, IncidentEvents
 from agentkube.operator.memory import SECRET_NAME, URL_KEY
 from agentkube.operator.memory_access import NamespaceMemory
@@ -26,7 +25,7 @@ from agentkube.runtime.incidents import IncidentKind, IncidentStream
 from agentkube.runtime.task_queue import RedisTaskQueue, TaskState
 from tests.memory.servers import RedisServer
 from tests.operator.conftest import agent
-from tests.operator.test_memory_access import RecordingApi, admin_secret
+from tests.operator.test_memory_access import RecordingApi, with_memory
 
 JSON = dict[str, Any]
 
@@ -103,17 +102,8 @@ class Setup:
 
 @pytest.fixture
 async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
-    config = OperatorConfig.model_validate(
-        {
-            "defaultEndpoint": {"url": "http://models.example/v1"},
-            "memory": {"redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0"}},
-        }
-    )
-    assert config.memory is not None and config.memory.redis is not None
-    cache, api = Cache(), EventsApi()
-    api.objects["Secret", "agentkube-memory", "agentkube-redis"] = admin_secret()
-    memory = NamespaceMemory(config.memory.redis, cache=cache, api=api)
-    reconciler = Reconciler(cache=cache, applier=api, config=config, memory=memory)
+    api = EventsApi()
+    reconciler, memory, cache = with_memory(redis_with_admin_password.port, api)
     setup = Setup(f"inc-{uuid.uuid4().hex[:8]}", cache, api, memory, reconciler)
     yield setup
     for store in setup.agents.values():

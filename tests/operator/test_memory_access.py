@@ -60,19 +60,26 @@ def admin_secret() -> JSON:
 Setup = tuple[Reconciler, NamespaceMemory, Cache, RecordingApi]
 
 
-@pytest.fixture
-async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
+def with_memory(redis_port: int, api: RecordingApi) -> tuple[Reconciler, NamespaceMemory, Cache]:
+    """A Reconciler with the shared memory of the Redis on ``redis_port`` (its admin password in
+    the admin Secret ``api`` serves), over ``api``."""
     config = OperatorConfig.model_validate(
         {
             "defaultEndpoint": {"url": "http://models.example/v1"},
-            "memory": {"redis": {"url": f"redis://127.0.0.1:{redis_with_admin_password.port}/0"}},
+            "memory": {"redis": {"url": f"redis://127.0.0.1:{redis_port}/0"}},
         }
     )
     assert config.memory is not None and config.memory.redis is not None
-    cache, api = Cache(), RecordingApi()
+    cache = Cache()
     api.objects["Secret", "agentkube-memory", "agentkube-redis"] = admin_secret()
     memory = NamespaceMemory(config.memory.redis, cache=cache, api=api)
-    reconciler = Reconciler(cache=cache, applier=api, config=config, memory=memory)
+    return Reconciler(cache=cache, applier=api, config=config, memory=memory), memory, cache
+
+
+@pytest.fixture
+async def setup(redis_with_admin_password: RedisServer) -> AsyncIterator[Setup]:
+    api = RecordingApi()
+    reconciler, memory, cache = with_memory(redis_with_admin_password.port, api)
     yield reconciler, memory, cache, api
     await memory.aclose()
     admin = aioredis.from_url(redis_with_admin_password.url, password=ADMIN_PASSWORD)

@@ -8,8 +8,7 @@ import itertools
 import time
 from pathlib import Path
 
-import httpx
-
+from tests.cli_process import finished_task
 from tests.teams.replicas import Replica
 from tests.telemetry.otlp_receiver import CLIENT, INTERNAL, SERVER, OtlpReceiver, ReceivedSpan
 from tests.telemetry.services import otel_env
@@ -40,19 +39,6 @@ def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
     return found[0]
 
 
-def _delegate(planner: str) -> dict[str, object]:
-    with httpx.Client(timeout=30) as client:
-        task = client.post(f"{planner}/v1/tasks", json={"task": f"@coder: say {NEEDLE}"}).json()
-        deadline = time.monotonic() + 120
-        while (view := client.get(f"{planner}/v1/tasks/{task['id']}").json())["status"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, view
-            time.sleep(0.2)  # polling the task's record, as a client does
-    return dict(view)
-
-
 def test_a_subtask_sent_over_a2a_is_one_trace_with_its_planner(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
@@ -65,7 +51,7 @@ def test_a_subtask_sent_over_a2a_is_one_trace_with_its_planner(
     try:
         coder.wait_ready()
         planner.wait_ready()
-        view = _delegate(planner.url)
+        view = finished_task(planner.url, f"@coder: say {NEEDLE}", timeout=120)
         expected = set(CHAIN) | {("coder", "chat offline")}
         received = receiver.wait_for(lambda got: {(s.service, s.name) for s in got} >= expected)
     finally:

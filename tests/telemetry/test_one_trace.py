@@ -9,10 +9,10 @@ import itertools
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentkube.memory.settings import MemorySettings
+from tests.cli_process import finished_task
 from tests.memory.servers import RedisServer
 from tests.sidecar.conftest import COLLECTION
 from tests.standins.openai_server import Reply, ScriptedModel, ToolCall
@@ -59,21 +59,6 @@ def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
     return found[0]
 
 
-def _run_task(planner: str) -> dict[str, object]:
-    with httpx.Client(timeout=30) as client:
-        task = client.post(
-            f"{planner}/v1/tasks", json={"task": f"@coder: what is 6 * 7, {NEEDLE}?"}
-        ).json()
-        deadline = time.monotonic() + 180
-        while (view := client.get(f"{planner}/v1/tasks/{task['id']}").json())["status"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, view
-            time.sleep(0.2)  # polling the task's record, as a client does
-    return dict(view)
-
-
 def test_one_task_is_one_trace_from_the_planner_to_the_sandbox(
     tmp_path: Path,
     receiver: OtlpReceiver,
@@ -109,7 +94,7 @@ def test_one_task_is_one_trace_from_the_planner_to_the_sandbox(
         try:
             coder.wait_ready()
             planner.wait_ready()
-            view = _run_task(planner.url)
+            view = finished_task(planner.url, f"@coder: what is 6 * 7, {NEEDLE}?", timeout=180)
             assert view["status"] == "succeeded", view
             received = receiver.wait_for(lambda got: _seen(got) >= EXPECTED)
         finally:

@@ -231,6 +231,32 @@ async def test_the_queue_retries_with_back_off_until_the_work_succeeds() -> None
     await queue.close()
 
 
+async def test_failing_runs_asked_for_while_a_retry_is_due_do_not_stretch_the_back_off() -> None:
+    """Right after a start several events ask for one object: all of them failing on the same
+    outage must not multiply the wait before the retry that finds the outage over."""
+    outage = True
+    attempts: list[float] = []
+    done = asyncio.Event()
+
+    async def work(ref: Ref) -> bool:
+        attempts.append(asyncio.get_running_loop().time())
+        if not outage:
+            done.set()
+        return outage
+
+    queue = ReconcileQueue(work, concurrency=1, retry_seconds=0.2, max_retry_seconds=60)
+    ref: Ref = ("Agent", "ns", "a")
+    began = asyncio.get_running_loop().time()
+    for _ in range(6):  # six events, six failing runs, one after the other
+        await queue.run(ref)
+    outage = False
+    await asyncio.wait_for(done.wait(), 5)
+    # The first failure's retry (0.2 s) runs as planned, not 0.2 * 2**5 = 6.4 s later.
+    assert attempts[-1] - began < 1.5, attempts
+    assert len(attempts) == 7
+    await queue.close()
+
+
 async def test_a_forgotten_object_is_not_retried() -> None:
     calls = 0
 

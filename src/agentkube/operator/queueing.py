@@ -67,12 +67,13 @@ class ReconcileQueue:
 
     def _retry_later(self, ref: Ref) -> None:
         self.retried += 1
+        if ref in self._timers:
+            # A retry is already due: runs that events asked for meanwhile (several at once,
+            # right after a start) failing too do not push it, nor the back-off, further out.
+            return
         failures = self._failures.get(ref, 0)
         self._failures[ref] = failures + 1
         delay = min(self._retry * 2**failures, self._max_retry)
-        old = self._timers.pop(ref, None)
-        if old is not None:
-            old.cancel()
         log.info("retrying %s %s/%s in %.1fs", *ref, delay)
         self._timers[ref] = asyncio.get_running_loop().call_later(delay, self._fire, ref)
 

@@ -1,7 +1,7 @@
 """Memory figures, side by side in one run: embedded stores against servers on loopback.
 
 - ingest: chunks per second through ``agentkube.memory.ingestion.ingest`` (chunking, wordllama
-  embedding in batches, upserts) into embedded Chroma, and wordllama's embedding rate alone;
+  embedding in batches, adds) into embedded Chroma, and wordllama's embedding rate alone;
 - search: p50/p95 of one ``search()`` (embed the query + nearest 5) at 10k and 100k chunks,
   embedded Chroma against a ``chroma run`` server;
 - sessions: p50/p95 of one load + append of a conversation turn, SQLite against Redis;
@@ -131,7 +131,7 @@ async def fill_random(
         ids = [f"r{start_ + i}" for i in range(n)]
         texts = [f"random chunk {start_ + i}" for i in range(n)]
         metas = [{"source": "/bench/random", "chunk": start_ + i} for i in range(n)]
-        await store.upsert(name, ids, vectors, texts, metas)
+        await store.add(name, ids, vectors, texts, metas)
         every.append(vectors)
     return np.concatenate(every)
 

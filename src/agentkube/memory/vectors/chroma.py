@@ -79,7 +79,7 @@ def _positive(value: object) -> bool:
 
 
 class _Records(NamedTuple):
-    """One upsert's rows, side by side."""
+    """One write's rows, side by side."""
 
     ids: list[str]
     vectors: Vectors
@@ -234,6 +234,18 @@ class ChromaStore:
 
     # -- records ----------------------------------------------------------------------------
 
+    async def add(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: Vectors,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        if ids:
+            records = _Records(list(ids), vectors, list(texts), list(metadatas))
+            await self._call(self._write, name, records, "add")
+
     async def upsert(
         self,
         name: str,
@@ -242,17 +254,26 @@ class ChromaStore:
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
     ) -> None:
-        if not ids:
-            return
-        records = _Records(list(ids), vectors, list(texts), list(metadatas))
-        await self._call(self._upsert, name, records)
+        if ids:
+            records = _Records(list(ids), vectors, list(texts), list(metadatas))
+            await self._call(self._write, name, records, "upsert")
 
-    def _upsert(self, client: Any, name: str, records: _Records) -> None:
+    def _write(self, client: Any, name: str, records: _Records, operation: str) -> None:
+        """``collection.add`` or ``.upsert``, in as few calls as the client's batch limit allows."""
         ids, vectors, texts, metas = records
         collection = self._collection(client, name)
         _check_dimension(name, collection, vectors)
+        write = getattr(collection, operation)
+        step = max(1, int(client.get_max_batch_size()))
         try:
-            collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
+            for start in range(0, len(ids), step):
+                end = start + step
+                write(
+                    ids=ids[start:end],
+                    embeddings=vectors[start:end],
+                    documents=texts[start:end],
+                    metadatas=metas[start:end],
+                )
         except Exception as e:
             if "dimension" in str(e).lower():
                 raise CollectionRefused(f"collection {name!r}: {e}") from e

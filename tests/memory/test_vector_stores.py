@@ -139,6 +139,34 @@ async def test_metadata_updates_and_deletes_touch_only_the_named_records(
     assert hits[0].text == "A"
 
 
+async def test_texts_are_kept_out_of_chromas_full_text_index_and_old_documents_still_read(
+    vector_store: VectorStore,
+) -> None:
+    await vector_store.open_collection("kb-9", "test:3", 3)
+    await vector_store.add("kb-9", ["new"], unit([1, 0, 0]), ["new text"], [{"source": "n"}])
+    client = raw_client(vector_store)
+    try:
+        raw = client.get_collection("kb-9", embedding_function=None)
+        assert raw.get(ids=["new"], include=["documents"])["documents"] == [None]
+        raw.add(  # as earlier versions wrote records: the text as a Chroma document
+            ids=["old"],
+            embeddings=unit([0, 1, 0]),
+            documents=["old text"],
+            metadatas=[{"source": "o"}],
+        )
+    finally:
+        close_raw(client)
+    hits = await vector_store.query("kb-9", unit([1, 1, 0]), 2)
+    assert sorted((h.id, h.text, dict(h.metadata)) for h in hits) == [
+        ("new", "new text", {"source": "n"}),
+        ("old", "old text", {"source": "o"}),
+    ]
+    assert await vector_store.all_metadata("kb-9") == {
+        "new": {"source": "n"},
+        "old": {"source": "o"},
+    }
+
+
 async def test_adding_an_id_already_there_keeps_its_old_record(vector_store: VectorStore) -> None:
     await vector_store.open_collection("kb-7", "test:3", 3)
     await vector_store.add("kb-7", ["a"], unit([1, 0, 0]), ["first"], [{"n": 1}])

@@ -193,12 +193,19 @@ async def bench_vectors(args: argparse.Namespace, tmp: Path, chroma_url: str) ->
     async def exact() -> None:
         np.argpartition(matrix @ probe[0], -5)[-5:]
 
+    raw = embedded._collections["big"]  # type: ignore[attr-defined]
+    include: Any = ["documents", "metadatas", "distances"]
+
+    async def inline() -> None:  # the same call in this thread: no hop, no lock, no checks
+        raw.query(query_embeddings=probe, n_results=5, include=include)
+
     parts = [
         ("- of which: embedding the query", lambda: embedder.embed(queries[:1])),
         (
             f"- of which: Chroma query alone, {big}, embedded",
             lambda: embedded.query("big", probe, 5),
         ),
+        (f"- of which: Chroma's own call, {big}, embedded, inline", inline),
         (f"- of which: Chroma query alone, {big}, server", lambda: server.query("big", probe, 5)),
         (f"baseline: exact numpy search over {big} vectors", exact),
     ]

@@ -281,7 +281,8 @@ class ChromaStore:
         _check_dimension(name, collection, vectors)
         with_text = [{**meta, TEXT_KEY: text} for meta, text in zip(metas, texts, strict=True)]
         write = getattr(collection, operation)
-        step = max(1, int(client.get_max_batch_size()))
+        limit = int(client.get_max_batch_size())  # -1 from a server that does not say
+        step = limit if limit > 0 else max(1, len(ids))
         try:
             for start in range(0, len(ids), step):
                 rows = slice(start, start + step)

@@ -1,7 +1,7 @@
 """Memory figures, side by side in one run: embedded stores against servers on loopback.
 
 - ingest: chunks per second through ``agentkube.memory.ingestion.ingest`` (chunking, wordllama
-  embedding in batches, upserts) into embedded Chroma, and wordllama's embedding rate alone;
+  embedding in batches, adds) into embedded Chroma, and wordllama's embedding rate alone;
 - search: p50/p95 of one ``search()`` (embed the query + nearest 5) at 10k and 100k chunks,
   embedded Chroma against a ``chroma run`` server;
 - sessions: p50/p95 of one load + append of a conversation turn, SQLite against Redis;
@@ -131,7 +131,7 @@ async def fill_random(
         ids = [f"r{start_ + i}" for i in range(n)]
         texts = [f"random chunk {start_ + i}" for i in range(n)]
         metas = [{"source": "/bench/random", "chunk": start_ + i} for i in range(n)]
-        await store.upsert(name, ids, vectors, texts, metas)
+        await store.add(name, ids, vectors, texts, metas)
         every.append(vectors)
     return np.concatenate(every)
 
@@ -193,12 +193,19 @@ async def bench_vectors(args: argparse.Namespace, tmp: Path, chroma_url: str) ->
     async def exact() -> None:
         np.argpartition(matrix @ probe[0], -5)[-5:]
 
+    raw = embedded._collections["big"]  # type: ignore[attr-defined]
+    include: Any = ["documents", "metadatas", "distances"]
+
+    async def inline() -> None:  # the same call in this thread: no hop, no lock, no checks
+        raw.query(query_embeddings=probe, n_results=5, include=include)
+
     parts = [
         ("- of which: embedding the query", lambda: embedder.embed(queries[:1])),
         (
             f"- of which: Chroma query alone, {big}, embedded",
             lambda: embedded.query("big", probe, 5),
         ),
+        (f"- of which: Chroma's own call, {big}, embedded, inline", inline),
         (f"- of which: Chroma query alone, {big}, server", lambda: server.query("big", probe, 5)),
         (f"baseline: exact numpy search over {big} vectors", exact),
     ]

@@ -139,6 +139,59 @@ async def test_metadata_updates_and_deletes_touch_only_the_named_records(
     assert hits[0].text == "A"
 
 
+async def test_texts_are_kept_out_of_chromas_full_text_index_and_old_documents_still_read(
+    vector_store: VectorStore,
+) -> None:
+    await vector_store.open_collection("kb-9", "test:3", 3)
+    await vector_store.add("kb-9", ["new"], unit([1, 0, 0]), ["new text"], [{"source": "n"}])
+    client = raw_client(vector_store)
+    try:
+        raw = client.get_collection("kb-9", embedding_function=None)
+        assert raw.get(ids=["new"], include=["documents"])["documents"] == [None]
+        raw.add(  # as earlier versions wrote records: the text as a Chroma document
+            ids=["old"],
+            embeddings=unit([0, 1, 0]),
+            documents=["old text"],
+            metadatas=[{"source": "o"}],
+        )
+    finally:
+        close_raw(client)
+    hits = await vector_store.query("kb-9", unit([1, 1, 0]), 2)
+    assert sorted((h.id, h.text, dict(h.metadata)) for h in hits) == [
+        ("new", "new text", {"source": "n"}),
+        ("old", "old text", {"source": "o"}),
+    ]
+    assert await vector_store.all_metadata("kb-9") == {
+        "new": {"source": "n"},
+        "old": {"source": "o"},
+    }
+
+
+async def test_adding_an_id_already_there_keeps_its_old_record(vector_store: VectorStore) -> None:
+    await vector_store.open_collection("kb-7", "test:3", 3)
+    await vector_store.add("kb-7", ["a"], unit([1, 0, 0]), ["first"], [{"n": 1}])
+    await vector_store.add(
+        "kb-7", ["a", "b"], unit([1, 0, 0], [0, 1, 0]), ["second", "B"], [{"n": 2}, {"n": 3}]
+    )
+    assert await vector_store.all_metadata("kb-7") == {"a": {"n": 1}, "b": {"n": 3}}
+    assert (await vector_store.query("kb-7", unit([1, 0, 0]), 1))[0].text == "first"
+    await vector_store.upsert("kb-7", ["a"], unit([1, 0, 0]), ["third"], [{"n": 4}])
+    assert (await vector_store.query("kb-7", unit([1, 0, 0]), 1))[0].text == "third"
+
+
+async def test_a_write_larger_than_chromas_batch_limit_lands_whole(
+    vector_store: VectorStore,
+) -> None:
+    await vector_store.open_collection("kb-8", "test:3", 3)
+    count = 6000  # chromadb refuses more than 5,461 records in one call
+    ids = [f"r{i}" for i in range(count)]
+    vectors = np.tile(unit([1, 2, 3]), (count, 1))
+    await vector_store.add("kb-8", ids, vectors, ids, [{"n": i} for i in range(count)])
+    assert (await vector_store.describe("kb-8")).chunks == count
+    await vector_store.upsert("kb-8", ids, vectors, ids, [{"n": -i} for i in range(count)])
+    assert (await vector_store.all_metadata("kb-8"))["r5999"] == {"n": -5999}
+
+
 @pytest.mark.parametrize("bad", ["ab", "-starts-with-dash", "has space", "a..b", "x" * 600])
 async def test_unusable_collection_names_are_refused(vector_store: VectorStore, bad: str) -> None:
     with pytest.raises(InvalidName, match="collection name"):

@@ -77,6 +77,20 @@ class VectorStore(Protocol):
 
     async def delete_collection(self, name: str) -> None: ...
 
+    async def add(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: Vectors,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        """Write records the caller knows are new; an id already present keeps its old record.
+
+        Cheaper than :meth:`upsert` (no look-up, no replacement of an old text); ingestion uses
+        it for chunks its plan found missing, whose ids are derived from their text."""
+        ...
+
     async def upsert(
         self,
         name: str,
@@ -84,7 +98,9 @@ class VectorStore(Protocol):
         vectors: Vectors,
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
-    ) -> None: ...
+    ) -> None:
+        """Write records, replacing any with the same id."""
+        ...
 
     async def update_metadata(
         self, name: str, ids: Sequence[str], metadatas: Sequence[Metadata]

@@ -8,6 +8,11 @@ every write and query passes vectors. (Its default embedding function downloads 
 internet at first use, which a cluster or an offline machine cannot do — and would silently mix
 another model's vectors into ours.) Telemetry is off (``anonymized_telemetry=False``).
 
+A record's text is kept in its metadata (``agentkube_text``), not as a Chroma *document*: Chroma
+indexes every document in an SQLite FTS5 trigram table (in 1.5 even when the collection's schema
+disables full-text search), which cost a third of embedded write throughput, and nothing here
+searches text. Records written as documents by earlier versions are still read.
+
 Each namespace is its own tenant with one database (:mod:`agentkube.memory.tenancy`); the tenant is
 created on first use. Two details of chromadb 1.x are worked around here: its HTTP client has no
 timeout and does not close its ``httpx.Client`` on :meth:`close`, so both are set/closed on the
@@ -39,6 +44,7 @@ from agentkube.memory.vectors import CollectionInfo, Hit, Metadata, check_collec
 SCHEMA_KEY = "agentkube_schema"
 EMBEDDER_KEY = "agentkube_embedder"
 DIMENSION_KEY = "agentkube_dimension"
+TEXT_KEY = "agentkube_text"
 SCHEMA = 1
 PAGE = 5000
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -74,12 +80,22 @@ def _check_dimension(name: str, collection: Any, vectors: Vectors) -> None:
         )
 
 
+def _text(metadata: Any, document: str | None) -> str:
+    """A record's text: in its metadata, or its document if an earlier version wrote it."""
+    text = (metadata or {}).get(TEXT_KEY)
+    return text if isinstance(text, str) else document or ""
+
+
+def _without_text(metadata: Any) -> dict[str, Any]:
+    return {k: v for k, v in (metadata or {}).items() if k != TEXT_KEY}
+
+
 def _positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class _Records(NamedTuple):
-    """One upsert's rows, side by side."""
+    """One write's rows, side by side."""
 
     ids: list[str]
     vectors: Vectors
@@ -234,6 +250,18 @@ class ChromaStore:
 
     # -- records ----------------------------------------------------------------------------
 
+    async def add(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: Vectors,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        if ids:
+            records = _Records(list(ids), vectors, list(texts), list(metadatas))
+            await self._call(self._write, name, records, "add")
+
     async def upsert(
         self,
         name: str,
@@ -242,17 +270,23 @@ class ChromaStore:
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
     ) -> None:
-        if not ids:
-            return
-        records = _Records(list(ids), vectors, list(texts), list(metadatas))
-        await self._call(self._upsert, name, records)
+        if ids:
+            records = _Records(list(ids), vectors, list(texts), list(metadatas))
+            await self._call(self._write, name, records, "upsert")
 
-    def _upsert(self, client: Any, name: str, records: _Records) -> None:
+    def _write(self, client: Any, name: str, records: _Records, operation: str) -> None:
+        """``collection.add`` or ``.upsert``, in as few calls as the client's batch limit allows."""
         ids, vectors, texts, metas = records
         collection = self._collection(client, name)
         _check_dimension(name, collection, vectors)
+        with_text = [{**meta, TEXT_KEY: text} for meta, text in zip(metas, texts, strict=True)]
+        write = getattr(collection, operation)
+        limit = int(client.get_max_batch_size())  # -1 from a server that does not say
+        step = limit if limit > 0 else max(1, len(ids))
         try:
-            collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
+            for start in range(0, len(ids), step):
+                rows = slice(start, start + step)
+                write(ids=ids[rows], embeddings=vectors[rows], metadatas=with_text[rows])
         except Exception as e:
             if "dimension" in str(e).lower():
                 raise CollectionRefused(f"collection {name!r}: {e}") from e
@@ -277,7 +311,7 @@ class ChromaStore:
         while True:
             page = collection.get(include=["metadatas"], limit=PAGE, offset=offset)
             for record_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=False):
-                found[record_id] = dict(metadata or {})
+                found[record_id] = _without_text(metadata)
             if len(page["ids"]) < PAGE:
                 return found
             offset += PAGE
@@ -303,7 +337,7 @@ class ChromaStore:
         ids, docs = result["ids"][0], (result["documents"] or [[]])[0]
         metas, distances = (result["metadatas"] or [[]])[0], (result["distances"] or [[]])[0]
         return [
-            Hit(id=i, text=d or "", score=1.0 - float(dist), metadata=dict(m or {}))
+            Hit(id=i, text=_text(m, d), score=1.0 - float(dist), metadata=_without_text(m))
             for i, d, m, dist in zip(ids, docs, metas, distances, strict=True)
         ]
 

@@ -65,3 +65,22 @@ def test_trimmed_bodies_drop_managed_fields() -> None:
     body["metadata"]["managedFields"] = [{"manager": "x"}]
     cache.observe(body, "Deployment")
     assert "managedFields" not in cache.get("Deployment", "ns", "a")["metadata"]  # type: ignore[index]
+
+
+def test_a_deletion_the_watch_saw_drops_what_was_written_of_that_object() -> None:
+    """An Agent whose status the operator just wrote, then deleted: no reconcile may see it
+    (and re-create its children or its namespace's Secret) for the stale period."""
+    cache = Cache()
+    cache.observe(deployment("1"), "Deployment")
+    cache.put(deployment("2", replicas=3))  # written: uid "u"
+    cache.forget("Deployment", "ns", "a", "u")
+    assert cache.get("Deployment", "ns", "a") is None
+
+
+def test_a_deletion_of_an_older_object_keeps_the_one_made_again() -> None:
+    cache = Cache()
+    made_again = deployment("5", replicas=2)
+    made_again["metadata"]["uid"] = "u2"
+    cache.put(made_again)
+    cache.forget("Deployment", "ns", "a", "u")  # the old object's DELETED, delivered late
+    assert replicas(cache) == 2

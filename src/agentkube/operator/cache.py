@@ -79,11 +79,18 @@ class Cache:
         if caught_up and _version(written.body) == _version(body):  # type: ignore[union-attr]
             del self._written[kind][key]  # the watch caught up with the write
 
-    def forget(self, kind: str, namespace: str, name: str) -> None:
+    def forget(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """The watch saw the object (of ``uid``, when known) deleted."""
         self._observed.get(kind, {}).pop((namespace, name), None)
         written = self._written.get(kind, {}).get((namespace, name))
-        if written is not None and written.body is None:
-            del self._written[kind][(namespace, name)]  # the deletion the operator made
+        if written is None:
+            return
+        if written.body is None:  # the deletion the operator made
+            del self._written[kind][(namespace, name)]
+        elif uid is not None and written.body["metadata"].get("uid") == uid:
+            # What the operator wrote of that very object (a status, say) is gone with it; a
+            # body of another uid is one it made again since, and stays.
+            del self._written[kind][(namespace, name)]
 
     # ------------------------------------------------------------------ the reconciles
 

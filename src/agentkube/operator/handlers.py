@@ -104,7 +104,7 @@ class Controller:
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         gone = event.get("type") == "DELETED"
         if gone:
-            self.cache.forget(kind, namespace, name)
+            self.cache.forget(kind, namespace, name, meta.get("uid"))
         else:
             self.cache.observe(dict(body), kind)
         return namespace, name, gone

@@ -4,6 +4,7 @@ failed request too, and never the tool calls between requests — against the st
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +36,14 @@ async def test_a_streamed_answer_is_timed_until_its_last_piece(
     script, base_url = model_server
     script.replies = [Reply(text="a slow answer, streamed")]
     script.stream_gate = gate = threading.Event()
-    release = threading.Timer(HOLD_S, gate.set)
+
+    def hold() -> None:  # from the request's arrival (the timing began before it was sent)
+        while not script.requests:
+            time.sleep(0.01)
+        time.sleep(HOLD_S)
+        gate.set()
+
+    release = threading.Thread(target=hold, daemon=True)
     seconds: list[float] = []
     async with open_runtime(agent_from("{model: standin-model}"), [], _settings(base_url)) as rt:
         rt.timing.observers.append(seconds.append)

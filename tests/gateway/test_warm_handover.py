@@ -17,19 +17,24 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
 
 from agentkube.sandbox.contract import ExecutionRequest, Limits
 from agentkube.sandbox.kubernetes import pod_runner
+from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec, exit_code
 from agentkube.sandbox.kubernetes.rendering import (
     HANDOVER_DIR,
     MAX_PAYLOAD_BYTES,
+    PodSettings,
     handover_command,
     handover_line,
     payload,
     result_from_json,
     runner_source,
 )
+from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
 from tests.standins.exec_endpoint import V4, V5, ExecEndpoint
 from tests.standins.serving import serve
 
@@ -225,17 +230,8 @@ def test_exit_code_reads_the_status_the_api_server_sends() -> None:
         exit_code({"status": "Failure", "reason": "Internal", "message": "container not found"})
 
 
-async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
-    endpoint: ExecEndpoint, pod_exec: PodExec, caplog: pytest.LogCaptureFixture
-) -> None:
-    from lightkube import AsyncClient
-    from lightkube.config.kubeconfig import KubeConfig
-
-    from agentkube.sandbox.kubernetes.pod_events import PodEvents
-    from agentkube.sandbox.kubernetes.rendering import PodSettings
-    from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
-
-    endpoint.refuse = 403
+def _pool(pod_exec: PodExec) -> tuple[WarmPodPool, AsyncClient]:
+    """A warm pool whose only use here is its handover (no API server behind its client)."""
     config = {
         "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
@@ -243,11 +239,16 @@ async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
         "current-context": "x",
     }
     client = AsyncClient(config=KubeConfig.from_dict(config))
-    settings = PodSettings(namespace="ns")
-    pool = WarmPodPool(
-        client, PodEvents(client, namespace="ns", gateway="gw"), settings, 1, Limits(),
-        pod_exec=pod_exec,
-    )  # fmt: skip
+    events = PodEvents(client, namespace="ns", gateway="gw")
+    pool = WarmPodPool(client, events, PodSettings(namespace="ns"), 1, Limits(), pod_exec=pod_exec)
+    return pool, client
+
+
+async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
+    endpoint: ExecEndpoint, pod_exec: PodExec, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint.refuse = 403
+    pool, client = _pool(pod_exec)
     caplog.set_level(logging.WARNING, logger="agentkube.sandbox.kubernetes.warm_pods")
     request = ExecutionRequest(code="print(1)")
     assert pool.hands_over_by_exec
@@ -257,3 +258,27 @@ async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "pods/exec is not allowed" in lines[0], lines
     await client.close()
+
+
+async def test_code_that_kills_its_runner_does_not_stop_the_pool_s_handovers(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    # Hostile code can break its own handover (here: it kills the runner, as running out of
+    # memory does under gVisor); the result then comes from the pod, and the next claims still
+    # go by exec. Only handovers that reach no runner count towards giving up.
+    endpoint.paths = {HANDOVER_DIR: str(scratch / HANDOVER)}
+    pool, client = _pool(pod_exec)
+    kill = ExecutionRequest(code="import os, signal; os.kill(os.getppid(), signal.SIGKILL)")
+    try:
+        for _ in range(4):
+            runner = _runner(scratch, scratch.parent / "annotation")
+            assert await pool.hand_over("pod", kill, 1 << 20) is None
+            runner.wait(timeout=30)
+        assert pool.hands_over_by_exec
+        runner = _runner(scratch, scratch.parent / "annotation")
+        result = await pool.hand_over("pod", ExecutionRequest(code="print('next')"), 1 << 20)
+        runner.wait(timeout=30)
+    finally:
+        await client.close()
+    assert result is not None and result.stdout == "next\n", result
+    assert pool.handovers == 1

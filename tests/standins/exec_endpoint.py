@@ -6,7 +6,8 @@ channel protocol (``v5.channel.k8s.io`` / ``v4.channel.k8s.io``), as the real on
 For the exec client's offline tests; the real path is tested on the real node
 (tests/realnode/test_warm_exec.py). ``protocols``: what the stand-in speaks (``("v4...",)`` is
 an API server older than the stdin close); ``refuse``: answer the upgrade with that HTTP status
-(403 is RBAC's no).
+(403 is RBAC's no); ``paths``: arguments replaced before the command runs (a path in the pod,
+such as /scratch/..., to its place in the stand-in's container).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ExecEndpoint:
     env: dict[str, str] = field(default_factory=dict)
     protocols: tuple[str, ...] = (V5, V4)
     refuse: int | None = None
+    paths: dict[str, str] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)  # what was run, in order
 
     def app(self) -> Starlette:
@@ -44,7 +46,7 @@ class ExecEndpoint:
             await ws.close(code=1008)  # before accept: the upgrade is refused (HTTP 403)
             return
         await ws.accept(subprotocol=chosen)
-        command = ws.query_params.getlist("command")
+        command = [self.paths.get(a, a) for a in ws.query_params.getlist("command")]
         self.commands.append(command)
         proc = await asyncio.create_subprocess_exec(
             *command,

@@ -35,12 +35,16 @@ MESSAGE_BYTES = 1 << 20  # the API server sends output in frames of 32 KiB or le
 class ExecError(Exception):
     """The command could not be run, or its connection broke off before it ended.
 
-    ``status_code``: the API server's HTTP status when it refused the upgrade (403: RBAC).
+    ``status_code``: the API server's HTTP status when it refused the upgrade (403: RBAC);
+    ``started``: whether the command had started (the connection was upgraded) when it failed.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, started: bool = False
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.started = started
 
     @property
     def forbidden(self) -> bool:
@@ -115,6 +119,7 @@ class PodExec:
             "stdout": "true",
             "stderr": "true",
         }
+        started = False
         try:
             async with asyncio.timeout(time_limit_s):
                 async with self._http.websocket(
@@ -123,22 +128,25 @@ class PodExec:
                     params=params,
                     max_message_size_bytes=MESSAGE_BYTES,
                 ) as ws:
+                    started = True
                     outcome = await _exchange(ws, stdin, max_stdout)
         except BaseException as e:
             error = _unwrap(e)
-            translated = _translate(error, pod, time_limit_s)
+            translated = _translate(error, pod, time_limit_s, started)
             if translated is None:
                 raise
             raise translated from error
         if isinstance(outcome, str):
-            raise ExecError(outcome)
+            raise ExecError(outcome, started=True)
         return outcome
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
-def _translate(error: BaseException, pod: str, time_limit_s: float) -> ExecError | None:
+def _translate(
+    error: BaseException, pod: str, time_limit_s: float, started: bool
+) -> ExecError | None:
     """The ExecError an exception of the exec means, or None (not ours: re-raised as it is)."""
     if isinstance(error, ExecError):
         return error
@@ -146,9 +154,10 @@ def _translate(error: BaseException, pod: str, time_limit_s: float) -> ExecError
         code = error.response.status_code
         return ExecError(f"the API server refused to exec in {pod}: HTTP {code}", status_code=code)
     if isinstance(error, TimeoutError):
-        return ExecError(f"the exec in {pod} did not end within {time_limit_s:g} s")
+        message = f"the exec in {pod} did not end within {time_limit_s:g} s"
+        return ExecError(message, started=started)
     if isinstance(error, HTTPXWSException | httpx2.HTTPError | OSError):
-        return ExecError(f"the exec in {pod} failed: {error!r}")
+        return ExecError(f"the exec in {pod} failed: {error!r}", started=started)
     return None
 
 

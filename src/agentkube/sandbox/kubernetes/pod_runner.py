@@ -27,7 +27,7 @@ The result goes to the container's termination message (``/dev/termination-log``
 ``AGENTKUBE_TERMINATION_LOG``), which the kubelet copies into the pod status. Kubernetes caps that
 message at 4096 bytes. A result that fits goes there whole. One that does not is written whole to
 the container's stdout as a single line, ``agentkube-result <JSON>`` (the pod log, which the
-gateway reads with ``tailLines=1``), and the termination message carries a cut copy with ``log``
+gateway reads), and the termination message carries a cut copy with ``log``
 set. The code's own output never reaches the container's stdout or stderr directly, so the
 runner's line is the log's last. The runner exits 0 whenever it produced a result, whatever the
 code's exit code. (A handed-over request gets its result through the handover too; the
@@ -54,8 +54,6 @@ MESSAGE_LIMIT = 4096
 LOG_MARKER = "agentkube-result "  # starts the log line holding a result too large for the message
 POLL_S = 0.005
 REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
-
-
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # the FIFOs a warm pod's exec handover uses
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.

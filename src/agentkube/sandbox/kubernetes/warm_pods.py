@@ -62,7 +62,8 @@ CLAIM_GRACE_S = 10
 # The handover's own time on top of the request's timeout: the runner's start if the pod is new
 # (the command waits about 10 s for it), the exec's connection, the result's way back.
 HANDOVER_GRACE_S = 15
-EXEC_FAILURES_TOLERATED = 3  # consecutive failed handovers (not refusals) before the pool stops
+EXEC_FAILURES_TOLERATED = 3  # handovers in a row that reached no runner before the pool stops
+NO_RUNNER_EXITS = (3, 4)  # the handover command's: no runner came up; it has no FIFOs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,19 +223,23 @@ class WarmPodPool:
                 time_limit_s=request.limits.timeout_s + HANDOVER_GRACE_S,
             )
         except ExecError as e:
-            self._exec_failed(name, e)
+            self._exec_failed(name, e, counts=not e.started)
             return None
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         result = result_from_json(output.stdout.decode("utf-8", "replace"), elapsed_ms)
         if output.exit_code != 0 or result is None:
             detail = output.stderr.decode("utf-8", "replace").strip()[:200] or "no result"
-            self._exec_failed(name, ExecError(f"exit {output.exit_code}: {detail}"))
+            error = ExecError(f"exit {output.exit_code}: {detail}", started=True)
+            self._exec_failed(name, error, counts=output.exit_code in NO_RUNNER_EXITS)
             return None
         self._exec_failures = 0
         self.handovers += 1
         return result
 
-    def _exec_failed(self, name: str, error: ExecError) -> None:
+    def _exec_failed(self, name: str, error: ExecError, *, counts: bool) -> None:
+        """Log a handover that brought no result. A refusal (403) stops the pool's handovers at
+        once; so do :data:`EXEC_FAILURES_TOLERATED` in a row that ``count`` (the exec could not
+        reach a runner: not what the code did, such as running out of memory)."""
         if error.forbidden:
             self._exec = None
             log.warning(
@@ -245,7 +250,8 @@ class WarmPodPool:
                 self.settings.namespace,
             )
             return
-        self._exec_failures += 1
+        if counts:
+            self._exec_failures += 1
         if self._exec_failures >= EXEC_FAILURES_TOLERATED:
             self._exec = None
             log.warning(
@@ -256,7 +262,7 @@ class WarmPodPool:
                 error,
             )
             return
-        log.warning("warm pod %s: no result by exec (%s); using its annotation", name, error)
+        log.warning("warm pod %s: no result by exec (%s); reading it from the pod", name, error)
 
     async def write_request(self, name: str, request: ExecutionRequest) -> None:
         """The fallback: ``request`` into claimed pod ``name``'s annotation (the runner takes

@@ -25,7 +25,7 @@ from agentkube.sandbox.kubernetes import pod_runner
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec, exit_code
 from agentkube.sandbox.kubernetes.rendering import (
-    HANDOVER_DIR,
+    HANDOVER_DIRS,
     MAX_PAYLOAD_BYTES,
     PodSettings,
     handover_command,
@@ -38,7 +38,7 @@ from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
 from tests.standins.exec_endpoint import V4, V5, ExecEndpoint
 from tests.standins.serving import serve
 
-HANDOVER = Path(HANDOVER_DIR).name  # its place in the scratch directory
+HANDOVER = Path(HANDOVER_DIRS[0]).name  # its place in the scratch directory
 
 
 @pytest.fixture
@@ -66,11 +66,18 @@ async def pod_exec(url: str) -> AsyncIterator[PodExec]:
     await client.aclose()
 
 
-def _runner(scratch: Path, request_file: Path) -> subprocess.Popen[bytes]:
+def _places(scratch: Path) -> list[str]:
+    """The handover's two places, moved from /scratch and /tmp into the test's directory."""
+    return [str(scratch / HANDOVER), str(scratch.parent / "tmp" / HANDOVER)]
+
+
+def _runner(
+    scratch: Path, request_file: Path, places: list[str] | None = None
+) -> subprocess.Popen[bytes]:
     """The pod runner as a warm pod starts it: waiting for its request file or the handover."""
     env = {
         pod_runner.REQUEST_FILE_ENV: str(request_file),
-        pod_runner.HANDOVER_ENV: str(scratch / HANDOVER),
+        pod_runner.HANDOVER_ENV: ":".join(places or _places(scratch)),
         "AGENTKUBE_TERMINATION_LOG": str(scratch.parent / "termination-log"),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
@@ -79,9 +86,9 @@ def _runner(scratch: Path, request_file: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _command(scratch: Path) -> list[str]:
-    """The gateway's handover command, its directory moved from /scratch to ``scratch``."""
-    return [*handover_command()[:-1], str(scratch / HANDOVER)]
+def _command(scratch: Path, places: list[str] | None = None) -> list[str]:
+    """The gateway's handover command, its places moved into the test's directory."""
+    return [*handover_command()[:-2], *(places or _places(scratch))]
 
 
 async def test_a_request_handed_over_by_exec_runs_once_and_its_result_streams_back(
@@ -141,6 +148,28 @@ async def test_a_runner_without_an_exec_still_takes_its_request_from_the_annotat
     message = json.loads((scratch.parent / "termination-log").read_text())
     assert message["out"] == "by annotation\n"
     assert not (scratch / HANDOVER).exists()
+
+
+async def test_where_the_scratch_volume_holds_no_fifos_the_handover_uses_the_second_place(
+    pod_exec: PodExec, scratch: Path
+) -> None:
+    # (gVisor: a volume of the host may refuse mkfifo; its own /tmp does not.) Here the first
+    # place's parent is missing; the command finds the FIFOs in the second.
+    second = scratch.parent / "tmp"
+    second.mkdir()
+    places = [str(scratch / "missing" / HANDOVER), str(second / HANDOVER)]
+    runner = _runner(scratch, scratch.parent / "annotation", places)
+    try:
+        output = await pod_exec.run(
+            "ns", "pod", "sandbox", _command(scratch, places),
+            handover_line(ExecutionRequest(code="print('second place')")),
+            max_stdout=1 << 20, time_limit_s=30,
+        )  # fmt: skip
+    finally:
+        runner.wait(timeout=30)
+    result = result_from_json(output.stdout.decode(), 0.0)
+    assert result is not None and result.stdout == "second place\n", output
+    assert not (second / HANDOVER).exists() and not (scratch / "missing").exists()
 
 
 async def test_the_runner_refuses_a_handed_over_line_longer_than_any_request(
@@ -266,7 +295,7 @@ async def test_code_that_kills_its_runner_does_not_stop_the_pool_s_handovers(
     # Hostile code can break its own handover (here: it kills the runner, as running out of
     # memory does under gVisor); the result then comes from the pod, and the next claims still
     # go by exec. Only handovers that reach no runner count towards giving up.
-    endpoint.paths = {HANDOVER_DIR: str(scratch / HANDOVER)}
+    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
     pool, client = _pool(pod_exec)
     kill = ExecutionRequest(code="import os, signal; os.kill(os.getppid(), signal.SIGKILL)")
     try:

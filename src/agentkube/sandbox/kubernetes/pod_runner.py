@@ -8,7 +8,9 @@ for a warm pod created before there was a request, from one of two places, which
 first (the runner takes exactly one request, then stops listening to both):
 
 - the **handover** (``AGENTKUBE_SANDBOX_HANDOVER_DIR``): two FIFOs, ``request`` and ``result``,
-  which the runner makes in the pod's scratch volume when it starts. The gateway reaches them
+  which the runner makes when it starts in the first of the ``:``-separated directories that
+  can hold them (the scratch volume; else ``/tmp``, which gVisor keeps in its own memory where a
+  volume of the host may refuse FIFOs). The gateway reaches them
   with ``pods/exec`` running :data:`HANDOVER_COMMAND` (``sh``, ``cat`` and ``head`` from the
   image): it writes the request as one line (compact JSON has no raw newline) into ``request``
   and streams ``result`` back; the runner writes its whole result there as one JSON line. The
@@ -55,16 +57,18 @@ LOG_MARKER = "agentkube-result "  # starts the log line holding a result too lar
 POLL_S = 0.005
 REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
-HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # the FIFOs a warm pod's exec handover uses
+HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
 HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it
-# What the gateway runs with pods/exec (``$0`` is the handover directory): wait (about 10 s at
-# most) for the runner to have made its FIFOs, start streaming ``result`` back, then pass one
-# line of stdin (the request) into ``request``. Exit 3: no runner yet; 4: it has no FIFOs.
+# What the gateway runs with pods/exec (``$0`` and ``$1``: the handover's two places): wait
+# (about 10 s at most) for the runner to have made its FIFOs in one, start streaming ``result``
+# back, then pass one line of stdin (the request) into ``request``. Exit 3: no runner yet; 4: it
+# could make no FIFOs.
 HANDOVER_COMMAND = (
-    'd=$0; n=0; until [ -d "$d" ]; do n=$((n+1)); [ $n -gt 1000 ] && exit 3; sleep 0.01; done; '
-    '[ -p "$d/request" ] || exit 4; '
+    'n=0; until [ -d "$0" ] || [ -d "$1" ]; do n=$((n+1)); [ $n -gt 1000 ] && exit 3; '
+    "sleep 0.01; done; "
+    'd=$0; [ -p "$d/request" ] || d=$1; [ -p "$d/request" ] || exit 4; '
     'cat "$d/result" & head -n 1 > "$d/request"; wait $!'
 )
 
@@ -72,28 +76,45 @@ HANDOVER_COMMAND = (
 class Handover:
     """The FIFOs through which a warm pod's request may arrive from the gateway's exec.
 
-    Made under a temporary name and renamed into place, so a reader of ``path`` finds both or
+    Made under a temporary name and renamed into place, so a reader of a place finds both or
     neither. ``request`` is opened read-write: the open never waits for a writer, and a writer
-    that goes away is no end of file. Where FIFOs cannot be made, ``path`` is an empty directory
-    (the exec then exits 4 and the gateway uses the annotation).
+    that goes away is no end of file. Where no place can hold FIFOs, the first is left an empty
+    directory (the exec then exits 4 and the gateway uses the annotation).
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, places: list[str]) -> None:
         self.fd: int | None = None
-        staging = path + ".new"
-        try:
-            os.mkdir(staging, 0o700)
-            os.mkfifo(os.path.join(staging, "request"), 0o600)
-            os.mkfifo(os.path.join(staging, "result"), 0o600)
-            self.fd = os.open(os.path.join(staging, "request"), os.O_RDWR | os.O_NONBLOCK)
-            os.rename(staging, path)
-        except OSError as e:
-            sys.stderr.write(f"agentkube: no exec handover ({e}); waiting for the annotation\n")
-            self.close()
+        self.places = places
+        self.path = places[0]
+        problems = []
+        for place in places:
+            try:
+                self.fd = self._make(place)
+            except OSError as e:
+                problems.append(f"{place}: {e}")
+                self._remove(place)
+                continue
+            self.path = place
+            break
+        else:
+            sys.stderr.write(f"agentkube: no exec handover ({'; '.join(problems)})\n")
             with contextlib.suppress(OSError):
-                os.makedirs(path, exist_ok=True)
+                os.makedirs(self.path, exist_ok=True)
         self._buffer = b""
+
+    @staticmethod
+    def _make(place: str) -> int:
+        staging = place + ".new"
+        os.mkdir(staging, 0o700)
+        os.mkfifo(os.path.join(staging, "request"), 0o600)
+        os.mkfifo(os.path.join(staging, "result"), 0o600)
+        fd = os.open(os.path.join(staging, "request"), os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.rename(staging, place)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def poll(self, timeout: float) -> bytes | None:
         """Wait up to ``timeout`` for more of the request; the whole line once it is there."""
@@ -131,7 +152,12 @@ class Handover:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        for folder in (self.path, self.path + ".new"):
+        for place in self.places:
+            self._remove(place)
+
+    @staticmethod
+    def _remove(place: str) -> None:
+        for folder in (place, place + ".new"):
             for name in ("request", "result"):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(folder, name))
@@ -157,8 +183,8 @@ def _request() -> tuple[dict[str, Any] | str, int | None]:
     it came that way."""
     text = os.environ.get(REQUEST_ENV)
     path = os.environ.get(REQUEST_FILE_ENV)
-    folder = os.environ.get(HANDOVER_ENV)
-    handover = Handover(folder) if folder and not text else None
+    places = [p for p in os.environ.get(HANDOVER_ENV, "").split(":") if p]
+    handover = Handover(places) if places and not text else None
     answer: int | None = None
     try:
         while not text and path:

@@ -44,7 +44,9 @@ REQUEST_ANNOTATION = PREFIX + "sandbox-request"
 CONTAINER = "sandbox"
 SCRATCH_PATH = "/scratch"
 REQUEST_DIR = "/etc/agentkube-request"
-HANDOVER_DIR = SCRATCH_PATH + "/.agentkube-handover"  # the warm pod's FIFOs (pod_runner.Handover)
+# Where a warm pod's runner makes its handover FIFOs (pod_runner.Handover): the scratch volume,
+# else /tmp (gVisor's own memory, where a volume of the host may refuse FIFOs).
+HANDOVER_DIRS = (SCRATCH_PATH + "/.agentkube-handover", "/tmp/.agentkube-handover")
 MAX_PAYLOAD_BYTES = MAX_REQUEST_BYTES  # the environment's and the annotations' limits allow it
 
 
@@ -192,7 +194,7 @@ def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
     labels = {**_labels(settings, name), WARM_LABEL: "ready"}
     env = [
         {"name": REQUEST_FILE_ENV, "value": f"{REQUEST_DIR}/request"},
-        {"name": HANDOVER_ENV, "value": HANDOVER_DIR},
+        {"name": HANDOVER_ENV, "value": ":".join(HANDOVER_DIRS)},
     ]
     volume = {
         "name": "request",
@@ -218,7 +220,7 @@ def handover_command() -> list[str]:
     """What the gateway runs in a claimed warm pod with ``pods/exec``: the request goes to its
     stdin as one line, the result comes back on its stdout as one JSON line. Fixed: nothing of
     the request is in the command."""
-    return ["sh", "-c", HANDOVER_COMMAND, HANDOVER_DIR]
+    return ["sh", "-c", HANDOVER_COMMAND, *HANDOVER_DIRS]
 
 
 def handover_line(request: ExecutionRequest) -> bytes:

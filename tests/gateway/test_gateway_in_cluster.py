@@ -341,3 +341,22 @@ async def test_the_exec_client_authenticates_as_the_gateway_and_rbac_decides(
         testcluster.delete_namespace(elsewhere)
     assert [e.status_code for e in errors] == [404, 403], errors
     assert [e.forbidden for e in errors] == [False, True]
+
+
+async def test_the_exec_client_authenticates_with_a_client_certificate_too(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    # The admin kubeconfig's client certificate (as a gateway run outside the cluster has):
+    # authenticated and authorized, the API server looks for the pod (404), no 401 or 403.
+    client = gateway_client(testcluster.kubeconfig)
+    pod_exec = PodExec.of(client)
+    try:
+        with pytest.raises(ExecError) as failed:
+            await pod_exec.run(
+                sandbox_namespace, "no-such-pod", "sandbox", ["true"], b"", max_stdout=10,
+                time_limit_s=30,
+            )  # fmt: skip
+    finally:
+        await pod_exec.aclose()
+        await client.close()
+    assert failed.value.status_code == 404, failed.value

@@ -140,7 +140,7 @@ async def test_code_handed_over_by_exec_has_no_network(
             server.accept()  # nothing reached the node's listener
     finally:
         server.close()
-    assert result.stdout.split() == ["unreachable", "no dns"], result
+    assert result.stdout.splitlines() == ["unreachable", "no dns"], result
     assert sandbox.warm is not None and sandbox.warm.handovers == 1
 
 

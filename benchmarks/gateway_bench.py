@@ -19,8 +19,10 @@ stand-in's own cost (one local-sandbox run of the pod runner), which a real kube
 its container start. Then the same paths with the pods in real containers on the real node
 (containerd), on runc and on gVisor, the warm pool twice: its requests handed over by
 ``pods/exec`` (the default) and by the pod's annotation (the fallback where the gateway may not
-exec). Each row prints the end-to-end time (request sent -> result received) and the overhead,
-p50/p95. The stand-in kubelet cannot exec: its warm pods get their requests by annotation.
+exec); their sequential runs each start on a full pool (the claim's own cost; the concurrent
+agents then drain it, and misses take the cold path). Each row prints the end-to-end time
+(request sent -> result received) and the overhead, p50/p95. The stand-in kubelet cannot exec:
+its warm pods get their requests by annotation.
 """
 
 from __future__ import annotations
@@ -83,11 +85,17 @@ async def timed(
 
 
 async def sequential(
-    sandbox: Sandbox, work: tuple[ExecutionRequest, str], runs: int
+    sandbox: Sandbox,
+    work: tuple[ExecutionRequest, str],
+    runs: int,
+    ready: Callable[[], bool] | None = None,
 ) -> list[tuple[float, float]]:
-    """(end-to-end wall time, overhead) of each of runs executions, one after another."""
+    """(end-to-end wall time, overhead) of each of runs executions, one after another; each
+    after ``ready()`` (a full warm pool: the claim's own cost, not a refill's) if given."""
     times = []
     for _ in range(runs):
+        while ready is not None and not ready():
+            await asyncio.sleep(0.05)
         wall, result = await timed(sandbox, work)
         times.append((wall, wall - result.duration_ms))
     return times
@@ -169,6 +177,7 @@ def measure(
     runs: int,
     concurrency: int,
     tokens: dict[str, str],
+    ready: Callable[[], bool] | None = None,
 ) -> tuple[list[tuple[float, float]], float]:
     def client(token: str = "bench-0") -> Sandbox:
         return RemoteSandbox(url, token=lambda: token)
@@ -176,7 +185,7 @@ def measure(
     async def run() -> tuple[list[tuple[float, float]], float]:
         one = client()
         await timed(one, work)  # warm-up: first connection, first pod
-        times = await sequential(one, work, runs)
+        times = await sequential(one, work, runs, ready)
         await one.aclose()
         names = iter(tokens)
         rate = await throughput(lambda: client(next(names)), work, runs, concurrency)
@@ -231,8 +240,9 @@ def real_node(
                 args.concurrency,
                 by_exec=by_exec,
             )
+            full = lambda backend=warm: backend.warm_count() >= args.pool  # noqa: E731
             with serve(app) as url:
-                times, rate = measure(url, work, args.runs, args.concurrency, token_names)
+                times, rate = measure(url, work, args.runs, args.concurrency, token_names, full)
             report(f"real node {runtime}, warm pool ({args.pool}), by {how}", times, rate)
             assert warm.warm is not None
             print(

@@ -60,7 +60,8 @@ REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (war
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
-HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it
+HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it, and to read it
+HANDOVER_LINGER_S = 1.0  # then for it to pass the result on and end (see _answer)
 # What the gateway runs with pods/exec (``$0`` and ``$1``: the handover's two places): wait
 # (about 10 s at most) for the runner to have made its FIFOs in one, start streaming ``result``
 # back, then pass one line of stdin (the request) into ``request``. Exit 3: no runner yet; 4: it
@@ -349,15 +350,34 @@ def compact(result: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
 
 
 def _answer(fd: int, result: dict[str, Any]) -> None:
-    """The whole result, one JSON line, to the handover's ``result`` (the gateway's exec)."""
+    """The whole result, one JSON line, to the handover's ``result`` (the gateway's exec).
+
+    The runner then waits until the exec's ``cat`` has read it all, and a moment more: when the
+    runner (the container's first process) exits, every process of the container is killed,
+    and a ``cat`` killed before it passed the result on would lose it. The gateway, which has the
+    result by then, deletes the pod anyway.
+    """
     data = (json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
     try:
         while data:
             data = data[os.write(fd, data) :]
+        deadline = time.monotonic() + HANDOVER_WAIT_S
+        while _unread(fd) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
     except OSError:  # the exec went away: the termination message still has the result
-        pass
+        return
     finally:
         os.close(fd)
+    time.sleep(HANDOVER_LINGER_S)
+
+
+def _unread(fd: int) -> int:
+    """How many bytes of a pipe are not read yet."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Sandbox gateway benchmark: overhead per execution on the real test control plane.
 
     .venv/bin/python benchmarks/gateway_bench.py [--runs 30] [--concurrency 4] [--pool 4]
-                                                 [--output BYTES]
+                                                 [--output BYTES] [--real-node-only]
+                                                 [--runtimes runc,gvisor]
 
 Starts a test cluster with its real node (or attaches to `hack/testcluster/testcluster up` with
 AGENTKUBE_TESTCLUSTER_ATTACH=1), registers the sandbox kubelet stand-in (tests/standins/ —
@@ -15,9 +16,13 @@ once (executions per second). ``--output BYTES`` prints that many bytes instead:
 result no longer fits the termination message and comes back through the pod log. Baseline in
 the same run: the same HTTP gateway in front of the local backend (no cluster at all), and the
 stand-in's own cost (one local-sandbox run of the pod runner), which a real kubelet replaces with
-its container start. Then the same two paths with the pods in real containers on the real node
-(containerd), on runc and on gVisor. Each row prints the end-to-end time (request sent -> result
-received) and the overhead, p50/p95.
+its container start. Then the same paths with the pods in real containers on the real node
+(containerd), on runc and on gVisor, the warm pool twice: its requests handed over by
+``pods/exec`` (the default) and by the pod's annotation (the fallback where the gateway may not
+exec); their sequential runs each start on a full pool (the claim's own cost; the concurrent
+agents then drain it, and misses take the cold path). Each row prints the end-to-end time
+(request sent -> result received) and the overhead, p50/p95. The stand-in kubelet cannot exec:
+its warm pods get their requests by annotation.
 """
 
 from __future__ import annotations
@@ -80,11 +85,17 @@ async def timed(
 
 
 async def sequential(
-    sandbox: Sandbox, work: tuple[ExecutionRequest, str], runs: int
+    sandbox: Sandbox,
+    work: tuple[ExecutionRequest, str],
+    runs: int,
+    ready: Callable[[], bool] | None = None,
 ) -> list[tuple[float, float]]:
-    """(end-to-end wall time, overhead) of each of runs executions, one after another."""
+    """(end-to-end wall time, overhead) of each of runs executions, one after another; each
+    after ``ready()`` (a full warm pool: the claim's own cost, not a refill's) if given."""
     times = []
     for _ in range(runs):
+        while ready is not None and not ready():
+            await asyncio.sleep(0.05)
         wall, result = await timed(sandbox, work)
         times.append((wall, wall - result.duration_ms))
     return times
@@ -166,6 +177,7 @@ def measure(
     runs: int,
     concurrency: int,
     tokens: dict[str, str],
+    ready: Callable[[], bool] | None = None,
 ) -> tuple[list[tuple[float, float]], float]:
     def client(token: str = "bench-0") -> Sandbox:
         return RemoteSandbox(url, token=lambda: token)
@@ -173,7 +185,7 @@ def measure(
     async def run() -> tuple[list[tuple[float, float]], float]:
         one = client()
         await timed(one, work)  # warm-up: first connection, first pod
-        times = await sequential(one, work, runs)
+        times = await sequential(one, work, runs, ready)
         await one.aclose()
         names = iter(tokens)
         rate = await throughput(lambda: client(next(names)), work, runs, concurrency)
@@ -183,10 +195,16 @@ def measure(
 
 
 def kube_gateway(
-    kubeconfig: Path, settings: PodSettings, pool: int, tokens: StaticTokens, concurrency: int
+    kubeconfig: Path,
+    settings: PodSettings,
+    pool: int,
+    tokens: StaticTokens,
+    concurrency: int,
+    *,
+    by_exec: bool = True,
 ) -> tuple[Any, KubernetesSandbox]:
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
-    backend = KubernetesSandbox(client, settings, warm_pool=pool)
+    backend = KubernetesSandbox(client, settings, warm_pool=pool, pod_exec=by_exec)
     limits = GatewaySettings(max_concurrent_per_agent=concurrency)
     app = create_app(backend, tokens, limits, kube_client=client)
     return app, backend
@@ -205,21 +223,32 @@ def real_node(
     if node is None:
         print(f"real node: none ({cluster.real_node_unavailable})")
         return
-    for runtime in ("runc", "gvisor"):
+    for runtime in args.runtimes.split(","):
         settings = real_node_settings(node, namespace, runtime)
         cold, _ = kube_gateway(cluster.kubeconfig, settings, 0, tokens, args.concurrency)
         with serve(cold) as url:
             times, rate = measure(url, work, args.runs, args.concurrency, token_names)
         report(f"real node {runtime}, cold Job path", times, rate)
-        warm_settings = dataclasses.replace(settings, gateway=f"bench-w-{secrets.token_hex(2)}")
-        app, warm = kube_gateway(
-            cluster.kubeconfig, warm_settings, args.pool, tokens, args.concurrency
-        )
-        with serve(app) as url:
-            times, rate = measure(url, work, args.runs, args.concurrency, token_names)
-        report(f"real node {runtime}, warm pool ({args.pool} pods)", times, rate)
-        assert warm.warm is not None
-        print(f"  warm pool: {warm.warm.claims} claims, {warm.warm.misses} misses (cold path)")
+        for by_exec in (True, False):
+            how = "exec" if by_exec else "annotation"
+            warm_settings = dataclasses.replace(settings, gateway=f"bench-w-{secrets.token_hex(2)}")
+            app, warm = kube_gateway(
+                cluster.kubeconfig,
+                warm_settings,
+                args.pool,
+                tokens,
+                args.concurrency,
+                by_exec=by_exec,
+            )
+            full = lambda backend=warm: backend.warm_count() >= args.pool  # noqa: E731
+            with serve(app) as url:
+                times, rate = measure(url, work, args.runs, args.concurrency, token_names, full)
+            report(f"real node {runtime}, warm pool ({args.pool}), by {how}", times, rate)
+            assert warm.warm is not None
+            print(
+                f"  warm pool: {warm.warm.claims} claims ({warm.warm.handovers} handed over by "
+                f"exec), {warm.warm.misses} misses (cold path)"
+            )
 
 
 def main() -> int:
@@ -229,6 +258,9 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=4, help="warm pool size")
     parser.add_argument(
         "--real-node-only", action="store_true", help="skip the local and stand-in rows"
+    )
+    parser.add_argument(
+        "--runtimes", default="runc,gvisor", help="the real node's runtimes, comma-separated"
     )
     parser.add_argument(
         "--output", type=int, default=0, help="bytes each execution prints (default: print(1))"
@@ -320,7 +352,9 @@ def standin_rows(
         warm_settings = PodSettings(
             **{**settings.__dict__, "gateway": f"bench-warm-{secrets.token_hex(2)}"}
         )
-        app, warm = kube_gateway(kubeconfig, warm_settings, args.pool, tokens, args.concurrency)
+        app, warm = kube_gateway(
+            kubeconfig, warm_settings, args.pool, tokens, args.concurrency, by_exec=False
+        )
         with serve(app) as url:
             overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)
         report(f"kubernetes, warm pool ({args.pool} pods)", overheads, rate, standin)

@@ -30,6 +30,7 @@ from agentkube.gateway.client import RemoteSandbox
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult
 from agentkube.sandbox.errors import SandboxRefused, SandboxUnavailable
 from agentkube.sandbox.kubernetes import KubernetesSandbox
+from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec
 from agentkube.sandbox.kubernetes.rendering import GATEWAY_LABEL, RUNTIME_CLASS_AUTO, PodSettings
 from tests.plugins.testcluster import Cluster
 from tests.standins.serving import serve
@@ -275,3 +276,87 @@ def test_gateway_deployment_pod_passes_pod_security_restricted(
         "spec": {**template["spec"], "serviceAccountName": "default"},
     }
     testcluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+
+
+def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    # Its warm pods' handover: get and create on pods/exec (a WebSocket exec needs both since
+    # Kubernetes 1.35), there and nowhere else; everything else of pods stays as it was.
+    system_ns = testcluster.create_namespace("gw-system")
+    elsewhere = testcluster.create_namespace("elsewhere")
+    objects = _gateway_objects(system_ns, sandbox_namespace)
+    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    gateway = f"system:serviceaccount:{system_ns}:agentkube-sandbox-gateway"
+
+    def can(verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
+        extra = [f"--subresource={subresource}"] if subresource else []
+        answer = testcluster.kubectl(
+            "auth", "can-i", verb, resource, *extra, "-n", namespace, f"--as={gateway}",
+            check=False,
+        )  # fmt: skip
+        return answer.stdout.strip() == "yes"
+
+    try:
+        assert can("create", "pods", sandbox_namespace, "exec")
+        assert can("create", "pods", sandbox_namespace)  # (as before: it runs Jobs and pods)
+        assert can("get", "pods", sandbox_namespace, "exec")
+        assert not can("create", "pods", elsewhere, "exec")
+        assert not can("get", "pods", elsewhere, "exec")
+        assert not can("create", "pods", sandbox_namespace, "attach")
+        assert not can("create", "pods", sandbox_namespace, "portforward")
+    finally:
+        testcluster.delete_namespace(system_ns)
+        testcluster.delete_namespace(elsewhere)
+
+
+async def test_the_exec_client_authenticates_as_the_gateway_and_rbac_decides(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    # The warm pods' exec client takes the gateway's own credentials (here its ServiceAccount's
+    # token): the real API server lets it into the sandbox namespace (where a pod that does not
+    # exist is a 404) and refuses it elsewhere (403, which makes the warm pool use annotations).
+    system_ns = testcluster.create_namespace("gw-system")
+    elsewhere = testcluster.create_namespace("elsewhere")
+    objects = _gateway_objects(system_ns, sandbox_namespace)
+    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
+    client = gateway_client(kubeconfig)
+    pod_exec = PodExec.of(client)
+    errors = []
+    try:
+        for namespace in (sandbox_namespace, elsewhere):
+            with pytest.raises(ExecError) as failed:
+                await pod_exec.run(
+                    namespace, "no-such-pod", "sandbox", ["true"], b"", max_stdout=10,
+                    time_limit_s=30,
+                )  # fmt: skip
+            errors.append(failed.value)
+    finally:
+        await pod_exec.aclose()
+        await client.close()
+        testcluster.delete_namespace(system_ns)
+        testcluster.delete_namespace(elsewhere)
+    assert [e.status_code for e in errors] == [404, 403], errors
+    assert [e.forbidden for e in errors] == [False, True]
+
+
+async def test_the_exec_client_authenticates_with_a_client_certificate_too(
+    testcluster: Cluster, sandbox_namespace: str
+) -> None:
+    # The admin kubeconfig's client certificate (as a gateway run outside the cluster has):
+    # authenticated and authorized, the API server looks for the pod (404), no 401 or 403.
+    client = gateway_client(testcluster.kubeconfig)
+    pod_exec = PodExec.of(client)
+    try:
+        with pytest.raises(ExecError) as failed:
+            await pod_exec.run(
+                sandbox_namespace, "no-such-pod", "sandbox", ["true"], b"", max_stdout=10,
+                time_limit_s=30,
+            )  # fmt: skip
+    finally:
+        await pod_exec.aclose()
+        await client.close()
+    assert failed.value.status_code == 404, failed.value

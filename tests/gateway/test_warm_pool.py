@@ -1,4 +1,7 @@
-"""The warm pool on the real control plane: claim a pre-created pod, get the result, refill."""
+"""The warm pool on the real control plane: claim a pre-created pod, get the result, refill.
+
+By exec (the default: tests/realnode/test_warm_exec.py has more) and by annotation (the
+fallback where the gateway may not exec)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ async def test_execution_claims_a_warm_pod_which_is_replaced_after_one_use(
         )
         assert result.stdout == "warm" * 5000 + "\n" and result.exit_code == 0
         assert sandbox.warm.claims == 1 and sandbox.warm.misses == 0
+        assert sandbox.warm.handovers == 1  # the result came back over pods/exec
 
         def refilled() -> bool:
             pods = _pods(testcluster, pod_settings)
@@ -81,3 +85,17 @@ async def test_request_with_other_resources_takes_the_cold_job_path(
         await sandbox.aclose()
     assert result.stdout == "cold\n"
     assert sandbox.warm is not None and sandbox.warm.claims == 0
+
+
+async def test_without_exec_a_warm_pod_takes_its_request_from_its_annotation(
+    kube_client: AsyncClient, pod_settings: PodSettings
+) -> None:
+    sandbox = KubernetesSandbox(kube_client, pod_settings, warm_pool=1, pod_exec=False)
+    try:
+        await sandbox.start()
+        # 20 KB of output: the whole result comes from the pod log, not from an exec.
+        result = await sandbox.execute(ExecutionRequest(code="print('annotated' * 3000)"))
+    finally:
+        await sandbox.aclose()
+    assert result.stdout == "annotated" * 3000 + "\n" and result.truncated is False
+    assert sandbox.warm is not None and (sandbox.warm.claims, sandbox.warm.handovers) == (1, 0)

@@ -3,9 +3,10 @@
 Cold path: one Job per execution (:func:`~agentkube.sandbox.kubernetes.rendering.render_job`); the
 request travels in the pod's environment, the result comes back in the container's termination
 message, and the Job is deleted (its pod with it) as soon as the result is read. Warm path
-(:mod:`agentkube.sandbox.kubernetes.warm_pods`): a pre-created pod is claimed by writing the
-request into its annotation, which a downward-API volume shows to the waiting runner; the pod
-exits after that one execution and is deleted, and the pool makes a new one.
+(:mod:`agentkube.sandbox.kubernetes.warm_pods`): a pre-created pod is claimed and gets the
+request over ``pods/exec`` from the gateway, its result coming straight back (or, where exec is
+not allowed, through its annotation and its status); the pod exits after that one execution and
+is deleted, and the pool makes a new one.
 
 Nothing outlives an execution: the gateway deletes what it made; ``ttlSecondsAfterFinished`` and
 ``activeDeadlineSeconds`` bound what a crashed gateway leaves; and :meth:`KubernetesSandbox.start`
@@ -37,6 +38,7 @@ from agentkube.kube_errors import classify
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.errors import SandboxFailure, SandboxRequestError, SandboxUnavailable
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.pod_exec import PodExec
 from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
@@ -56,7 +58,7 @@ from agentkube.sandbox.kubernetes.rendering import (
     timeout_result,
 )
 from agentkube.sandbox.kubernetes.runtime_class import choose_runtime_class
-from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
+from agentkube.sandbox.kubernetes.warm_pods import Claim, WarmPodPool
 from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,10 @@ class KubernetesSandbox:
         warm_pool: int = 0,
         warm_limits: Limits | None = None,
         policy: SandboxPolicy = DEFAULT_POLICY,
+        pod_exec: PodExec | bool | None = True,
     ) -> None:
+        """``pod_exec``: how warm pods get their requests over ``pods/exec`` (True: with the
+        client's own connection and credentials; False: never, by annotation only)."""
         self.settings = settings or PodSettings()
         self.policy = policy
         warm_limits = policy.check_limits(warm_limits or Limits()) if warm_pool else Limits()
@@ -90,8 +95,13 @@ class KubernetesSandbox:
             client, namespace=self.settings.namespace, gateway=self.settings.gateway
         )
         self.warm_hits = self.warm_misses = 0  # executions a warm pod took, or not
+        handover = pod_exec if isinstance(pod_exec, PodExec) else None
+        if pod_exec is True and warm_pool:
+            handover = PodExec.of(client)
         self._warm = (
-            WarmPodPool(client, self._events, self.settings, warm_pool, warm_limits)
+            WarmPodPool(
+                client, self._events, self.settings, warm_pool, warm_limits, pod_exec=handover
+            )
             if warm_pool
             else None
         )
@@ -169,12 +179,38 @@ class KubernetesSandbox:
             )
         await self.start()
         if self._warm is not None:
-            name = await self._warm.claim(request)
-            if name is not None:
+            claim = await self._warm.claim(request)
+            if claim is not None:
                 self.warm_hits += 1
-                return await self._await_pod(name, request, job=False)
+                return await self._run_warm(self._warm, claim, request)
             self.warm_misses += 1
         return await self._run_job(request)
+
+    async def _run_warm(
+        self, warm: WarmPodPool, claim: Claim, request: ExecutionRequest
+    ) -> ExecutionResult:
+        """Hand the request to the claimed pod by exec, or read its result from the pod."""
+        if claim.by_exec:
+            try:
+                result = await warm.hand_over(claim.name, request, self._result_bytes())
+            except BaseException:
+                self._events.forget(claim.name)
+                self._clean_up_later(Pod, claim.name)
+                raise
+            if result is not None and not _maybe_oom_killed(result):
+                self._events.forget(claim.name)
+                self._clean_up_later(Pod, claim.name)
+                return result
+            if result is None:
+                await warm.write_request(claim.name, request)
+            # A SIGKILL the runner did not send: the pod's status says whether it was the OOM
+            # killer (its result is in the termination message too).
+        return await self._await_pod(claim.name, request, job=False)
+
+    def _result_bytes(self) -> int:
+        """The most a whole result may take (stdout, stderr and files at the policy's output
+        cap, each JSON-escaped up to six times its size, and room for the rest)."""
+        return 3 * 6 * self.policy.max_output_bytes + (1 << 20)
 
     def warm_count(self) -> int:
         """How many warm pods are ready to be claimed."""
@@ -257,7 +293,7 @@ class KubernetesSandbox:
         size); past that the message's cut copy stays the result.
         """
         name = pod["metadata"]["name"]
-        most = 3 * 6 * self.policy.max_output_bytes + (1 << 20)
+        most = self._result_bytes()
         found, read = None, 0
         try:
             async for line in self._client.log(
@@ -336,6 +372,12 @@ def _created_before(meta: Any, moment: datetime) -> bool:
         return False
     created = meta.creationTimestamp
     return created is None or created < moment
+
+
+def _maybe_oom_killed(result: ExecutionResult) -> bool:
+    """Whether the code died of a SIGKILL the runner did not send (137): the OOM killer's, as
+    far as the runner can tell, which only the container's status says for sure."""
+    return result.exit_code == 137 and result.killed_reason is None
 
 
 def _deleting(pod: JSON) -> bool:

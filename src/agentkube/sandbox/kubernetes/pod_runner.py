@@ -4,19 +4,36 @@ It is passed to ``python3 -c`` in the pod spec (standard library only, Python >=
 image with python3 and bash can be the sandbox image and the pod needs no agentkube install.
 
 The request comes from the environment variable ``AGENTKUBE_SANDBOX_REQUEST`` (cold Job path) or,
-for a warm pod created before there was a request, from the file named by
-``AGENTKUBE_SANDBOX_REQUEST_FILE``: a downward-API volume of the pod's request annotation, which
-stays empty until the gateway claims the pod (the runner polls it). The pod has no API token and
-no network; the request reaches it only through its own spec and metadata.
+for a warm pod created before there was a request, from one of two places, whichever brings it
+first (the runner takes exactly one request, then stops listening to both):
+
+- the **handover** (``AGENTKUBE_SANDBOX_HANDOVER_DIR``): two FIFOs, ``request`` and ``result``,
+  which the runner makes when it starts in the first of the ``:``-separated directories that
+  can hold them (the scratch volume; else ``/tmp``, which gVisor keeps in its own memory where a
+  volume of the host may refuse FIFOs). The gateway reaches them
+  with ``pods/exec`` running :data:`HANDOVER_COMMAND` (``sh``, ``cat`` and ``head`` from the
+  image): it writes the request as one line (compact JSON has no raw newline) into ``request``
+  and streams ``result`` back; the runner writes its whole result there as one JSON line. The
+  runner opens ``result`` and removes both FIFOs before the code runs, so the code never sees
+  them. At most :data:`MAX_REQUEST_BYTES` are read; a longer request is refused with a result
+  that says so.
+- the file named by ``AGENTKUBE_SANDBOX_REQUEST_FILE``: a downward-API volume of the pod's
+  request annotation, which stays empty until the gateway writes it (the runner polls it). It is
+  the fallback where the gateway may not exec, and is slower: the kubelet rewrites the file only
+  when its volume manager next syncs the pod.
+
+The pod has no API token and no network either way: the request reaches it only through its own
+metadata or a process the container runtime starts inside the same container.
 
 The result goes to the container's termination message (``/dev/termination-log``, or the path in
 ``AGENTKUBE_TERMINATION_LOG``), which the kubelet copies into the pod status. Kubernetes caps that
 message at 4096 bytes. A result that fits goes there whole. One that does not is written whole to
 the container's stdout as a single line, ``agentkube-result <JSON>`` (the pod log, which the
-gateway reads with ``tailLines=1``), and the termination message carries a cut copy with ``log``
+gateway reads), and the termination message carries a cut copy with ``log``
 set. The code's own output never reaches the container's stdout or stderr directly, so the
 runner's line is the log's last. The runner exits 0 whenever it produced a result, whatever the
-code's exit code.
+code's exit code. (A handed-over request gets its result through the handover too; the
+termination message and log line are still written, for a gateway whose exec broke off.)
 """
 
 from __future__ import annotations
@@ -24,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -39,21 +57,157 @@ LOG_MARKER = "agentkube-result "  # starts the log line holding a result too lar
 POLL_S = 0.005
 REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
+HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
+# One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
+MAX_REQUEST_BYTES = 96 * 1024
+HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it, and to read it
+HANDOVER_LINGER_S = 1.0  # then for it to pass the result on and end (see _answer)
+# What the gateway runs with pods/exec (``$0`` and ``$1``: the handover's two places): wait
+# (about 10 s at most) for the runner to have made its FIFOs in one, start streaming ``result``
+# back, then pass one line of stdin (the request) into ``request``. Exit 3: no runner yet; 4: it
+# could make no FIFOs.
+HANDOVER_COMMAND = (
+    'n=0; until [ -d "$0" ] || [ -d "$1" ]; do n=$((n+1)); [ $n -gt 1000 ] && exit 3; '
+    "sleep 0.01; done; "
+    'd=$0; [ -p "$d/request" ] || d=$1; [ -p "$d/request" ] || exit 4; '
+    'cat "$d/result" & head -n 1 > "$d/request"; wait $!'
+)
 
 
-def _request() -> dict[str, Any]:
+class Handover:
+    """The FIFOs through which a warm pod's request may arrive from the gateway's exec.
+
+    Made under a temporary name and renamed into place, so a reader of a place finds both or
+    neither. ``request`` is opened read-write: the open never waits for a writer, and a writer
+    that goes away is no end of file. Where no place can hold FIFOs, the first is left an empty
+    directory (the exec then exits 4 and the gateway uses the annotation).
+    """
+
+    def __init__(self, places: list[str]) -> None:
+        self.fd: int | None = None
+        self.places = places
+        self.path = places[0]
+        problems = []
+        for place in places:
+            try:
+                self.fd = self._make(place)
+            except OSError as e:
+                problems.append(f"{place}: {e}")
+                self._remove(place)
+                continue
+            self.path = place
+            break
+        else:
+            sys.stderr.write(f"agentkube: no exec handover ({'; '.join(problems)})\n")
+            with contextlib.suppress(OSError):
+                os.makedirs(self.path, exist_ok=True)
+        self._buffer = b""
+
+    @staticmethod
+    def _make(place: str) -> int:
+        staging = place + ".new"
+        os.mkdir(staging, 0o700)
+        os.mkfifo(os.path.join(staging, "request"), 0o600)
+        os.mkfifo(os.path.join(staging, "result"), 0o600)
+        fd = os.open(os.path.join(staging, "request"), os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.rename(staging, place)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def poll(self, timeout: float) -> bytes | None:
+        """Wait up to ``timeout`` for more of the request; the whole line once it is there."""
+        if self.fd is None:
+            time.sleep(timeout)
+            return None
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return None
+        with contextlib.suppress(BlockingIOError):
+            self._buffer += os.read(self.fd, 65536)
+        line, newline, _ = self._buffer.partition(b"\n")
+        if newline:
+            return line
+        if len(self._buffer) > MAX_REQUEST_BYTES:
+            return self._buffer  # refused by _request: longer than any request may be
+        return None
+
+    def open_result(self) -> int | None:
+        """The write end of ``result``, once the exec's reader has opened it (or None)."""
+        deadline = time.monotonic() + HANDOVER_WAIT_S
+        while True:
+            try:
+                fd = os.open(os.path.join(self.path, "result"), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(POLL_S)
+                continue
+            os.set_blocking(fd, True)
+            return fd
+
+    def close(self) -> None:
+        """Close ``request`` and remove the FIFOs: nothing of the handover is left to the code."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for place in self.places:
+            self._remove(place)
+
+    @staticmethod
+    def _remove(place: str) -> None:
+        for folder in (place, place + ".new"):
+            for name in ("request", "result"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def refusal(message: str) -> dict[str, Any]:
+    """The result of a request that was not run."""
+    return {
+        "exit": None,
+        "out": "",
+        "err": message + "\n",
+        "ms": 0.0,
+        "killed": None,
+        "trunc": False,
+        "files": {},
+    }
+
+
+def _request() -> tuple[dict[str, Any] | str, int | None]:
+    """The request (or why it was refused), and the write end of the handover's ``result`` if
+    it came that way."""
     text = os.environ.get(REQUEST_ENV)
     path = os.environ.get(REQUEST_FILE_ENV)
-    while not text and path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError:
-            text = ""
-        if not text:
-            time.sleep(POLL_S)
+    places = [p for p in os.environ.get(HANDOVER_ENV, "").split(":") if p]
+    handover = Handover(places) if places and not text else None
+    answer: int | None = None
+    try:
+        while not text and path:
+            line = handover.poll(POLL_S) if handover is not None else None
+            if line is not None and handover is not None:
+                answer = handover.open_result()
+                if len(line) > MAX_REQUEST_BYTES:
+                    return f"the request is longer than {MAX_REQUEST_BYTES} bytes: refused", answer
+                text = line.decode("utf-8")
+                break
+            if handover is None:
+                time.sleep(POLL_S)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                text = ""
+    finally:
+        if handover is not None:
+            handover.close()
     request: dict[str, Any] = json.loads(text or "{}")
-    return request
+    return request, answer
 
 
 def _reader(
@@ -195,8 +349,42 @@ def compact(result: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
         room -= max(len(message.encode("utf-8")) - limit, 16)
 
 
+def _answer(fd: int, result: dict[str, Any]) -> None:
+    """The whole result, one JSON line, to the handover's ``result`` (the gateway's exec).
+
+    The runner then waits until the exec's ``cat`` has read it all, and a moment more: when the
+    runner (the container's first process) exits, every process of the container is killed,
+    and a ``cat`` killed before it passed the result on would lose it. The gateway, which has the
+    result by then, deletes the pod anyway.
+    """
+    data = (json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        deadline = time.monotonic() + HANDOVER_WAIT_S
+        while _unread(fd) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    except OSError:  # the exec went away: the termination message still has the result
+        return
+    finally:
+        os.close(fd)
+    time.sleep(HANDOVER_LINGER_S)
+
+
+def _unread(fd: int) -> int:
+    """How many bytes of a pipe are not read yet."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
 def main() -> None:
-    result = run(_request())
+    request, answer = _request()
+    result = refusal(request) if isinstance(request, str) else run(request)
+    if answer is not None:
+        _answer(answer, result)
     message = compact(result)
     if json.loads(message).get("log"):
         # One line: JSON escapes every newline inside the strings.

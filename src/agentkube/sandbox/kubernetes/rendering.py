@@ -25,8 +25,15 @@ from agentkube.api.pod_contract import (
     restricted_pod_security,
 )
 from agentkube.api.quantity import format_cpu, format_mebibytes
-from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, KiB, Limits
-from agentkube.sandbox.kubernetes.pod_runner import LOG_MARKER, REQUEST_ENV, REQUEST_FILE_ENV
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
+from agentkube.sandbox.kubernetes.pod_runner import (
+    HANDOVER_COMMAND,
+    HANDOVER_ENV,
+    LOG_MARKER,
+    MAX_REQUEST_BYTES,
+    REQUEST_ENV,
+    REQUEST_FILE_ENV,
+)
 
 JSON = dict[str, Any]
 PREFIX = "agentkube.openvn/"
@@ -37,8 +44,10 @@ REQUEST_ANNOTATION = PREFIX + "sandbox-request"
 CONTAINER = "sandbox"
 SCRATCH_PATH = "/scratch"
 REQUEST_DIR = "/etc/agentkube-request"
-# One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
-MAX_PAYLOAD_BYTES = 96 * KiB
+# Where a warm pod's runner makes its handover FIFOs (pod_runner.Handover): the scratch volume,
+# else /tmp (gVisor's own memory, where a volume of the host may refuse FIFOs).
+HANDOVER_DIRS = (SCRATCH_PATH + "/.agentkube-handover", "/tmp/.agentkube-handover")
+MAX_PAYLOAD_BYTES = MAX_REQUEST_BYTES  # the environment's and the annotations' limits allow it
 
 
 @cache
@@ -180,9 +189,13 @@ def render_job(name: str, request: ExecutionRequest, settings: PodSettings) -> J
 
 
 def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
-    """A single-use pod that waits for its request annotation (downward API volume)."""
+    """A single-use pod that waits for its request: handed over by exec (:func:`handover_command`)
+    or, where the gateway may not exec, written into its annotation (a downward API volume)."""
     labels = {**_labels(settings, name), WARM_LABEL: "ready"}
-    env = [{"name": REQUEST_FILE_ENV, "value": f"{REQUEST_DIR}/request"}]
+    env = [
+        {"name": REQUEST_FILE_ENV, "value": f"{REQUEST_DIR}/request"},
+        {"name": HANDOVER_ENV, "value": ":".join(HANDOVER_DIRS)},
+    ]
     volume = {
         "name": "request",
         "downwardAPI": {
@@ -201,6 +214,18 @@ def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
         "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
         "spec": pod_spec(limits, settings, env=env, volumes=[volume], mounts=[mount]),
     }
+
+
+def handover_command() -> list[str]:
+    """What the gateway runs in a claimed warm pod with ``pods/exec``: the request goes to its
+    stdin as one line, the result comes back on its stdout as one JSON line. Fixed: nothing of
+    the request is in the command."""
+    return ["sh", "-c", HANDOVER_COMMAND, *HANDOVER_DIRS]
+
+
+def handover_line(request: ExecutionRequest) -> bytes:
+    """The request as the handover passes it: compact JSON (no raw newline) and a newline."""
+    return payload(request).encode("utf-8") + b"\n"
 
 
 def deny_all_network_policy(settings: PodSettings) -> JSON:
@@ -227,6 +252,11 @@ def _container_state(pod: JSON) -> JSON | None:
 def pod_finished(pod: JSON) -> bool:
     phase = (pod.get("status") or {}).get("phase")
     return phase in ("Succeeded", "Failed") or _container_state(pod) is not None
+
+
+def result_from_json(message: str, elapsed_ms: float) -> ExecutionResult | None:
+    """A result the runner wrote (termination message, log line, handover), or None."""
+    return _from_message(message, elapsed_ms)
 
 
 def _from_message(message: str, elapsed_ms: float) -> ExecutionResult | None:

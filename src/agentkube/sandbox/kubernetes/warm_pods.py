@@ -1,14 +1,25 @@
 """The warm pool: pre-created, single-use sandbox pods waiting for one request each.
 
-A warm pod runs the pod runner, which waits for its request file: a downward-API volume of the
-pod's ``agentkube.openvn/sandbox-request`` annotation, empty until the gateway claims the pod by
-writing that annotation (one merge patch, which also relabels the pod ``claimed`` and sets its
-``activeDeadlineSeconds`` to the request's timeout from now). The pod still has no API access and
-no network: the request arrives only through its own metadata, as the kubelet refreshes it.
+A warm pod runs the pod runner, already started (Python loaded), waiting for its request. The
+gateway claims a pod with one merge patch that relabels it ``claimed`` and sets its
+``activeDeadlineSeconds`` to the request's timeout from now, then hands the request over:
 
-After serving one request the pod exits and is deleted; the pool creates a replacement at once.
-Only requests whose CPU, memory and scratch limits equal the pool's fit a warm pod (a pod's
-resources are fixed when it is made); any other request takes the cold Job path.
+- **by exec** (the fast path): ``pods/exec`` runs a fixed ``sh``/``head``/``cat`` command in the
+  pod's container that writes the request into the runner's FIFO and streams the result back
+  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`, ``pod_runner.Handover``). No kubelet loop is
+  waited for: not the volume sync, not the container's exit (PLEG), not a status write. Only
+  into a pod the claim's answer shows labelled with this gateway's name and ``claimed``.
+- **by annotation** (the fallback): the request goes into the pod's
+  ``agentkube.openvn/sandbox-request`` annotation, which a downward-API volume shows to the
+  runner once the kubelet syncs the pod's volumes (about a second on a real node); the result
+  comes from the pod's status. Used when exec is not allowed (403: the pool stops trying, with
+  one log line), or when a handover did not bring a result back (then the result is still
+  read from the pod, whichever way the request reached it: the runner takes only one).
+
+The pod still has no API access and no network either way. After serving one request the pod
+exits and is deleted; the pool creates a replacement at once. Only requests whose CPU, memory
+and scratch limits equal the pool's fit a warm pod (a pod's resources are fixed when it is
+made); any other request takes the cold Job path.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import logging
 import math
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,19 +40,39 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
-from agentkube.sandbox.contract import ExecutionRequest, Limits
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
+from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec
 from agentkube.sandbox.kubernetes.rendering import (
+    CONTAINER,
+    GATEWAY_LABEL,
     JSON,
     REQUEST_ANNOTATION,
     WARM_LABEL,
     PodSettings,
+    handover_command,
+    handover_line,
     payload,
     render_warm_pod,
+    result_from_json,
 )
 
 log = logging.getLogger(__name__)
 CLAIM_GRACE_S = 10
+# The handover's own time on top of the request's timeout: the runner's start if the pod is new
+# (the command waits about 10 s for it), the exec's connection, the result's way back.
+HANDOVER_GRACE_S = 15
+EXEC_FAILURES_TOLERATED = 3  # handovers in a row that reached no runner before the pool stops
+NO_RUNNER_EXITS = (3, 4)  # the handover command's: no runner came up; it has no FIFOs
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A claimed warm pod; ``by_exec``: its request is still to be handed over by exec (else it
+    is already in the pod's annotation)."""
+
+    name: str
+    by_exec: bool
 
 
 def fits(limits: Limits, pool: Limits) -> bool:
@@ -69,7 +101,10 @@ class WarmPodPool:
         settings: PodSettings,
         size: int,
         limits: Limits,
+        *,
+        pod_exec: PodExec | None = None,
     ) -> None:
+        """``pod_exec``: how requests are handed over by exec; None: by annotation only."""
         self.size = size
         self.limits = limits
         self._client = client
@@ -81,6 +116,10 @@ class WarmPodPool:
         self._refill: asyncio.Task[None] | None = None
         self.claims = 0
         self.misses = 0
+        self.handovers = 0  # claims whose result came back through exec
+        self._pod_exec = pod_exec
+        self._exec = pod_exec  # None once the pool stopped handing over by exec
+        self._exec_failures = 0
         events.subscribe(self._observe)
         self._events = events
 
@@ -100,8 +139,16 @@ class WarmPodPool:
         if len(self._ready) < self.size:
             log.warning("warm pool: %d of %d pods ready", len(self._ready), self.size)
 
-    async def claim(self, request: ExecutionRequest) -> str | None:
-        """Hand ``request`` to a ready pod; its name, or None (take the cold path)."""
+    @property
+    def hands_over_by_exec(self) -> bool:
+        return self._exec is not None
+
+    async def claim(self, request: ExecutionRequest) -> Claim | None:
+        """Claim a ready pod for ``request``; None: none is ready (take the cold path).
+
+        With exec the claim only relabels the pod and sets its deadline (:meth:`hand_over`
+        follows); without, it writes the request into the annotation too.
+        """
         if not fits(request.limits, self.limits):
             return None
         while self._ready:
@@ -110,19 +157,21 @@ class WarmPodPool:
             self._changed.set()
             self._events.expect(name)
             age = (datetime.now(UTC) - started).total_seconds()
+            by_exec = self._exec is not None
+            metadata: JSON = {"labels": {WARM_LABEL: "claimed"}}
+            if not by_exec:
+                metadata["annotations"] = {REQUEST_ANNOTATION: payload(request)}
             body = {
-                "metadata": {
-                    "labels": {WARM_LABEL: "claimed"},
-                    "annotations": {REQUEST_ANNOTATION: payload(request)},
-                },
+                "metadata": metadata,
                 "spec": {
                     "activeDeadlineSeconds": max(1, math.ceil(age))
                     + math.ceil(request.limits.timeout_s)
+                    + (HANDOVER_GRACE_S if by_exec else 0)
                     + CLAIM_GRACE_S
                 },
             }
             try:
-                await self._client.patch(
+                pod = await self._client.patch(
                     Pod,
                     name,
                     body,
@@ -135,9 +184,101 @@ class WarmPodPool:
                 log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
                 continue
             self.claims += 1
-            return name
+            if by_exec and not self._ours(pod.to_dict()):
+                log.error("warm pod %s is not labelled as this gateway's claim: no exec", name)
+                await self.write_request(name, request)
+                by_exec = False
+            return Claim(name=name, by_exec=by_exec)
         self.misses += 1
         return None
+
+    def _ours(self, pod: JSON) -> bool:
+        """Whether a pod (the claim's answer) is this gateway's claimed warm pod: the only pods
+        the gateway execs into."""
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        return (
+            meta.get("namespace") == self.settings.namespace
+            and labels.get(GATEWAY_LABEL) == self.settings.gateway
+            and labels.get(WARM_LABEL) == "claimed"
+        )
+
+    async def hand_over(
+        self, name: str, request: ExecutionRequest, max_result_bytes: int
+    ) -> ExecutionResult | None:
+        """Run ``request`` in claimed pod ``name`` through exec and return its result; None
+        when it did not come back that way (the caller writes the annotation and reads the
+        result from the pod: the runner may or may not have the request)."""
+        if self._exec is None:
+            return None
+        started = time.perf_counter()
+        try:
+            output = await self._exec.run(
+                self.settings.namespace,
+                name,
+                CONTAINER,
+                handover_command(),
+                handover_line(request),
+                max_stdout=max_result_bytes,
+                time_limit_s=request.limits.timeout_s + HANDOVER_GRACE_S,
+            )
+        except ExecError as e:
+            self._exec_failed(name, e, counts=not e.started)
+            return None
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        result = result_from_json(output.stdout.decode("utf-8", "replace"), elapsed_ms)
+        if result is None:  # (a whole result is the runner's, whatever killed sh after it)
+            detail = output.stderr.decode("utf-8", "replace").strip()[:200] or "no result"
+            error = ExecError(f"exit {output.exit_code}: {detail}", started=True)
+            self._exec_failed(name, error, counts=output.exit_code in NO_RUNNER_EXITS)
+            return None
+        self._exec_failures = 0
+        self.handovers += 1
+        return result
+
+    def _exec_failed(self, name: str, error: ExecError, *, counts: bool) -> None:
+        """Log a handover that brought no result. A refusal (403) stops the pool's handovers at
+        once; so do :data:`EXEC_FAILURES_TOLERATED` in a row that ``count`` (the exec could not
+        reach a runner: not what the code did, such as running out of memory)."""
+        if error.forbidden:
+            self._exec = None
+            log.warning(
+                "warm pool: pods/exec is not allowed (%s); requests go through the warm pods' "
+                "annotation from now on (slower: the kubelet's volume sync). Grant get and "
+                "create on pods/exec in %s (deploy/gateway/rbac.yaml)",
+                error,
+                self.settings.namespace,
+            )
+            return
+        if counts:
+            self._exec_failures += 1
+        if self._exec_failures >= EXEC_FAILURES_TOLERATED:
+            self._exec = None
+            log.warning(
+                "warm pool: %d handovers by exec failed in a row, the last in pod %s (%s); "
+                "requests go through the warm pods' annotation from now on",
+                self._exec_failures,
+                name,
+                error,
+            )
+            return
+        log.warning("warm pod %s: no result by exec (%s); reading it from the pod", name, error)
+
+    async def write_request(self, name: str, request: ExecutionRequest) -> None:
+        """The fallback: ``request`` into claimed pod ``name``'s annotation (the runner takes
+        it unless it already has the request from the exec)."""
+        body = {"metadata": {"annotations": {REQUEST_ANNOTATION: payload(request)}}}
+        try:
+            await self._client.patch(
+                Pod,
+                name,
+                body,
+                namespace=self.settings.namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=GATEWAY_FIELD_MANAGER,
+            )
+        except (ApiError, httpx2.HTTPError) as e:  # the pod's own status still ends the wait
+            log.warning("could not write the request into warm pod %s: %s", name, e)
 
     def _observe(self, pod: JSON, deleted: bool) -> None:
         meta = pod.get("metadata") or {}
@@ -183,6 +324,9 @@ class WarmPodPool:
             await asyncio.sleep(2.0)
 
     async def aclose(self) -> None:
+        if self._pod_exec is not None:
+            await self._pod_exec.aclose()
+            self._pod_exec = self._exec = None
         if self._refill is not None:
             self._refill.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,203 @@
+"""One command in a pod through the API server's ``pods/exec`` subresource, over WebSocket.
+
+The Kubernetes channel protocols: every binary message starts with its channel — 0 stdin,
+1 stdout, 2 stderr, 3 the command's end as a ``metav1.Status`` (``Success``, or ``Failure`` with
+reason ``NonZeroExitCode`` and the exit code in ``details.causes``) — and ``v5.channel.k8s.io``
+adds 255, closing a channel (stdin's end of file). ``v4.channel.k8s.io``, which older API
+servers speak, cannot close stdin: a command run here must know where its input ends by itself
+(the warm pod's handover reads one line), so either protocol works.
+
+The connection is made with httpx2 (lightkube's own HTTP client, which speaks WebSocket) from
+the lightkube client's configuration: the same server, CA, client certificate or rotating
+ServiceAccount token as every other call of the gateway. Since Kubernetes 1.35 a WebSocket exec
+is authorized as both ``get`` and ``create`` on ``pods/exec`` (before, ``get`` only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from httpx2.websockets import HTTPXWSException, WebSocketDisconnect, WebSocketUpgradeError
+from lightkube import AsyncClient
+
+JSON = dict[str, Any]
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
+STDERR_KEPT = 64 * 1024  # of a command's stderr: enough to say what went wrong
+MESSAGE_BYTES = 1 << 20  # the API server sends output in frames of 32 KiB or less
+
+
+class ExecError(Exception):
+    """The command could not be run, or its connection broke off before it ended.
+
+    ``status_code``: the API server's HTTP status when it refused the upgrade (403: RBAC);
+    ``started``: whether the command had started (the connection was upgraded) when it failed.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, started: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.started = started
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status_code == 403
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecOutput:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    protocol: str
+
+
+def exit_code(status: JSON) -> int:
+    """The exit code a channel-3 ``Status`` reports; ExecError for a failure that is not one."""
+    if status.get("status") == "Success":
+        return 0
+    if status.get("reason") == "NonZeroExitCode":
+        for cause in (status.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode":
+                try:
+                    return int(cause.get("message", ""))
+                except ValueError:
+                    break
+        return -1
+    raise ExecError(f"the exec failed: {status.get('message') or status.get('reason') or status}")
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups (the WebSocket session's task group)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+class PodExec:
+    """Runs commands in pods; ``http`` is an httpx2 client for the API server (a seam)."""
+
+    def __init__(self, http: httpx2.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def of(cls, client: AsyncClient) -> PodExec:
+        """Exec with the connection settings and credentials of a lightkube client."""
+        from lightkube.config.client_adapter import AsyncClient as http_client
+        from lightkube.config.client_adapter import ConnectionParams
+
+        return cls(http_client(client.config, ConnectionParams(timeout=httpx2.Timeout(10.0))))
+
+    async def run(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: Sequence[str],
+        stdin: bytes,
+        *,
+        max_stdout: int,
+        time_limit_s: float,
+    ) -> ExecOutput:
+        """Run ``command``, pass it ``stdin``, and collect its output until it ends.
+
+        ExecError when the API server refuses (``status_code``), the connection breaks, the
+        stdout passes ``max_stdout`` bytes or ``time_limit_s`` seconds pass.
+        """
+        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        params = {
+            "container": container,
+            "command": list(command),
+            "stdin": "true",
+            "stdout": "true",
+            "stderr": "true",
+        }
+        started = False
+        try:
+            async with asyncio.timeout(time_limit_s):
+                async with self._http.websocket(
+                    url,
+                    subprotocols=list(PROTOCOLS),
+                    params=params,
+                    max_message_size_bytes=MESSAGE_BYTES,
+                ) as ws:
+                    started = True
+                    outcome = await _exchange(ws, stdin, max_stdout)
+        except BaseException as e:
+            error = _unwrap(e)
+            translated = _translate(error, pod, time_limit_s, started)
+            if translated is None:
+                raise
+            raise translated from error
+        if isinstance(outcome, str):
+            raise ExecError(outcome, started=True)
+        return outcome
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _translate(
+    error: BaseException, pod: str, time_limit_s: float, started: bool
+) -> ExecError | None:
+    """The ExecError an exception of the exec means, or None (not ours: re-raised as it is)."""
+    if isinstance(error, ExecError):
+        return error
+    if isinstance(error, WebSocketUpgradeError):
+        code = error.response.status_code
+        return ExecError(f"the API server refused to exec in {pod}: HTTP {code}", status_code=code)
+    if isinstance(error, TimeoutError):
+        message = f"the exec in {pod} did not end within {time_limit_s:g} s"
+        return ExecError(message, started=started)
+    if isinstance(error, HTTPXWSException | httpx2.HTTPError | OSError):
+        return ExecError(f"the exec in {pod} failed: {error!r}", started=started)
+    return None
+
+
+async def _exchange(ws: Any, stdin: bytes, max_stdout: int) -> ExecOutput | str:
+    """Send stdin, read the channels until the status; the output, or what went wrong."""
+    protocol = ws.subprotocol
+    if protocol not in PROTOCOLS:
+        return f"the API server speaks no channel protocol of ours (it chose {protocol!r})"
+    await ws.send_bytes(bytes((STDIN,)) + stdin)
+    if protocol == PROTOCOLS[0]:
+        await ws.send_bytes(bytes((CLOSE, STDIN)))
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        try:
+            message = await ws.receive_bytes()
+        except WebSocketDisconnect as e:
+            return f"the exec's connection closed before the command ended ({e.code} {e.reason})"
+        channel, data = (message[0], message[1:]) if message else (None, b"")
+        if channel == STDOUT:
+            stdout += data
+            if len(stdout) > max_stdout:
+                return f"the command wrote more than {max_stdout} bytes"
+        elif channel == STDERR:
+            stderr += data[: max(0, STDERR_KEPT - len(stderr))]
+        elif channel == STATUS:
+            code = _status_code(data)
+            if isinstance(code, str):
+                return code
+            return ExecOutput(
+                stdout=bytes(stdout), stderr=bytes(stderr), exit_code=code, protocol=protocol
+            )
+
+
+def _status_code(data: bytes) -> int | str:
+    """The exit code in a channel-3 message, or what is wrong with it."""
+    try:
+        status = json.loads(data)
+    except ValueError:
+        return f"the exec ended with an unreadable status: {data[:200]!r}"
+    try:
+        return exit_code(status if isinstance(status, dict) else {})
+    except ExecError as e:
+        return str(e)

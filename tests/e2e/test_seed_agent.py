@@ -116,9 +116,9 @@ def test_the_seed_agent_answers_with_code_run_in_a_gvisor_sandbox_that_is_then_g
     say(f"Ready after {ready_s:.1f}s; first task answered after {time.monotonic() - began:.1f}s")
     assert_answered(testcluster, view, ns)
 
-    # The pod that ran the task's code: a claimed warm pod (the request in its annotation) or
-    # a Job's pod (the request in its environment).
-    ran = {n: p for n, p in watch.seen.items() if CODE in json.dumps(p)}
+    # The pod that ran the task's code: a claimed warm pod (the request handed over by exec, or
+    # in its annotation) or a Job's pod (the request in its environment).
+    ran = watch.ran(CODE)
     assert ran, f"no sandbox pod received the task's code; seen: {sorted(watch.seen)}"
     for name, pod in ran.items():
         assert pod["spec"].get("runtimeClassName") == "gvisor", (name, pod["spec"])
@@ -172,8 +172,8 @@ def test_with_deploy_memory_a_task_survives_the_deletion_of_the_agent_pod_runnin
     try:
         task_id = submit(testcluster, url, ns, SLOW_TASK)
         wait_for(testcluster, "the slow task's code to reach a sandbox pod",
-                 lambda: any("time.sleep(6)" in json.dumps(p) for p in watch.seen.values()),
-                 timeout=60, namespaces=(ns, SANDBOX_NS))  # fmt: skip
+                 lambda: watch.ran("time.sleep(6)"), timeout=60,
+                 namespaces=(ns, SANDBOX_NS))  # fmt: skip
     finally:
         watch.stop()
     pod = testcluster.kubectl("get", "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={AGENT}",

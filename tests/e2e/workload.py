@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agentkube.sandbox.kubernetes.rendering import WARM_LABEL
 from tests.e2e.conftest import SANDBOX_NS, SYSTEM_NS
 from tests.e2e.steps import say, wait_for
 from tests.plugins.testcluster import Cluster
@@ -139,6 +140,17 @@ class PodWatch:
         if self.process is not None:
             self.process.terminate()
             self.process.communicate(timeout=10)
+
+    def ran(self, code: str) -> dict[str, dict[str, Any]]:
+        """The pods seen to run a sandbox execution: a warm pod the gateway claimed (the request
+        handed over by `pods/exec`, or written to its annotation) or a pod with ``code`` in its
+        request (a Job's environment, a claimed pod's annotation)."""
+        return {
+            name: pod
+            for name, pod in self.seen.items()
+            if (pod["metadata"].get("labels") or {}).get(WARM_LABEL) == "claimed"
+            or code in json.dumps(pod)
+        }
 
 
 def agent_ready(cluster: Cluster, namespace: str) -> dict[str, Any] | None:

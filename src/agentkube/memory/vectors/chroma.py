@@ -258,9 +258,7 @@ class ChromaStore:
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
     ) -> None:
-        if ids:
-            records = _Records(list(ids), vectors, list(texts), list(metadatas))
-            await self._call(self._write, name, records, "add")
+        await self._store("add", name, _Records(list(ids), vectors, list(texts), list(metadatas)))
 
     async def upsert(
         self,
@@ -270,9 +268,13 @@ class ChromaStore:
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
     ) -> None:
-        if ids:
-            records = _Records(list(ids), vectors, list(texts), list(metadatas))
-            await self._call(self._write, name, records, "upsert")
+        await self._store(
+            "upsert", name, _Records(list(ids), vectors, list(texts), list(metadatas))
+        )
+
+    async def _store(self, operation: str, name: str, records: _Records) -> None:
+        if records.ids:
+            await self._call(self._write, name, records, operation)
 
     def _write(self, client: Any, name: str, records: _Records, operation: str) -> None:
         """``collection.add`` or ``.upsert``, in as few calls as the client's batch limit allows."""

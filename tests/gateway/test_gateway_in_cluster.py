@@ -278,16 +278,26 @@ def test_gateway_deployment_pod_passes_pod_security_restricted(
     testcluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))
 
 
-def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
-    testcluster: Cluster, sandbox_namespace: str
-) -> None:
-    # Its warm pods' handover: get and create on pods/exec (a WebSocket exec needs both since
-    # Kubernetes 1.35), there and nowhere else; everything else of pods stays as it was.
+@pytest.fixture
+def gateway_rights(testcluster: Cluster, sandbox_namespace: str) -> Iterator[tuple[str, str]]:
+    """The gateway's ServiceAccount and RBAC from deploy/gateway in a namespace of its own
+    (returned first), and another namespace it has no rights in (second)."""
     system_ns = testcluster.create_namespace("gw-system")
     elsewhere = testcluster.create_namespace("elsewhere")
     objects = _gateway_objects(system_ns, sandbox_namespace)
     rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
     testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    yield system_ns, elsewhere
+    testcluster.delete_namespace(system_ns)
+    testcluster.delete_namespace(elsewhere)
+
+
+def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
+    testcluster: Cluster, sandbox_namespace: str, gateway_rights: tuple[str, str]
+) -> None:
+    # Its warm pods' handover: get and create on pods/exec (a WebSocket exec needs both since
+    # Kubernetes 1.35), there and nowhere else; everything else of pods stays as it was.
+    system_ns, elsewhere = gateway_rights
     gateway = f"system:serviceaccount:{system_ns}:agentkube-sandbox-gateway"
 
     def can(verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
@@ -298,30 +308,22 @@ def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
         )  # fmt: skip
         return answer.stdout.strip() == "yes"
 
-    try:
-        assert can("create", "pods", sandbox_namespace, "exec")
-        assert can("create", "pods", sandbox_namespace)  # (as before: it runs Jobs and pods)
-        assert can("get", "pods", sandbox_namespace, "exec")
-        assert not can("create", "pods", elsewhere, "exec")
-        assert not can("get", "pods", elsewhere, "exec")
-        assert not can("create", "pods", sandbox_namespace, "attach")
-        assert not can("create", "pods", sandbox_namespace, "portforward")
-    finally:
-        testcluster.delete_namespace(system_ns)
-        testcluster.delete_namespace(elsewhere)
+    assert can("create", "pods", sandbox_namespace, "exec")
+    assert can("create", "pods", sandbox_namespace)  # (as before: it runs Jobs and pods)
+    assert can("get", "pods", sandbox_namespace, "exec")
+    assert not can("create", "pods", elsewhere, "exec")
+    assert not can("get", "pods", elsewhere, "exec")
+    assert not can("create", "pods", sandbox_namespace, "attach")
+    assert not can("create", "pods", sandbox_namespace, "portforward")
 
 
 async def test_the_exec_client_authenticates_as_the_gateway_and_rbac_decides(
-    testcluster: Cluster, sandbox_namespace: str
+    testcluster: Cluster, sandbox_namespace: str, gateway_rights: tuple[str, str]
 ) -> None:
     # The warm pods' exec client takes the gateway's own credentials (here its ServiceAccount's
     # token): the real API server lets it into the sandbox namespace (where a pod that does not
     # exist is a 404) and refuses it elsewhere (403, which makes the warm pool use annotations).
-    system_ns = testcluster.create_namespace("gw-system")
-    elsewhere = testcluster.create_namespace("elsewhere")
-    objects = _gateway_objects(system_ns, sandbox_namespace)
-    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    system_ns, elsewhere = gateway_rights
     kubeconfig = testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
     client = gateway_client(kubeconfig)
     pod_exec = PodExec.of(client)
@@ -337,8 +339,6 @@ async def test_the_exec_client_authenticates_as_the_gateway_and_rbac_decides(
     finally:
         await pod_exec.aclose()
         await client.close()
-        testcluster.delete_namespace(system_ns)
-        testcluster.delete_namespace(elsewhere)
     assert [e.status_code for e in errors] == [404, 403], errors
     assert [e.forbidden for e in errors] == [False, True]
 

@@ -91,8 +91,8 @@ def runtime_rows(opts: argparse.Namespace, envs: dict[str, dict[str, str]], tmp:
         for url in urls.values():  # warm-up: the sandbox pool, pydantic-ai's first run
             asyncio.run(throughput(url, CONCURRENCY * 2))
         rates: dict[str, list[float]] = {"off": [], "on": []}
-        for _ in range(opts.rounds):
-            for side in ("off", "on"):
+        for round_ in range(opts.rounds):  # which side goes first alternates, round by round
+            for side in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
                 rates[side].append(asyncio.run(throughput(urls[side], opts.tasks)))
     finally:
         for process in servers.values():
@@ -104,6 +104,8 @@ def runtime_rows(opts: argparse.Namespace, envs: dict[str, dict[str, str]], tmp:
     print("| tracing | tasks/s (median of rounds) | overhead |\n|---|---|---|")
     print(f"| off | {off:.1f} | — |")
     print(f"| on, exporting | {on:.1f} | {(off - on) / off * 100:+.1f} % |")
+    print("rounds, off: " + " ".join(f"{r:.1f}" for r in rates["off"]))
+    print("rounds, on:  " + " ".join(f"{r:.1f}" for r in rates["on"]))
 
 
 def proxy_rows(opts: argparse.Namespace, envs: dict[str, dict[str, str]], tmp: Path) -> None:

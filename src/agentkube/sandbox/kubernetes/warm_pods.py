@@ -171,14 +171,7 @@ class WarmPodPool:
                 },
             }
             try:
-                pod = await self._client.patch(
-                    Pod,
-                    name,
-                    body,
-                    namespace=self.settings.namespace,
-                    patch_type=PatchType.MERGE,
-                    field_manager=GATEWAY_FIELD_MANAGER,
-                )
+                pod = await self._patch(name, body)
             except (ApiError, httpx2.HTTPError) as e:
                 self._events.forget(name)
                 log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
@@ -269,16 +262,20 @@ class WarmPodPool:
         it unless it already has the request from the exec)."""
         body = {"metadata": {"annotations": {REQUEST_ANNOTATION: payload(request)}}}
         try:
-            await self._client.patch(
-                Pod,
-                name,
-                body,
-                namespace=self.settings.namespace,
-                patch_type=PatchType.MERGE,
-                field_manager=GATEWAY_FIELD_MANAGER,
-            )
+            await self._patch(name, body)
         except (ApiError, httpx2.HTTPError) as e:  # the pod's own status still ends the wait
             log.warning("could not write the request into warm pod %s: %s", name, e)
+
+    async def _patch(self, name: str, body: JSON) -> Pod:
+        """A merge patch of warm pod ``name``, as the gateway's field manager."""
+        return await self._client.patch(
+            Pod,
+            name,
+            body,
+            namespace=self.settings.namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=GATEWAY_FIELD_MANAGER,
+        )
 
     def _observe(self, pod: JSON, deleted: bool) -> None:
         meta = pod.get("metadata") or {}

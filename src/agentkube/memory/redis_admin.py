@@ -11,13 +11,16 @@ server (never the password).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from agentkube.memory.state.redis import guarded, redacted
 from agentkube.memory.tenancy import delete_redis_user, ensure_redis_user, redis_user_namespaces
+
+T = TypeVar("T")
 
 
 class RedisAdmin:
@@ -44,55 +47,36 @@ class RedisAdmin:
 
     async def ensure_namespace_user(self, namespace: str, password: str) -> str:
         """Create or reset ``namespace``'s ACL user with ``password``; its name."""
-        return await guarded(
-            lambda: ensure_redis_user(self._redis, namespace, password),
-            kind=self.kind,
-            location=self.location,
-            tenant="the operator's admin user",
-        )
+        return await self._guarded(lambda: ensure_redis_user(self._redis, namespace, password))
 
     async def delete_namespace_user(self, namespace: str) -> bool:
         """Remove ``namespace``'s ACL user (not its keys); whether there was one."""
-        return await guarded(
-            lambda: delete_redis_user(self._redis, namespace),
-            kind=self.kind,
-            location=self.location,
-            tenant="the operator's admin user",
-        )
+        return await self._guarded(lambda: delete_redis_user(self._redis, namespace))
 
     async def namespace_users(self) -> list[str]:
         """The namespaces that have an ACL user made by the operator."""
-        return await guarded(
-            lambda: redis_user_namespaces(self._redis),
-            kind=self.kind,
-            location=self.location,
-            tenant="the operator's admin user",
-        )
+        return await self._guarded(lambda: redis_user_namespaces(self._redis))
 
     async def backlog(self, stream: str, group: str) -> int:
         """Entries of ``stream`` not yet acknowledged by ``group``: waiting (its lag) plus
         delivered and still running (its pending count); 0 when there is no such stream."""
-        return await guarded(
-            lambda: _backlog(self._redis, stream, group),
-            kind=self.kind,
-            location=self.location,
-            tenant="the operator's admin user",
-        )
+        return await self._guarded(lambda: _backlog(self._redis, stream, group))
 
     async def unread(
         self, streams: Sequence[str], group: str, count: int
     ) -> dict[str, list[dict[str, str]]]:
         """Up to ``count`` entries of each stream that ``group`` has not read yet, oldest first,
         by stream (streams with none left out); reading them marks them read."""
-        return await guarded(
-            lambda: _unread(self._redis, streams, group, count),
-            kind=self.kind,
-            location=self.location,
-            tenant="the operator's admin user",
-        )
+        return await self._guarded(lambda: _unread(self._redis, streams, group, count))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` with Redis's failures as memory errors naming this server."""
+        return await guarded(
+            call, kind=self.kind, location=self.location, tenant="the operator's admin user"
+        )
 
 
 async def _backlog(client: aioredis.Redis, stream: str, group: str) -> int:

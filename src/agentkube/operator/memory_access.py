@@ -138,16 +138,14 @@ class NamespaceMemory:
     async def backlog(self, stream: str, group: str) -> int:
         """Tasks of ``stream`` not finished (:meth:`RedisAdmin.backlog`), over the admin
         connection :meth:`ensure` opened (no extra Secret read); raises a memory error."""
-        admin = self._admin[1] if self._admin is not None else await self._connection()
-        return await admin.backlog(stream, group)
+        return await (await self._open()).backlog(stream, group)
 
     async def unread(
         self, streams: Sequence[str], group: str, count: int
     ) -> dict[str, list[dict[str, str]]]:
         """Entries of ``streams`` that ``group`` has not read (:meth:`RedisAdmin.unread`; the
         agents' incidents), over the same admin connection; raises a memory error."""
-        admin = self._admin[1] if self._admin is not None else await self._connection()
-        return await admin.unread(streams, group, count)
+        return await (await self._open()).unread(streams, group, count)
 
     async def users(self) -> list[str]:
         """The namespaces that have an ACL user the operator made; raises a memory error or
@@ -232,6 +230,10 @@ class NamespaceMemory:
             self._admin = None  # the admin password may have changed: read it again next time
             await admin.aclose()
             raise
+
+    async def _open(self) -> Admin:
+        """The admin connection already open, else a new one (the admin Secret read once)."""
+        return self._admin[1] if self._admin is not None else await self._connection()
 
     async def _connection(self) -> Admin:
         password = await self._admin_password()

@@ -25,14 +25,12 @@ to read, and no such Event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentkube.background import running
 from agentkube.memory.errors import InvalidName, MemoryFailure
 from agentkube.memory.team_streams import INCIDENT_GROUP, incident_stream
 from agentkube.operator.cache import Cache
@@ -191,10 +189,3 @@ class IncidentEvents:
                 await self.poll()
             except Exception:  # the next read may work; the operator goes on
                 log.exception("posting the Agents' incidents failed")
-
-
-@contextlib.asynccontextmanager
-async def posting(incidents: IncidentEvents | None) -> AsyncIterator[None]:
-    """Run :meth:`IncidentEvents.run_forever` for the duration of the block (None: nothing)."""
-    async with running(incidents.run_forever() if incidents is not None else None):
-        yield

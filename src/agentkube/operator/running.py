@@ -20,13 +20,14 @@ from lightkube.core.exceptions import ConfigError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from agentkube.background import running
 from agentkube.operator.applying import CHILD_KINDS, Applier
 from agentkube.operator.autoscaling_sync import KedaObjects
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
 from agentkube.operator.errors import OperatorConfigError
 from agentkube.operator.handlers import Controller, build_registry, configure
-from agentkube.operator.incident_events import IncidentEvents, posting
+from agentkube.operator.incident_events import IncidentEvents
 from agentkube.operator.knowledge_reconciling import KnowledgeBases
 from agentkube.operator.knowledge_watch import SourceConfigMaps
 from agentkube.operator.mcp_discovery import LiveDiscovery
@@ -133,7 +134,7 @@ class Operator:
             async with (
                 self.sources.watching(namespaces),
                 refreshing(self.teams, self.queue.submit),
-                posting(self.incidents),
+                running(self.incidents.run_forever() if self.incidents else None),
                 cleaning(self.orphans, namespaces),
             ):
                 await kopf.operator(

@@ -113,7 +113,7 @@ def test_serving_pods_meet_the_restricted_pod_security_profile() -> None:
 
 def test_only_serving_objects_this_model_controls_are_stale() -> None:
     from agentkube.operator.cache import Cache
-    from agentkube.operator.reconciling import stale_children
+    from agentkube.operator.writing import stale_children
 
     owner = {"metadata": {"name": "llama-3-70b", "uid": "uid-m"}}
     cache = Cache()

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from lightkube import AsyncClient
@@ -35,7 +34,6 @@ from agentkube.operator.errors import (
     NamespaceTerminating,
     ReconcileError,
     RejectedByApi,
-    TransientApiError,
 )
 from agentkube.operator.knowledge import (
     FINALIZER,
@@ -53,16 +51,13 @@ from agentkube.operator.knowledge import (
     source_hash,
 )
 from agentkube.operator.knowledge_watch import SourceConfigMaps
-from agentkube.operator.reconciling import TERMINATING, Applied, Writer
-from agentkube.operator.status import Check, as_conditions, status_patch, timestamp
+from agentkube.operator.status import Check, as_conditions, timestamp
+from agentkube.operator.writing import TERMINATING, Writer, Writes
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-
-
-ApplyAll = Callable[[list[JSON]], Awaitable[Applied]]  # Reconciler._apply_all
 
 
 def _checks(ready: Check, ingesting: bool, failed: Check | None) -> list[Check]:
@@ -92,9 +87,10 @@ class KnowledgeBases:
         self.cache = cache
         self.config = config
         self.writer = writer
+        self.writes = Writes(cache, writer)
         self.sources = sources
 
-    async def reconcile(self, body: JSON, namespace: str, apply_all: ApplyAll) -> bool:
+    async def reconcile(self, body: JSON, namespace: str) -> bool:
         """Reconcile one cached KnowledgeBase; True when it should be retried later."""
         try:
             kb = KnowledgeBase.model_validate(
@@ -104,7 +100,7 @@ class KnowledgeBases:
             return await self._failed(body, "InvalidSpec", describe(e))
         try:
             if body["metadata"].get("deletionTimestamp"):
-                return await self._finalize(kb, body, namespace, apply_all)
+                return await self._finalize(kb, body, namespace)
             if self.config.memory is None or self.config.memory.vector is None:
                 ready = Check(
                     type="Ready",
@@ -115,7 +111,7 @@ class KnowledgeBases:
                 )
                 return await self._finish(body, _checks(ready, False, None), {})
             body = await self._ensure_finalizer(body)
-            return await self._ingest(kb, body, namespace, apply_all)
+            return await self._ingest(kb, body, namespace)
         except NamespaceTerminating:
             if body["metadata"].get("deletionTimestamp"):
                 await self._release(body)  # no Job can run here any more
@@ -124,7 +120,7 @@ class KnowledgeBases:
             log.warning("%s", e)
             return True
 
-    async def _ingest(self, kb: KnowledgeBase, body: JSON, namespace: str, apply: ApplyAll) -> bool:
+    async def _ingest(self, kb: KnowledgeBase, body: JSON, namespace: str) -> bool:
         live = {
             c.name: await self.sources.get(namespace, c.name) for c in kb.spec.sources.config_maps
         }
@@ -137,7 +133,7 @@ class KnowledgeBases:
             return False  # ingested (or failed) already: a changed source makes a new hash
         name = job_name(kb.metadata.name, source)
         await self._supersede(namespace, kb.metadata.name, source)
-        applied = await apply(render_ingestion(kb, namespace, self.config, source))
+        applied = await self.writes.apply_all(render_ingestion(kb, namespace, self.config, source))
         if applied.check == TERMINATING:
             return False
         if not applied.check.ok:
@@ -180,14 +176,12 @@ class KnowledgeBases:
         }
         return await self._finish(body, _checks(ready, False, None), extra)
 
-    async def _finalize(
-        self, kb: KnowledgeBase, body: JSON, namespace: str, apply: ApplyAll
-    ) -> bool:
+    async def _finalize(self, kb: KnowledgeBase, body: JSON, namespace: str) -> bool:
         if FINALIZER not in (body["metadata"].get("finalizers") or []):
             return False
         applied = None
         if self.config.memory is not None and self.config.memory.vector is not None:
-            applied = await apply(render_removal(kb, namespace, self.config))
+            applied = await self.writes.apply_all(render_removal(kb, namespace, self.config))
         if applied is None or applied.check == TERMINATING:
             # No vector store (nothing was ingested), or no Job can run here any more.
             await self._release(body)
@@ -222,28 +216,16 @@ class KnowledgeBases:
         return await self._finish(body, _checks(ready, False, failed), extra)
 
     async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
-        meta = body["metadata"]
-        live = body.get("status") or {}
-        previous = live.get("conditions") or []
-        generation = meta.get("generation")
+        previous = (body.get("status") or {}).get("conditions") or []
+        generation = body["metadata"].get("generation")
         wanted = {
             "conditions": as_conditions(checks, previous, generation, self.writer.clock()),
             "observedGeneration": generation,
             **extra,
         }
-        patch = status_patch(live, wanted)
-        if patch is None:
-            return False
-        try:
-            version = await self.writer.patch_status(
-                "KnowledgeBase", meta["namespace"], meta["name"], patch
-            )
-        except ReconcileError as e:
-            log.warning("%s", e)
-            return isinstance(e, TransientApiError)
-        # Remember what was written (and its version), so the next reconcile does not write it.
-        written = {**meta, "resourceVersion": version or meta.get("resourceVersion")}
-        self.cache.put({**body, "metadata": written, "status": {**live, **patch}})
+        outcome = await self.writes.status(body, wanted)
+        if not outcome.written:
+            return outcome.retry
         # An Event when it turns Failed, or fails for another reason.
         failed = next(c for c in wanted["conditions"] if c["type"] == "Failed")
         before: JSON = next((c for c in previous if c.get("type") == "Failed"), {})

@@ -1,18 +1,15 @@
 """One level-triggered reconcile of an Agent, a Model or an MCPServer.
 
-Render the children from the cached object, apply those that drifted (missing, hand-edited, or
-rendered differently), then compute the status and write it only if it changed. With nothing to
-repair, a reconcile sends no request at all. The result says whether to retry later: temporary
-failures (API server down, conflicts) are retried with back-off; permanent ones (the API server
-rejected an object) wait for the next change or resync.
+Render the children from the cached object, apply those that drifted, then compute the status
+and write it only if it changed (:mod:`agentkube.operator.writing`). With nothing to repair, a
+reconcile sends no request at all. The result says whether to retry later: temporary failures
+(API server down, conflicts) are retried with back-off; permanent ones (the API server rejected
+an object) wait for the next change or resync.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -25,16 +22,10 @@ from agentkube.api.mcpservers import MCPServer
 from agentkube.api.models import Agent, Model
 from agentkube.operator.cache import Cache
 from agentkube.operator.config import OperatorConfig
-from agentkube.operator.drift import adoption_conflict, drifted
-from agentkube.operator.errors import (
-    NamespaceTerminating,
-    ReconcileError,
-    RejectedByApi,
-    TransientApiError,
-)
+from agentkube.operator.errors import ReconcileError
 from agentkube.operator.mcp_discovery import DiscoveryFailed, ToolDiscovery
 from agentkube.operator.mcpservers import render_mcpserver, resolve_servers, server_url
-from agentkube.operator.naming import mcpserver_child_name, model_child_name
+from agentkube.operator.naming import mcpserver_child_name
 from agentkube.operator.placement import PlacementError
 from agentkube.operator.rendering import endpoint, render_agent
 from agentkube.operator.serving import (
@@ -43,20 +34,13 @@ from agentkube.operator.serving import (
     model_base_url,
     render_model,
 )
-from agentkube.operator.status import (
-    Check,
-    conditions,
-    deployment_available,
-    new_failures,
-    status_patch,
-)
+from agentkube.operator.status import Check, conditions, deployment_available, new_failures
 from agentkube.operator.team_wiring import TeamWiring
+from agentkube.operator.writing import TERMINATING, Writer, Writes
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
-# Pods of a Deployment cannot be created before their ServiceAccount, ConfigMap and claim.
-PREREQUISITES = {"ServiceAccount", "ConfigMap", "PersistentVolumeClaim"}
 EVENT_WORTHY = {
     "ModelResolved",
     "McpServersResolved",
@@ -64,33 +48,6 @@ EVENT_WORTHY = {
     "Reconciled",
     "ToolsDiscovered",
 }
-# The namespace is being deleted: write nothing more, the garbage collector is at work.
-TERMINATING = Check(type="Reconciled", ok=False, reason="NamespaceTerminating", message="")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Applied:
-    check: Check
-    retry: bool
-
-
-class Writer(Protocol):
-    """What a reconcile writes through (:class:`agentkube.operator.applying.Applier` against
-    the API server; a recording double in the unit tests)."""
-
-    def clock(self) -> datetime: ...
-
-    async def apply(self, obj: JSON) -> JSON: ...
-
-    async def read(self, kind: str, namespace: str, name: str) -> JSON | None: ...
-
-    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
-
-    async def patch_status(
-        self, kind: str, namespace: str, name: str, status: JSON
-    ) -> str | None: ...  # the resourceVersion written, when known
-
-    async def post_event(self, owner: JSON, *, type: str, reason: str, message: str) -> None: ...
 
 
 class Memory(Protocol):
@@ -102,9 +59,7 @@ class Memory(Protocol):
 class Knowledge(Protocol):
     """KnowledgeBases (:class:`agentkube.operator.knowledge_reconciling.KnowledgeBases`)."""
 
-    async def reconcile(
-        self, body: JSON, namespace: str, apply_all: Callable[[list[JSON]], Awaitable[Applied]]
-    ) -> bool: ...
+    async def reconcile(self, body: JSON, namespace: str) -> bool: ...
 
 
 class Reconciler:
@@ -121,6 +76,7 @@ class Reconciler:
     ) -> None:
         self.cache = cache
         self.applier = applier
+        self.writes = Writes(cache, applier)
         self.config = config
         self.memory = memory
         self.discover = discover  # None: MCPServers' tools are not listed
@@ -134,7 +90,7 @@ class Reconciler:
         if kind == "KnowledgeBase":  # its own module; it finalizes deletions too
             if body is None or self.knowledge is None:
                 return False
-            return await self.knowledge.reconcile(body, namespace, self._apply_all)
+            return await self.knowledge.reconcile(body, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return False  # gone: the garbage collector removes the children
         if kind == "Agent":
@@ -179,7 +135,7 @@ class Reconciler:
         # down is a condition and a retry, and the rest is applied all the same.
         memory = await self.memory.ensure(namespace) if self.memory is not None else None
         teams = await self.teams.adjust(agent, namespace, children) if self.teams else None
-        applied = await self._apply_all(teams.children if teams else children)
+        applied = await self.writes.apply_all(teams.children if teams else children)
         deployment = self.cache.get("Deployment", namespace, agent.metadata.name)
         checks += [*([memory] if memory else []), applied.check, deployment_available(deployment)]
         extra = {"endpoint": endpoint(agent, namespace, self.config)}
@@ -257,9 +213,9 @@ class Reconciler:
         except PlacementError as e:
             check = Check(type="Reconciled", ok=False, reason=e.reason, message=str(e))
             return await self._finish(body, [check], {}) or False
-        applied = await self._apply_all(children)
+        applied = await self.writes.apply_all(children)
         if applied.check.ok:
-            applied = await self._prune(body, namespace, children)
+            applied = await self.writes.prune(body, namespace, children)
         checks = [applied.check]
         if model.spec.serve is not None:
             deployment = next(c for c in children if c["kind"] == "Deployment")
@@ -269,25 +225,6 @@ class Reconciler:
             )
         extra = {"url": model_base_url(model, namespace, self.config)}
         return await self._finish(body, checks, extra) or applied.retry
-
-    async def _prune(
-        self, body: JSON, namespace: str, children: list[JSON], child: str | None = None
-    ) -> Applied:
-        """Delete serving objects a Model (or an MCPServer) no longer renders (it switched to an
-        endpoint or a url): a forgotten inference Deployment would hold its GPU for nothing."""
-        rendered = {(c["kind"], c["metadata"]["name"]) for c in children}
-        for kind, name in stale_children(body, namespace, rendered, self.cache, child):
-            try:
-                await self.applier.delete(kind, namespace, name)
-            except ReconcileError as e:
-                log.warning("%s", e)
-                check = Check(type="Reconciled", ok=False, reason="PruneFailed", message=str(e))
-                return Applied(check=check, retry=isinstance(e, TransientApiError))
-            self.cache.remove(kind, namespace, name)
-        check = Check(
-            type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
-        )
-        return Applied(check=check, retry=False)
 
     # ------------------------------------------------------------------ MCPServer
 
@@ -299,9 +236,9 @@ class Reconciler:
             return await self._finish(body, [check], {}) or False
         children = render_mcpserver(server, namespace, self.config)
         child = mcpserver_child_name(server.metadata.name)
-        applied = await self._apply_all(children)
+        applied = await self.writes.apply_all(children)
         if applied.check.ok:  # a server switched from image to url or command: nothing left over
-            applied = await self._prune(body, namespace, children, child)
+            applied = await self.writes.prune(body, namespace, children, child)
         url = server_url(server, namespace)
         if url is None:
             check = Check(
@@ -339,53 +276,12 @@ class Reconciler:
 
     # ------------------------------------------------------------------ shared
 
-    async def _apply_all(self, children: list[JSON]) -> Applied:
-        """Apply the drifted children: first what pods use (identity, config, volume), then the
-        rest, each group concurrently."""
-        first = [c for c in children if c["kind"] in PREREQUISITES]
-        rest = [c for c in children if c["kind"] not in PREREQUISITES]
-        for group in (first, rest):
-            outcomes = await asyncio.gather(*(self._apply_one(c) for c in group))
-            failed = next((o for o in outcomes if o is not None), None)
-            if failed is not None:
-                return failed
-        check = Check(
-            type="Reconciled", ok=True, reason="Applied", message=f"{len(children)} objects applied"
-        )
-        return Applied(check=check, retry=False)
-
-    async def _apply_one(self, child: JSON) -> Applied | None:
-        kind, meta = child["kind"], child["metadata"]
-        live = self.cache.get(kind, meta["namespace"], meta["name"])
-        if not drifted(live, child):
-            return None
-        try:
-            if live is None:  # not watched: an object without the managed-by label may exist
-                live = await self.applier.read(kind, meta["namespace"], meta["name"])
-            conflict = adoption_conflict(live, child)
-            if conflict is not None:
-                # Retried with back-off: a deleted Agent's old children may still be going.
-                log.warning("%s", conflict)
-                check = Check(
-                    type="Reconciled", ok=False, reason="AdoptionRefused", message=conflict
-                )
-                return Applied(check=check, retry=True)
-            self.cache.put(await self.applier.apply(child), kind)
-        except NamespaceTerminating:
-            return Applied(check=TERMINATING, retry=False)
-        except ReconcileError as e:
-            log.warning("%s", e)
-            check = Check(type="Reconciled", ok=False, reason="ApplyFailed", message=str(e))
-            return Applied(check=check, retry=isinstance(e, TransientApiError))
-        return None
-
     async def _finish(self, body: JSON, checks: list[Check], extra: JSON) -> bool:
         """Write the status if it changed and post Events for new failures; True to retry."""
         if TERMINATING in checks:
             return False
         meta = body["metadata"]
-        live = body.get("status") or {}
-        previous = live.get("conditions") or []
+        previous = (body.get("status") or {}).get("conditions") or []
         generation = meta.get("generation")
         now: datetime = self.applier.clock()
         wanted = {
@@ -393,53 +289,14 @@ class Reconciler:
             "observedGeneration": generation,
             **extra,
         }
-        patch = status_patch(live, wanted)
-        if patch is None:
-            return False
-        try:
-            version = await self.applier.patch_status(
-                body["kind"], meta["namespace"], meta["name"], patch
-            )
-        except RejectedByApi as e:
-            log.info("%s", e)  # typically deleted meanwhile: its watch event follows
-            return False
-        except ReconcileError as e:
-            log.warning("%s", e)
-            return True
-        # Remember what was written, so the next reconcile does not write it again.
-        written = {**meta, "resourceVersion": version or meta.get("resourceVersion")}
-        self.cache.put({**body, "metadata": written, "status": {**live, **patch}})
-        for failure in new_failures(previous, wanted["conditions"]):
-            if failure["type"] in EVENT_WORTHY:
-                await self.applier.post_event(
-                    body, type="Warning", reason=failure["reason"], message=failure["message"]
-                )
-        return False
-
-
-def stale_children(
-    owner: JSON,
-    namespace: str,
-    rendered: set[tuple[str, str]],
-    cache: Cache,
-    child: str | None = None,
-) -> list[tuple[str, str]]:
-    """(kind, name) of the owner's serving objects (named ``child``, by default the Model's)
-    that exist but are no longer rendered.
-
-    Only objects this very owner controls (owner uid) are candidates, never a look-alike.
-    """
-    uid = owner["metadata"].get("uid")
-    name = child or model_child_name(owner["metadata"]["name"])
-    stale = []
-    for kind in ("Deployment", "Service", "NetworkPolicy"):
-        live = cache.get(kind, namespace, name)
-        if live is None or (kind, name) in rendered:
-            continue
-        owners = live["metadata"].get("ownerReferences") or []
-        if any(o.get("uid") == uid and o.get("controller") for o in owners):
-            stale.append((kind, name))
-    return stale
+        outcome = await self.writes.status(body, wanted)
+        if outcome.written:
+            for failure in new_failures(previous, wanted["conditions"]):
+                if failure["type"] in EVENT_WORTHY:
+                    await self.applier.post_event(
+                        body, type="Warning", reason=failure["reason"], message=failure["message"]
+                    )
+        return outcome.retry
 
 
 def _parse_model(body: JSON) -> Model:

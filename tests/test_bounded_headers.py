@@ -7,12 +7,15 @@ import asyncio
 import socket
 import time
 
+import pytest
 from fastapi import FastAPI
 
-from agentkube.bounded_headers import bounded_headers
+from agentkube.bounded_headers import Implementation, bounded_headers
 from tests.standins.serving import raw_request, serve
 
 DEADLINE_S = 0.6
+# Both of uvicorn's HTTP/1.1 implementations carry the deadline; "auto" must pick httptools.
+IMPLEMENTATIONS = pytest.mark.parametrize("implementation", ["httptools", "h11"])
 
 
 def _app() -> FastAPI:
@@ -65,8 +68,11 @@ def _closed_after(sock: socket.socket, drip: bytes, limit_s: float) -> float:
     raise AssertionError(f"the server kept the connection open for {limit_s} s")
 
 
-def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline() -> None:
-    with serve(_app(), http=bounded_headers(DEADLINE_S)) as url:
+@IMPLEMENTATIONS
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(
+    implementation: Implementation,
+) -> None:
+    with serve(_app(), http=bounded_headers(DEADLINE_S, implementation)) as url:
         sock = raw_request(url, b"GET /ping HTTP/1.1\r\nhost: x\r\n")
         took = _closed_after(sock, b"x-slow: ", limit_s=10)
         sock.close()
@@ -74,8 +80,11 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline() -> None:
     assert DEADLINE_S - 0.1 < took < DEADLINE_S + 2
 
 
-def test_a_prompt_request_is_served_and_the_next_one_on_the_connection_is_bounded_too() -> None:
-    with serve(_app(), http=bounded_headers(DEADLINE_S)) as url:
+@IMPLEMENTATIONS
+def test_a_prompt_request_is_served_and_the_next_one_on_the_connection_is_bounded_too(
+    implementation: Implementation,
+) -> None:
+    with serve(_app(), http=bounded_headers(DEADLINE_S, implementation)) as url:
         sock = raw_request(url, b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
         # Answered after the deadline: complete headers disarmed it, the handler may take long.
         assert _whole_response(sock) == 200
@@ -84,3 +93,21 @@ def test_a_prompt_request_is_served_and_the_next_one_on_the_connection_is_bounde
         took = _closed_after(sock, b"x-slow: ", limit_s=10)
         sock.close()
     assert took < DEADLINE_S + 2
+
+
+@IMPLEMENTATIONS
+def test_pipelined_requests_are_all_answered_though_the_handler_outlasts_the_deadline(
+    implementation: Implementation,
+) -> None:
+    with serve(_app(), http=bounded_headers(DEADLINE_S, implementation)) as url:
+        # The second request's headers arrive complete while the first is being handled.
+        sock = raw_request(url, b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n" * 2)
+        assert _whole_response(sock) == 200
+        assert _whole_response(sock) == 200
+        sock.close()
+
+
+def test_auto_picks_httptools_where_it_is_installed() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert issubclass(bounded_headers(DEADLINE_S), HttpToolsProtocol)

@@ -1,12 +1,16 @@
-"""An HTTP/1.1 protocol for uvicorn that bounds how long a client may take to send its headers.
+"""HTTP/1.1 protocols for uvicorn that bound how long a client may take to send its headers.
 
 uvicorn times out an idle keep-alive connection, but not one that is still sending a request's
 headers: a client that opens connections and sends a header byte now and then (slow-loris)
-holds each one, and its buffer, for as long as it likes. This protocol, uvicorn's own h11 one
-with a deadline, closes a connection whose request line and headers are not complete
+holds each one, and its buffer, for as long as it likes. These protocols, uvicorn's own ones
+with a deadline, close a connection whose request line and headers are not complete
 ``header_timeout_s`` after it opened, or after the previous response on it ended. A byte
 arriving does not reset the deadline; only a complete set of headers does. Bodies are bounded
 separately (:mod:`agentkube.bounded_bodies`).
+
+Both of uvicorn's implementations are covered: httptools (its C parser, what ``http="auto"``
+picks and the default here, several times cheaper per request) and h11 (pure Python, the
+fallback where httptools is not installed)::
 
     uvicorn.run(app, http=bounded_headers(10.0), ...)
 """
@@ -14,8 +18,9 @@ separately (:mod:`agentkube.bounded_bodies`).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -23,38 +28,21 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 log = logging.getLogger(__name__)
 
+Implementation = Literal["auto", "httptools", "h11"]
 
-class BoundedHeadersProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with a deadline on each request's headers."""
+
+class _HeaderDeadline:
+    """The deadline itself; mixed into a uvicorn protocol (which has ``loop``, ``transport``,
+    ``client`` and ``cycle``)."""
 
     header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._waiting_after: object = None  # the cycle whose successor's headers are awaited
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._deadline is not None and self.cycle is not self._waiting_after:
-            self._disarm()  # a new request's headers are complete
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request on this connection gets the same deadline
+    _deadline: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: Any
 
     def _arm(self) -> None:
         self._disarm()
-        self._waiting_after = self.cycle
         self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
@@ -73,6 +61,73 @@ class BoundedHeadersProtocol(H11Protocol):
             self.transport.close()
 
 
-def bounded_headers(timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> type[BoundedHeadersProtocol]:
-    """The protocol class for uvicorn's ``http=``, with headers due within ``timeout_s``."""
-    return type("BoundedHeaders", (BoundedHeadersProtocol,), {"header_timeout_s": timeout_s})
+class BoundedHeadersProtocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol, with a deadline on each request's headers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting_after: object = None  # the cycle whose successor's headers are awaited
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_after_cycle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._deadline is not None and self.cycle is not self._waiting_after:
+            self._disarm()  # a new request's headers are complete
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # parses a pipelined request, if one is waiting
+        # The next request on this connection gets the same deadline, unless its headers are
+        # complete already (a new cycle started).
+        if not self.transport.is_closing() and self.cycle.response_complete:
+            self._arm_after_cycle()
+
+    def _arm_after_cycle(self) -> None:
+        self._waiting_after = self.cycle
+        self._arm()
+
+
+def _httptools_protocol() -> type[Any]:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
+        """uvicorn's httptools protocol, with a deadline on each request's headers."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()  # parsed by now; a pipelined request's as well
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # Armed only when no request is waiting: a pipelined one parsed during this
+            # response has its headers complete already.
+            if not self.transport.is_closing() and self.cycle.response_complete:
+                self._arm()
+
+    return BoundedHttpToolsProtocol
+
+
+def bounded_headers(
+    timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, implementation: Implementation = "auto"
+) -> type[Any]:
+    """The protocol class for uvicorn's ``http=``, with headers due within ``timeout_s``:
+    httptools when it is installed (``auto``), else h11."""
+    if implementation == "auto":
+        has_httptools = importlib.util.find_spec("httptools") is not None
+        implementation = "httptools" if has_httptools else "h11"
+    base = _httptools_protocol() if implementation == "httptools" else BoundedHeadersProtocol
+    return type("BoundedHeaders", (base,), {"header_timeout_s": timeout_s})

@@ -41,6 +41,10 @@ class _HeaderDeadline:
     transport: asyncio.Transport
     client: Any
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]  # the uvicorn protocol's, by the MRO
+
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
@@ -72,10 +76,6 @@ class BoundedHeadersProtocol(_HeaderDeadline, H11Protocol):
         super().connection_made(transport)
         self._arm_after_cycle()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
     def handle_events(self) -> None:
         super().handle_events()
         if self._deadline is not None and self.cycle is not self._waiting_after:
@@ -102,10 +102,6 @@ def _httptools_protocol() -> type[Any]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
         def on_headers_complete(self) -> None:
             self._disarm()  # parsed by now; a pipelined request's as well

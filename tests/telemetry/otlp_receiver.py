@@ -135,3 +135,24 @@ class OtlpReceiver:
             self._server.shutdown()
             self._server.server_close()
             thread.join()
+
+
+def main() -> None:
+    """Serve on loopback in a process of its own (for benchmarks: decoding spans must not take
+    the measuring process's time): print the URL, then, on SIGTERM, ``spans N exports M``."""
+    import signal
+    import sys
+
+    receiver = OtlpReceiver()
+    signal.signal(signal.SIGTERM, lambda *_: receiver._server.shutdown())
+    print(receiver.url, flush=True)
+    thread = threading.Thread(target=receiver._server.serve_forever)
+    thread.start()
+    thread.join()
+    receiver._server.server_close()
+    print(f"spans {len(receiver.spans)} exports {receiver.requests}", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

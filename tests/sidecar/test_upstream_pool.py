@@ -1,0 +1,201 @@
+"""The proxy's upstream pool against a real server on loopback that counts its connections and
+can close them (tests/standins/lean_openai.py, with a few hooks), alone and under the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import httpcore
+import httpx
+import pytest
+
+from agentkube.memory.embeddings.local import WordLlamaEmbedder
+from agentkube.memory.settings import MemorySettings
+from agentkube.sidecar.upstream import UpstreamPool
+from tests.sidecar.conftest import running_proxy
+from tests.standins import lean_openai
+from tests.standins.openai_server import ScriptedModel
+
+BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+STREAM_BODY = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+class CountingServer:
+    """The lean stand-in on a port of its own, in a thread: connections opened, and switches to
+    close every open connection or to break streams off after their first event."""
+
+    def __init__(self) -> None:
+        self.connections: list[asyncio.Transport] = []
+        self.break_streams = False
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+
+    def protocol(self) -> lean_openai.LeanOpenAI:
+        server = self
+
+        class Counted(lean_openai.LeanOpenAI):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                assert self.transport is not None
+                server.connections.append(self.transport)
+
+            def on_message_complete(self) -> None:
+                if server.break_streams and b"stream" in b"".join(self.body):
+                    assert self.transport is not None
+                    head, _, rest = lean_openai.STREAM.partition(b"\r\n\r\n")
+                    self.transport.write(head + b"\r\n\r\n" + rest[:100])
+                    self.transport.close()
+                    return
+                super().on_message_complete()
+
+        return Counted()
+
+    def close_all(self) -> None:
+        def close() -> None:
+            for transport in self.connections:
+                transport.close()
+
+        self.loop.call_soon_threadsafe(close)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def upstream() -> Iterator[CountingServer]:
+    server = CountingServer()
+    started = threading.Event()
+
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        listening = await server.loop.create_server(server.protocol, "127.0.0.1", 0)
+        server.port = listening.sockets[0].getsockname()[1]
+        started.set()
+        async with listening:
+            await stop.wait()
+            for transport in server.connections:
+                transport.close()
+
+    thread = threading.Thread(target=lambda: server.loop.run_until_complete(run()), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield server
+    server.loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    server.loop.close()
+
+
+async def send(pool: UpstreamPool, method: str, url: str, body: bytes = b"") -> httpcore.Response:
+    headers = [(b"host", b"upstream"), (b"content-length", str(len(body)).encode())]
+    response = await pool.handle_async_request(
+        httpcore.Request(method, url, headers=headers, content=body)
+    )
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response
+
+
+async def post(pool: UpstreamPool, url: str, body: bytes = BODY) -> bytes:
+    response = await send(pool, "POST", f"{url}/v1/chat/completions", body)
+    assert response.status == 200
+    return response.content
+
+
+@asynccontextmanager
+async def pool_of(server: CountingServer) -> AsyncIterator[UpstreamPool]:
+    async with UpstreamPool(server.url) as pool:
+        yield pool
+
+
+async def test_sequential_requests_reuse_one_connection(upstream: CountingServer) -> None:
+    async with pool_of(upstream) as pool:
+        answers = [await post(pool, upstream.url) for _ in range(5)]
+    assert all(b"chat.completion" in a for a in answers)
+    assert len(upstream.connections) == 1 and pool.opened == 1
+
+
+async def test_concurrent_requests_open_connections_that_all_return_to_the_pool(
+    upstream: CountingServer,
+) -> None:
+    async with pool_of(upstream) as pool:
+        await asyncio.gather(*(post(pool, upstream.url) for _ in range(4)))
+        opened = pool.opened
+        assert len(pool.idle) == opened >= 2
+        await asyncio.gather(*(post(pool, upstream.url) for _ in range(opened)))
+        assert pool.opened == opened  # the second round reused them all
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_replaced(
+    upstream: CountingServer,
+) -> None:
+    async with pool_of(upstream) as pool:
+        await post(pool, upstream.url)
+        upstream.close_all()
+        await asyncio.sleep(0.2)  # the close reaches the pool's socket
+        assert b"chat.completion" in await post(pool, upstream.url)
+    assert len(upstream.connections) == 2 and pool.opened == 2
+
+
+async def test_an_upstream_closing_mid_stream_is_an_error_and_the_connection_is_dropped(
+    upstream: CountingServer,
+) -> None:
+    upstream.break_streams = True
+    async with pool_of(upstream) as pool:
+        with pytest.raises(httpcore.RemoteProtocolError):
+            await post(pool, upstream.url, STREAM_BODY)
+        assert pool.idle == []
+        upstream.break_streams = False
+        assert b"[DONE]" in await post(pool, upstream.url, STREAM_BODY)
+    assert pool.opened == 2
+
+
+async def test_a_pool_refuses_a_request_for_another_origin(upstream: CountingServer) -> None:
+    async with pool_of(upstream) as pool:
+        with pytest.raises(ValueError, match="this pool serves"):
+            await send(pool, "GET", "http://127.0.0.1:1/v1/models")
+
+
+@contextmanager
+def proxy_before(
+    server: CountingServer, settings: MemorySettings, embedder: WordLlamaEmbedder
+) -> Iterator[str]:
+    with running_proxy(settings, embedder, (ScriptedModel(), f"{server.url}/v1")) as proxy:
+        yield proxy.base_url
+
+
+def test_through_the_proxy_a_broken_off_stream_is_broken_off_for_the_client(
+    upstream: CountingServer, embedded_knowledge: MemorySettings, embedder: WordLlamaEmbedder
+) -> None:
+    with proxy_before(upstream, embedded_knowledge, embedder) as base, httpx.Client() as client:
+        upstream.break_streams = True
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            client.stream("POST", f"{base}/chat/completions", content=STREAM_BODY) as broken,
+        ):
+            for _ in broken.iter_raw():
+                pass
+        upstream.break_streams = False
+        whole = client.post(f"{base}/chat/completions", content=STREAM_BODY)
+    assert whole.status_code == 200 and whole.text.endswith("data: [DONE]\n\n")
+
+
+def test_through_the_proxy_connections_to_the_upstream_are_reused(
+    upstream: CountingServer, embedded_knowledge: MemorySettings, embedder: WordLlamaEmbedder
+) -> None:
+    with proxy_before(upstream, embedded_knowledge, embedder) as base, httpx.Client() as client:
+        statuses = [
+            client.post(f"{base}/chat/completions", content=BODY).status_code for _ in range(5)
+        ]
+        upstream.close_all()
+        time.sleep(0.2)
+        statuses.append(client.post(f"{base}/chat/completions", content=BODY).status_code)
+    assert statuses == [200] * 6
+    assert len(upstream.connections) == 2

@@ -25,6 +25,8 @@ from typing import Protocol
 
 import httpcore
 
+from agentkube.sidecar.network import AsyncioBackend
+
 KEEPALIVE_EXPIRY_S = 60.0
 MAX_IDLE = 64
 # Errors that a keep-alive connection closed by the server shows before any response.
@@ -53,7 +55,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.keepalive_expiry_s = keepalive_expiry_s
         self.ssl_context = ssl_context
-        self.network_backend = network_backend
+        self.network_backend = network_backend or AsyncioBackend()
         self.idle: list[httpcore.AsyncHTTPConnection] = []
         self.opened = 0
         """Connections opened so far (for tests and the curious)."""

@@ -31,6 +31,8 @@ class CountingServer:
     def __init__(self) -> None:
         self.connections: list[asyncio.Transport] = []
         self.break_streams = False
+        self.hold_streams = False
+        self.lost = 0
         self.loop = asyncio.new_event_loop()
         self.port = 0
 
@@ -43,12 +45,20 @@ class CountingServer:
                 assert self.transport is not None
                 server.connections.append(self.transport)
 
+            def connection_lost(self, exc: Exception | None) -> None:
+                server.lost += 1
+
             def on_message_complete(self) -> None:
-                if server.break_streams and b"stream" in b"".join(self.body):
+                streamed = b"stream" in b"".join(self.body)
+                if (server.break_streams or server.hold_streams) and streamed:
+                    # The head and the first event; then the connection closes, or stays
+                    # silent like a model thinking.
                     assert self.transport is not None
                     head, _, rest = lean_openai.STREAM.partition(b"\r\n\r\n")
-                    self.transport.write(head + b"\r\n\r\n" + rest[:100])
-                    self.transport.close()
+                    first = rest[: rest.index(b"\n\n\r\n") + 5]
+                    self.transport.write(head + b"\r\n\r\n" + first)
+                    if server.break_streams:
+                        self.transport.close()
                     return
                 super().on_message_complete()
 
@@ -199,3 +209,22 @@ def test_through_the_proxy_connections_to_the_upstream_are_reused(
         statuses.append(client.post(f"{base}/chat/completions", content=BODY).status_code)
     assert statuses == [200] * 6
     assert len(upstream.connections) == 2
+
+
+def test_a_client_leaving_a_stream_closes_the_upstream_stream_at_once(
+    upstream: CountingServer, embedded_knowledge: MemorySettings, embedder: WordLlamaEmbedder
+) -> None:
+    upstream.hold_streams = True
+    with proxy_before(upstream, embedded_knowledge, embedder) as base:
+        with (
+            httpx.Client() as client,
+            client.stream("POST", f"{base}/chat/completions", content=STREAM_BODY) as held,
+        ):
+            first = next(held.iter_raw())
+        # The client is gone; the upstream is still silent, so only the proxy closing its
+        # connection ends the upstream stream.
+        deadline = time.monotonic() + 5
+        while upstream.lost == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert first.startswith(b"data: ")
+    assert upstream.lost == 1

@@ -1,13 +1,17 @@
 """The proxy's upstream pool against a real server on loopback that counts its connections and
-can close them (tests/standins/lean_openai.py, with a few hooks), alone and under the proxy."""
+can close them (tests/standins/lean_openai.py, with a few hooks), alone and under the proxy; and
+over TLS, in front of the scripted stand-in with a self-signed certificate."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import httpcore
 import httpx
@@ -19,6 +23,8 @@ from agentkube.sidecar.upstream import UpstreamPool
 from tests.sidecar.conftest import running_proxy
 from tests.standins import lean_openai
 from tests.standins.openai_server import ScriptedModel
+from tests.standins.openai_server import create_app as create_model_app
+from tests.standins.serving import serve
 
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM_BODY = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
@@ -228,3 +234,35 @@ def test_a_client_leaving_a_stream_closes_the_upstream_stream_at_once(
             time.sleep(0.02)
     assert first.startswith(b"data: ")
     assert upstream.lost == 1
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl, self-signed)."""
+    cert, key = tmp_path / "upstream.crt", tmp_path / "upstream.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=upstream", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_an_https_upstream_is_reached_over_tls_and_its_connection_reused(
+    self_signed: tuple[Path, Path],
+) -> None:
+    script = ScriptedModel()
+    context = ssl.create_default_context(cafile=str(self_signed[0]))
+    with serve(create_model_app(script), tls=self_signed) as url:
+        async with UpstreamPool(url, ssl_context=context) as pool:
+            answers = [
+                await send(pool, "GET", f"{url}/v1/models"),
+                await send(pool, "GET", f"{url}/v1/models"),
+            ]
+            opened = pool.opened
+        async with UpstreamPool(url) as untrusting:  # certifi's CAs do not know this one
+            with pytest.raises(httpcore.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await send(untrusting, "GET", f"{url}/v1/models")
+    assert [a.status for a in answers] == [200, 200]
+    assert b"standin-model" in answers[0].content and opened == 1

@@ -31,7 +31,7 @@ import httpcore
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentkube.api import sidecar_contract as sc
-from agentkube.sidecar.errors import RetrievalFailed
+from agentkube.sidecar.errors import RetrievalFailed, UpstreamBrokeOff
 from agentkube.sidecar.forwarding import HOP_BY_HOP, ProxyConfig, error_body, prepare_chat
 from agentkube.sidecar.metrics import ProxyMetrics
 from agentkube.sidecar.retrieval import Retriever
@@ -289,10 +289,6 @@ class Proxy:
         await send_json(
             send, 200, {"status": "ready", "collections": list(self.config.collections)}
         )
-
-
-class UpstreamBrokeOff(Exception):
-    """The upstream ended a response mid-stream; the client's response is broken off too."""
 
 
 def _small_whole_body(headers: Headers) -> bool:

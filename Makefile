@@ -52,6 +52,12 @@ test-fast: setup-dev
 crds: setup
 	$(VENV)/agentkube crds --output-dir deploy/crds
 
+# What benchmarks/ needs beyond the venv: wrk, the load generator of rag_bench.py's rate rows
+# (Debian's package; needs root).
+.PHONY: bench-deps
+bench-deps:
+	@command -v wrk >/dev/null || apt-get install -y wrk
+
 # helm from the Go module proxy, cached per version (hack/helm/build.sh; instant once cached):
 # tests/helm render, lint and install the chart with it.
 .PHONY: helm helm-chart

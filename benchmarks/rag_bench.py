@@ -1,11 +1,13 @@
 """RAG sidecar benchmark: what the proxy adds in front of a model, side by side in one run.
 
+    make bench-deps      # wrk, the load generator of the rate rows (Debian's package)
     .venv/bin/python benchmarks/rag_bench.py [--runs 300] [--chunks 10000] [--concurrency 16]
 
-Three processes on loopback: the OpenAI-compatible stand-in (tests/standins/openai_server.py,
-uvicorn) as the upstream, the real `agentkube sidecar rag` in front of it reading a collection of
-``--chunks`` chunks (embedded Chroma, the local wordllama embedder), and this client (httpx,
-keep-alive). Interleaved, per request (non-streaming chat completion, one user question):
+Three processes on loopback: the lean OpenAI-compatible stand-in (tests/standins/lean_openai.py,
+a raw asyncio server answering from prepared bytes) as the upstream, the real
+`agentkube sidecar rag` in front of it reading a collection of ``--chunks`` chunks (embedded
+Chroma, the local wordllama embedder), and this client (httpx, keep-alive). Interleaved, per
+request (non-streaming chat completion, one user question):
 
     direct        client -> stand-in                        the baseline
     pass-through  client -> proxy (x-agentkube-rag: off) -> stand-in
@@ -13,15 +15,19 @@ keep-alive). Interleaved, per request (non-streaming chat completion, one user q
 
 and the time to the first streamed byte (stream: true) direct vs through the proxy with
 retrieval. Added latency = proxied p50/p95 minus direct p50/p95. Then requests/s with
-``--concurrency`` clients at once: direct, pass-through.
+``--concurrency`` connections at once, from ``wrk`` (C, its own process: a Python client would be
+the bottleneck), ``--seconds`` each: direct, pass-through, retrieval.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,13 +81,18 @@ async def fill(data_dir: Path, chunks: int) -> None:
 
 
 def standin_command(port: int) -> list[str]:
-    """The OpenAI-compatible stand-in (tests/standins/openai_server.py) on ``port``."""
-    return [
-        sys.executable, "-c",
-        "import uvicorn; from tests.standins.openai_server import ScriptedModel, create_app; "
-        f"uvicorn.run(create_app(ScriptedModel()), host='127.0.0.1', port={port}, "
-        "log_level='warning')",
-    ]  # fmt: skip
+    """The lean OpenAI-compatible stand-in (tests/standins/lean_openai.py) on ``port``."""
+    return [sys.executable, "-m", "tests.standins.lean_openai", "--port", str(port)]
+
+
+WRK_SCRIPT = ROOT / "benchmarks" / "rag_post.lua"
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install -y wrk)")
+    return found
 
 
 def start(
@@ -120,18 +131,19 @@ def first_byte(client: httpx.Client, url: str) -> float:
     return elapsed
 
 
-async def rate(url: str, headers: dict[str, str], concurrency: int, total: int) -> float:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        counter = iter(range(total))
-
-        async def worker() -> None:
-            for _ in counter:
-                (await client.post(url, json=BODY, headers=headers)).raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return total / (time.perf_counter() - started)
+def rate(url: str, headers: dict[str, str], concurrency: int, seconds: int) -> float:
+    """Requests/s ``wrk`` sees with ``concurrency`` keep-alive connections (all must be 2xx)."""
+    args = [
+        wrk_binary(), "-t2", f"-c{concurrency}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url,
+        "--", json.dumps(BODY), *(f"{k}: {v}" for k, v in headers.items()),
+    ]  # fmt: skip
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw failures:\n{out}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise SystemExit(f"no rate in wrk's output:\n{out}")
+    return float(found.group(1))
 
 
 def row(name: str, samples: list[float], base: list[float] | None) -> str:
@@ -158,7 +170,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=10)
     opts = parser.parse_args()
+    wrk_binary()  # before minutes of filling the collection
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTKUBE_")}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -218,15 +232,20 @@ def report(opts: argparse.Namespace, upstream: str, proxy: str) -> None:
             samples["ttfb direct"],
         )
     )
-    total = max(200, opts.runs * 2)
-    rates = {
-        "direct": asyncio.run(rate(direct, {}, opts.concurrency, total)),
-        "pass-through": asyncio.run(rate(proxied, off, opts.concurrency, total)),
-        "retrieval": asyncio.run(rate(proxied, {}, opts.concurrency, total)),
-    }
-    print(f"\n| {opts.concurrency} concurrent clients, {total} requests | requests/s |\n|---|---|")
-    for name, value in rates.items():
-        print(f"| {name} | {value:.0f} |")
+    rates = {}
+    for name, url, headers in (
+        ("direct", direct, {}),
+        ("pass-through", proxied, off),
+        ("retrieval", proxied, {}),
+    ):
+        rates[name] = rate(url, headers, opts.concurrency, opts.seconds)
+        rates[name + " load"] = os.getloadavg()[0]
+    print(
+        f"\n| wrk, {opts.concurrency} connections, {opts.seconds} s each | requests/s | load |"
+        "\n|---|---|---|"
+    )
+    for name in ("direct", "pass-through", "retrieval"):
+        print(f"| {name} | {rates[name]:.0f} | {rates[name + ' load']:.1f} |")
 
 
 if __name__ == "__main__":

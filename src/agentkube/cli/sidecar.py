@@ -118,4 +118,8 @@ def rag(
         http=bounded_headers(),
         log_level="info",
         access_log=False,
+        # The upstream's own date and server headers are relayed; no second pair from uvicorn.
+        date_header=False,
+        server_header=False,
+        proxy_headers=False,  # the proxy does not use client addresses
     )

@@ -9,7 +9,8 @@ upstream. Every other path is forwarded unchanged. A vector store that is down f
 
 Modules: :mod:`enrichment` (pure: the query, the message, the narrowing rule),
 :mod:`retrieval` (the :class:`~agentkube.sidecar.retrieval.Retriever` seam over
-:mod:`agentkube.memory`), :mod:`forwarding` (one enrichment step shared by the HTTP proxy and the
-in-process transport), :mod:`proxy` (the Starlette app), :mod:`transport` (the same proxy as an
-``httpx`` transport, for one machine), :mod:`metrics`. Errors: :mod:`agentkube.sidecar.errors`.
+:mod:`agentkube.memory`), :mod:`forwarding` (the enrichment step: what goes upstream for one
+chat request), :mod:`proxy` (the plain ASGI app), :mod:`upstream` (its LIFO pool of httpcore
+connections to the one upstream), :mod:`local` (the same app in process on loopback, for
+``spec.rag`` on one machine), :mod:`metrics`. Errors: :mod:`agentkube.sidecar.errors`.
 """

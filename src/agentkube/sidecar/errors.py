@@ -7,8 +7,10 @@
     │                                 configured to read (a header may narrow, never widen)
     └── RuntimeFailure
         └── SidecarFailure            something failed while serving
-            └── RetrievalFailed       the vector store or the embedder failed (or timed out);
-                                      fail-open forwards un-enriched, fail-closed answers 503
+            ├── RetrievalFailed       the vector store or the embedder failed (or timed out);
+            │                         fail-open forwards un-enriched, fail-closed answers 503
+            └── UpstreamBrokeOff      the upstream ended a streamed response early; the
+                                      client's response is broken off too (never a clean end)
 
 Messages are one line naming the thing (flag, collection, store) and the fix.
 """
@@ -32,3 +34,7 @@ class SidecarFailure(RuntimeFailure):
 
 class RetrievalFailed(SidecarFailure):
     """Context could not be retrieved for a request."""
+
+
+class UpstreamBrokeOff(SidecarFailure):
+    """The upstream ended a response mid-stream, after its status went to the client."""

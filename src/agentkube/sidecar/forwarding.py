@@ -1,4 +1,4 @@
-"""One enrichment step, shared by the HTTP proxy and the in-process transport.
+"""The enrichment step of the proxy: what goes upstream for one chat completion request.
 
 :func:`prepare_chat` takes a chat completion request as received (body bytes and headers) and
 decides what goes upstream: the same bytes (opted out, no user text, not JSON — the upstream

@@ -41,7 +41,14 @@ async def serve_in_process(
     app = create_app(config, open_retriever)
     server = EmbeddedServer(
         uvicorn.Config(
-            app, host=sc.DEFAULT_HOST, port=0, log_level="warning", access_log=False, lifespan="on"
+            app,
+            host=sc.DEFAULT_HOST,
+            port=0,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            date_header=False,  # the upstream's are relayed
+            server_header=False,
         )
     )
     task = asyncio.create_task(server.serve())

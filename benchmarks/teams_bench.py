@@ -57,6 +57,8 @@ class _NoRun:
 
         if task.startswith("slow"):
             await asyncio.sleep(60)
+        elif task.startswith("work"):  # a short run, so that kills land mid-task
+            await asyncio.sleep(0.02)
         return RunOutcome(agent=AGENT, output="done", model="none", tool_calls=[], duration_ms=0)
 
 
@@ -94,7 +96,7 @@ async def run_worker(
     store = RedisState(redis_url, namespace)
     queue = RedisTaskQueue(store.client, key_prefix(namespace), AGENT, claim_idle_s=claim_idle)
     executor: Any = runtime if executor_kind == "agent" else _NoRun(runtime)
-    tasks = DurableTasks(executor, queue, workers=concurrency, claim_idle_s=claim_idle)
+    tasks = DurableTasks(executor, queue, concurrency=concurrency, claim_idle_s=claim_idle)
     tasks.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -145,31 +147,39 @@ class Bench:
         self.workers.clear()
 
     async def submit(self, texts: list[str]) -> list[str]:
+        """Every task in ``texts`` in as few ``MULTI`` transactions as the queue allows."""
         from agentkube.runtime.task_queue import TaskState
 
-        ids = []
-        for text in texts:
-            task_id = uuid.uuid4().hex
-            state = TaskState(
-                id=task_id, status="queued", task=text, conversation=task_id,
-                created_at=time.time(),
-            )  # fmt: skip
-            await self.queue.submit(state)
-            ids.append(task_id)
-        return ids
+        now = time.time()
+        states = [
+            TaskState(id=uuid.uuid4().hex, status="queued", task=text, conversation="bench",
+                      created_at=now)
+            for text in texts
+        ]  # fmt: skip
+        await self.queue.submit_many(states)
+        return [state.id for state in states]
 
-    async def wait_done(
-        self, ids: list[str], timeout: float, finished_before: int = 0
-    ) -> list[Any]:
+    async def wait_finished(self, count: int, timeout: float) -> None:
+        """Until the results stream holds ``count`` entries."""
         deadline = time.monotonic() + timeout
+        finished = 0
         while time.monotonic() < deadline:
             finished = int(await self.store.client.xlen(self.queue.results_stream))
-            if finished >= len(ids) + finished_before:
-                break
+            if finished >= count:
+                return
             await asyncio.sleep(0.001)
-        else:
-            raise SystemExit(f"only {finished} of {len(ids)} tasks finished in {timeout}s")
+        raise SystemExit(f"only {finished} of {count} tasks finished in {timeout}s")
+
+    async def records(self, ids: list[str]) -> list[Any]:
         return [await self.queue.read(i) for i in ids]
+
+    async def result_counts(self) -> dict[str, int]:
+        """How many times each task id is in the results stream (one result each: 1)."""
+        counts: dict[str, int] = {}
+        for _entry, fields in await self.store.client.xrange(self.queue.results_stream):
+            task_id = fields[b"id"].decode()
+            counts[task_id] = counts.get(task_id, 0) + 1
+        return counts
 
 
 async def throughput(
@@ -182,14 +192,17 @@ async def throughput(
         idle = []
         for i in range(args.latency_samples):  # nothing queued: the hand-off alone
             (one,) = await bench.submit([f"alone {i}"])
-            (state,) = await bench.wait_done([one], timeout=60, finished_before=i)
+            await bench.wait_finished(i + 1, timeout=60)
+            (state,) = await bench.records([one])
             idle.append((state.started_at - state.created_at) * 1000)
         await bench.store.client.delete(bench.queue.results_stream)
         started = time.perf_counter()
         ids = await bench.submit([f"task {i}" for i in range(args.tasks)])
         submitted = time.perf_counter() - started
-        states = await bench.wait_done(ids, timeout=600)
+        await bench.wait_finished(args.tasks, timeout=600)
         elapsed = time.perf_counter() - started
+        states = await bench.records(ids)
+        counts = await bench.result_counts()
     finally:
         bench.stop_workers()
         await bench.store.aclose()
@@ -198,6 +211,7 @@ async def throughput(
         print(f"never started: {s!r}", file=sys.stderr)
     queued = [(s.started_at - s.created_at) * 1000 for s in states if s not in odd]
     results = [s for s in states if s is not None and s.status == "succeeded"]
+    twice = sum(1 for n in counts.values() if n > 1)
     return [
         f"| **executor: {what}** | | | |",
         f"| hand-off latency, one task at a time, {replicas} replica(s) "
@@ -207,7 +221,42 @@ async def throughput(
         f"| tasks/s through the queue, {replicas} replica(s) × {args.concurrency} workers "
         f"({args.tasks} tasks; submitting alone {args.tasks / submitted:.0f}/s) "
         f"| {args.tasks / elapsed:.0f} /s | | ≥ 2,000 /s |",
-        f"| results: {len(results)} succeeded of {args.tasks}, one result each | | | 0 lost |",
+        f"| results: {len(results)} succeeded of {args.tasks}, {twice} with two results "
+        f"| | | 0 lost |",
+    ]
+
+
+async def kills(args: argparse.Namespace, redis_url: str) -> list[str]:
+    """``--kill-tasks`` short tasks through 3 replicas while one replica at a time is
+    SIGKILLed and replaced, ``--kills`` times: every task must end with exactly one result."""
+    import random
+
+    bench = Bench(redis_url, args.claim_idle, args.concurrency, "none")
+    rng = random.Random(7)
+    bench.start_workers(3)
+    try:
+        started = time.perf_counter()
+        ids = await bench.submit([f"work {i}" for i in range(args.kill_tasks)])
+        for _ in range(args.kills):
+            await asyncio.sleep(rng.uniform(0.1, 0.4))
+            victim = bench.workers.pop(rng.randrange(len(bench.workers)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            bench.start_workers(1)
+        await bench.wait_finished(args.kill_tasks, timeout=args.claim_idle * 10 + 120)
+        elapsed = time.perf_counter() - started
+        states = await bench.records(ids)
+        counts = await bench.result_counts()
+    finally:
+        bench.stop_workers()
+        await bench.store.aclose()
+    lost = sum(1 for s in states if s is None or s.status != "succeeded")
+    twice = sum(1 for n in counts.values() if n > 1)
+    redelivered = sum(1 for s in states if s is not None and s.deliveries > 1)
+    return [
+        f"| {args.kill_tasks} tasks (20 ms each) through 3 replicas, {args.kills} SIGKILLed "
+        f"and replaced: {redelivered} redelivered, {lost} lost, {twice} with two results, "
+        f"{elapsed:.1f} s in all | {lost} lost, {twice} duplicated | | 0 lost, 0 duplicated |"
     ]
 
 
@@ -275,6 +324,7 @@ async def main(args: argparse.Namespace) -> None:
                 *await throughput(args, url, 1),
                 *await throughput(args, url, 3),
                 *await redelivery(args, url),
+                *await kills(args, url),
             ]
             print("| measured | p50 / rate | p95 | goal |")
             print("|---|---|---|---|")
@@ -302,6 +352,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--claim-idle", type=float, default=1.0)
     parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--kill-tasks", type=int, default=1000)
     parser.add_argument("--latency-samples", type=int, default=100)
     parsed = parser.parse_args()
     if parsed.mode == "worker":

@@ -20,7 +20,8 @@ from agentkube.memory.tenancy import (
     key_prefix,
     namespace_url,
 )
-from agentkube.runtime.task_queue import LocalTaskQueue, RedisTaskQueue, TaskQueue, TaskState
+from agentkube.runtime.local_queue import LocalTaskQueue
+from agentkube.runtime.task_queue import RedisTaskQueue, TaskQueue, TaskState
 from tests.memory.servers import RedisServer
 
 CLAIM_IDLE_S = 0.3
@@ -171,3 +172,57 @@ async def test_replicas_finishing_one_task_at_once_write_exactly_one_result(
     assert sorted(wrote) == [False] * 7 + [True]
     final = await queue.read(state.id)
     assert final is not None and final.result == outcomes[wrote.index(True)].result
+
+
+async def test_a_late_begin_never_sets_a_finished_record_back_to_running(
+    queue: TaskQueue,
+) -> None:
+    """A replica that took a task over (its first runner seemed dead) begins it while the
+    first runner finishes it: whichever order Redis sees, the result stays."""
+    for _ in range(20):
+        state = _state()
+        await queue.submit(state)
+        first = await queue.take("slow", 1.0)
+        assert first is not None
+        running = await queue.begin("slow", first)
+        assert running is not None
+        await asyncio.sleep(CLAIM_IDLE_S + 0.05)
+        second = await queue.take("taker", 1.0)
+        assert second is not None and second.task_id == state.id
+        done = running.model_copy(update={"status": "succeeded", "result": {"output": "5"}})
+        await asyncio.gather(queue.finish(first, done), queue.begin("taker", second))
+        final = await queue.read(state.id)
+        assert final is not None and final.status == "succeeded", final
+
+
+async def test_batches_take_begin_and_finish_many_tasks_in_order(queue: TaskQueue) -> None:
+    states = [_state(f"task {i}") for i in range(30)]
+    await queue.submit_many(states)
+    taken = await queue.take_many("r", 20, 1.0)
+    assert [d.task_id for d in taken] == [s.id for s in states[:20]]
+    assert all(d.deliveries == 1 for d in taken)
+    began = await queue.begin_many("r", taken)
+    assert all(b is not None and b.status == "running" for b in began)
+    await queue.keep_many("r", taken)
+    done = [
+        (d, b.model_copy(update={"status": "succeeded"}))
+        for d, b in zip(taken, began, strict=True)
+        if b
+    ]
+    assert await queue.finish_many([*done, done[0]]) == [True] * 20 + [False]
+    rest = await queue.take_many("r", 20, 1.0)
+    assert [d.task_id for d in rest] == [s.id for s in states[20:]]  # the ten left
+    for state in states[:20]:
+        record = await queue.read(state.id)
+        assert record is not None and record.status == "succeeded"
+
+
+async def test_a_batch_takes_stale_deliveries_first_with_their_counts(queue: TaskQueue) -> None:
+    stale, new = _state("stale"), _state("new")
+    await queue.submit(stale)
+    crashed = await queue.take("crashed", 1.0)
+    assert crashed is not None
+    await queue.submit(new)
+    await asyncio.sleep(CLAIM_IDLE_S + 0.05)
+    taken = await queue.take_many("survivor", 5, 1.0)
+    assert [(d.task_id, d.deliveries) for d in taken] == [(stale.id, 2), (new.id, 1)]

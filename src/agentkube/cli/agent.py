@@ -166,7 +166,7 @@ def serve(
             data_dir=data_dir,
             claim_idle_s=claim_idle,
             max_deliveries=max_deliveries,
-            workers=concurrency,
+            concurrency=concurrency,
             drain_s=drain_timeout,
         )
 

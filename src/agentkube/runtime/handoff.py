@@ -2,9 +2,11 @@
 
 :class:`DurableTasks` is what ``agentkube agent serve --redis URL`` runs behind ``/v1/tasks``:
 ``submit`` records and enqueues a task, ``read`` answers for any task of the agent (whichever
-replica ran it), and ``workers`` loops take tasks, run them on the agent's runtime and write
-their one result. While a task runs its delivery is kept alive every ``claim_idle / 3`` seconds,
-so only a replica that stopped (crashed, frozen) loses its tasks to the others.
+replica ran it), and one take loop takes up to ``concurrency`` tasks at a time, runs each on
+the agent's runtime and writes its one result (results finished together are committed
+together: :class:`~agentkube.runtime.batching.GroupCommit`, as are submits). While tasks run,
+their deliveries are kept alive every ``claim_idle / 3`` seconds, so only a replica that stopped
+(crashed, frozen) loses its tasks to the others.
 
 ``drain`` (SIGTERM) stops taking tasks, lets the running ones finish for up to ``drain_s``
 seconds, then gives the rest back to the queue for another replica.
@@ -24,17 +26,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentkube.errors import AgentkubeError
 from agentkube.runtime.agent import AgentRuntime, TaskBudget
+from agentkube.runtime.batching import GroupCommit
+from agentkube.runtime.local_queue import LocalTaskQueue
 from agentkube.runtime.task_queue import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_DELIVERIES,
     Delivery,
-    LocalTaskQueue,
     RedisTaskQueue,
     TaskQueue,
     TaskState,
@@ -81,7 +85,7 @@ class DurableTasks:
         runtime: AgentRuntime,
         queue: TaskQueue,
         *,
-        workers: int = 4,
+        concurrency: int = 4,
         claim_idle_s: float,
         drain_s: float = 30.0,
         consumer: str | None = None,
@@ -89,12 +93,16 @@ class DurableTasks:
         self.runtime = runtime
         self.queue = queue
         self.consumer = consumer or replica_name()
-        self._workers = workers
+        self._concurrency = concurrency
         self._keep_every = max(0.05, claim_idle_s / 3)
         self._drain_s = drain_s
         self._taking = True
+        self._stopped = asyncio.Event()
+        self._room = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
+        self._submits = GroupCommit(self._submit_many)
+        self._finishes = GroupCommit(queue.finish_many)
         self.metrics = QueueMetrics()
         self.observers: list[Callable[[TaskState], None]] = []  # told of every task it finished
 
@@ -113,8 +121,12 @@ class DurableTasks:
                 created_at=time.time(),
                 trace=inject(),
             )
-            await self.queue.submit(state)
+            await self._submits(state)
         return state
+
+    async def _submit_many(self, states: list[TaskState]) -> list[None]:
+        await self.queue.submit_many(states)
+        return [None] * len(states)
 
     def _span_attributes(self, task_id: str) -> dict[str, str]:
         return {
@@ -128,57 +140,61 @@ class DurableTasks:
 
     def start(self) -> None:
         self._loops = [
-            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
+            asyncio.create_task(self._take(), name="take"),
+            asyncio.create_task(self._keep(), name="keep-alive"),
         ]
 
-    async def _work(self) -> None:
+    async def _take(self) -> None:
+        """Take up to the free capacity at a time, mark it running, start each task."""
         while self._taking:
+            free = self._concurrency - len(self._running)
+            if free <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
-                delivery = await self.queue.take(self.consumer, TAKE_WAIT_S)
+                deliveries = await self.queue.take_many(self.consumer, free, TAKE_WAIT_S)
+                if deliveries and not self._taking:  # drained while waiting: not ours to run
+                    for delivery in deliveries:
+                        await self.queue.release(delivery)
+                    return
+                states = await self.queue.begin_many(self.consumer, deliveries)
             except AgentkubeError as e:
                 log.warning("agent %s: cannot take tasks: %s", self.runtime.key, e)
                 await asyncio.sleep(1)
                 continue
-            except Exception:
+            except Exception:  # what was taken is taken over after claim-idle
                 log.exception("agent %s: taking a task failed", self.runtime.key)
                 await asyncio.sleep(1)
                 continue
-            if delivery is None:
-                continue
-            if not self._taking:  # drained while waiting: not ours to run
-                await self.queue.release(delivery)
-                return
-            run = asyncio.create_task(self._handle(delivery), name=f"task-{delivery.task_id}")
-            self._running[delivery.entry] = (delivery, run)
-            try:
-                await asyncio.shield(run)
-            except asyncio.CancelledError:
-                if not run.done():
-                    raise
-            finally:
-                self._running.pop(delivery.entry, None)
+            self._start(deliveries, states)
 
-    async def _handle(self, delivery: Delivery) -> None:
-        if delivery.deliveries > 1:
-            self.metrics.redeliveries.inc()
-        state = await self.queue.begin(self.consumer, delivery)
-        if state is None:
-            if delivery.deliveries > getattr(self.queue, "max_deliveries", delivery.deliveries):
-                self.metrics.dead_letters.inc()
-            return
+    def _start(self, deliveries: list[Delivery], states: list[TaskState | None]) -> None:
+        for delivery, state in zip(deliveries, states, strict=True):
+            if delivery.deliveries > 1:
+                self.metrics.redeliveries.inc()
+            if state is None:
+                if delivery.deliveries > getattr(self.queue, "max_deliveries", 1 << 30):
+                    self.metrics.dead_letters.inc()
+                continue
+            run = asyncio.create_task(self._handle(delivery, state), name=f"task-{state.id}")
+            self._running[delivery.entry] = (delivery, run)
+            run.add_done_callback(partial(self._ended, delivery.entry))
+
+    def _ended(self, entry: str, _run: asyncio.Task[None]) -> None:
+        self._running.pop(entry, None)
+        self._room.set()
+
+    async def _handle(self, delivery: Delivery, state: TaskState) -> None:
         self.metrics.wait.observe(max(0.0, (state.started_at or time.time()) - state.created_at))
-        # Stopped by an event, not cancelled: a Redis command cancelled mid-flight can leave
-        # its pooled connection broken for the next user.
-        stop = asyncio.Event()
-        keeper = asyncio.create_task(self._keep(delivery, stop))
-        try:
-            final = await self._run(state)
-        finally:
-            stop.set()
-        await keeper
+        final = await self._run(state)
         for observe in self.observers:
             observe(final)
-        wrote = await self.queue.finish(delivery, final)
+        try:
+            wrote = await self._finishes((delivery, final))
+        except Exception:  # not acknowledged: another replica runs it again after claim-idle
+            log.exception("task %s of %s: writing its result failed", state.id, self.runtime.key)
+            return
         if not wrote:
             log.info(
                 "task %s of %s already had a result; this one dropped", state.id, self.runtime.key
@@ -225,21 +241,27 @@ class DurableTasks:
     def _final(state: TaskState, status: str, **update: object) -> TaskState:
         return state.model_copy(update={"status": status, "finished_at": time.time(), **update})
 
-    async def _keep(self, delivery: Delivery, stop: asyncio.Event) -> None:
-        while True:
+    async def _keep(self) -> None:
+        """Every ``claim_idle / 3``: re-claim every running task for this replica, in one call,
+        so only a replica that stopped (crashed, frozen) loses its tasks to the others."""
+        while not self._stopped.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self._keep_every)
+                await asyncio.wait_for(self._stopped.wait(), timeout=self._keep_every)
                 return
             except TimeoutError:
                 pass
+            # Stopped by an event, not cancelled: a Redis command cancelled mid-flight can
+            # leave its pooled connection broken for the next user.
+            running = [delivery for delivery, _ in self._running.values()]
             try:
-                await self.queue.keep(self.consumer, delivery)
+                await self.queue.keep_many(self.consumer, running)
             except Exception as e:  # the next keep may work; the claim-idle margin is ours
-                log.warning("task %s: keep-alive failed: %s", delivery.task_id, e)
+                log.warning("agent %s: keep-alive failed: %s", self.runtime.key, e)
 
     async def drain(self) -> None:
         """Stop taking; finish what runs within ``drain_s``; give the rest back."""
         self._taking = False
+        self._room.set()
         running = list(self._running.values())
         if running:
             log.info("agent %s: draining %d running tasks", self.runtime.key, len(running))
@@ -250,7 +272,9 @@ class DurableTasks:
                     await asyncio.gather(run, return_exceptions=True)
                     await self.queue.release(delivery)
                     log.info("task %s released for another replica", delivery.task_id)
-        if self._loops:  # each loop ends after its current take (it gives back what it got)
+        await self._finishes.aclose()
+        self._stopped.set()
+        if self._loops:  # the take loop ends after its current take (it gives back what it got)
             _ended, stuck = await asyncio.wait(self._loops, timeout=TAKE_WAIT_S + 2)
             for loop in stuck:
                 loop.cancel()
@@ -274,7 +298,7 @@ async def open_durable(
     data_dir: Path | None = None,
     claim_idle_s: float = DEFAULT_CLAIM_IDLE_S,
     max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-    workers: int = 4,
+    concurrency: int = 4,
     drain_s: float = 30.0,
 ) -> AsyncIterator[DurableTasks]:
     """The agent's shared queue — Redis Streams at ``redis_url`` (or ``AGENTKUBE_REDIS_URL``),
@@ -301,7 +325,7 @@ async def open_durable(
                 store, agent, claim_idle_s=claim_idle_s, max_deliveries=max_deliveries
             )
         tasks = DurableTasks(
-            runtime, queue, workers=workers, claim_idle_s=claim_idle_s, drain_s=drain_s
+            runtime, queue, concurrency=concurrency, claim_idle_s=claim_idle_s, drain_s=drain_s
         )
         tasks.start()
         log.info(

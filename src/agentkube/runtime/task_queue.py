@@ -7,8 +7,12 @@ A :class:`TaskQueue` holds, per agent, the tasks waiting and running and the rec
   JSON string. A replica reads new entries (``XREADGROUP``), keeps the ones it runs alive by
   re-claiming them for itself (``XCLAIM … JUSTID``, which resets their idle time), and takes
   over entries idle longer than ``claim_idle`` — a dead replica's (``XAUTOCLAIM``).
-* :class:`LocalTaskQueue` — the same in one process (``asyncio``), records in the embedded
-  :class:`~agentkube.memory.state.StateStore`.
+* :class:`~agentkube.runtime.local_queue.LocalTaskQueue` — the same in one process
+  (``asyncio``), records in the embedded :class:`~agentkube.memory.state.StateStore`.
+
+Each operation has a batch form (``take_many``, ``begin_many``, ``finish_many``, ...): a batch
+costs a replica the round trips one task does, so a replica takes up to its free capacity at a
+time and commits finishes as a group (:mod:`agentkube.runtime.batching`).
 
 Delivery is at-least-once; the result is written exactly once: :meth:`TaskQueue.finish` writes
 the final record only if none is there yet (``WATCH`` + ``MULTI``: optimistic, atomic in Redis,
@@ -21,15 +25,14 @@ an incident of the agent (:mod:`agentkube.runtime.incidents`: a ``TaskDeadLetter
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 from redis.exceptions import WatchError
 
-from agentkube.memory.state import StateStore, check_id
+from agentkube.memory.state import check_id
 from agentkube.memory.team_streams import GROUP, queue_base
 from agentkube.runtime.incidents import IncidentStream
 
@@ -37,6 +40,7 @@ TaskStatus = Literal["queued", "running", "succeeded", "failed"]
 FINISHED: tuple[TaskStatus, ...] = ("succeeded", "failed")
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_CLAIM_IDLE_S = 660.0  # longer than the default task timeout (600 s) — see docs/teams.md
+SUBMIT_BATCH = 1000  # tasks per MULTI: a bounded transaction, however many are submitted
 
 
 class TaskState(BaseModel):
@@ -75,9 +79,14 @@ class Delivery:
 
 
 class TaskQueue(Protocol):
+    """One agent's queue. The ``*_many`` forms do for a batch in one round trip what the
+    single forms do for one task; the single forms are the batch of one."""
+
     async def submit(self, state: TaskState) -> None:
         """Record ``state`` (queued) and enqueue it."""
         ...
+
+    async def submit_many(self, states: list[TaskState]) -> None: ...
 
     async def submit_once(self, state: TaskState) -> bool:
         """:meth:`submit` unless a record with ``state.id`` exists; True if it was submitted
@@ -91,25 +100,84 @@ class TaskQueue(Protocol):
         after ``wait_s``."""
         ...
 
+    async def take_many(self, consumer: str, count: int, wait_s: float) -> list[Delivery]:
+        """Up to ``count`` tasks (stale ones first); empty after ``wait_s`` with none."""
+        ...
+
     async def keep(self, consumer: str, delivery: Delivery) -> None:
         """Tell the queue ``consumer`` is still working on ``delivery`` (not stale)."""
         ...
+
+    async def keep_many(self, consumer: str, deliveries: list[Delivery]) -> None: ...
 
     async def begin(self, consumer: str, delivery: Delivery) -> TaskState | None:
         """Mark the task running; None if it must not run (already finished: acknowledged;
         delivered too often: dead-lettered)."""
         ...
 
+    async def begin_many(
+        self, consumer: str, deliveries: list[Delivery]
+    ) -> list[TaskState | None]: ...
+
     async def finish(self, delivery: Delivery, state: TaskState) -> bool:
         """Write the final ``state`` unless one is written already; acknowledge. True if this
         call wrote it."""
         ...
+
+    async def finish_many(self, finished: list[tuple[Delivery, TaskState]]) -> list[bool]: ...
 
     async def release(self, delivery: Delivery) -> None:
         """Give an unfinished task back now (a draining replica), for another to run."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+class OneAtATime:
+    """The single forms of :class:`TaskQueue` as batches of one."""
+
+    async def submit_many(self, states: list[TaskState]) -> None:
+        raise NotImplementedError
+
+    async def take_many(self, consumer: str, count: int, wait_s: float) -> list[Delivery]:
+        raise NotImplementedError
+
+    async def keep_many(self, consumer: str, deliveries: list[Delivery]) -> None:
+        raise NotImplementedError
+
+    async def begin_many(self, consumer: str, deliveries: list[Delivery]) -> list[TaskState | None]:
+        raise NotImplementedError
+
+    async def finish_many(self, finished: list[tuple[Delivery, TaskState]]) -> list[bool]:
+        raise NotImplementedError
+
+    async def submit(self, state: TaskState) -> None:
+        await self.submit_many([state])
+
+    async def take(self, consumer: str, wait_s: float) -> Delivery | None:
+        taken = await self.take_many(consumer, 1, wait_s)
+        return taken[0] if taken else None
+
+    async def keep(self, consumer: str, delivery: Delivery) -> None:
+        await self.keep_many(consumer, [delivery])
+
+    async def begin(self, consumer: str, delivery: Delivery) -> TaskState | None:
+        (state,) = await self.begin_many(consumer, [delivery])
+        return state
+
+    async def finish(self, delivery: Delivery, state: TaskState) -> bool:
+        (wrote,) = await self.finish_many([(delivery, state)])
+        return wrote
+
+
+class _Status(BaseModel):
+    """A record's status alone (parsing the rest of it is not needed to know it is done)."""
+
+    status: TaskStatus
+
+
+def is_finished(body: bytes | str | None) -> bool:
+    return body is not None and _Status.model_validate_json(body).status in FINISHED
 
 
 def running_state(state: TaskState, deliveries: int, consumer: str) -> TaskState:
@@ -137,7 +205,7 @@ def dead_letter_state(state: TaskState, deliveries: int, limit: int) -> TaskStat
 # --------------------------------------------------------------------------- Redis
 
 
-class RedisTaskQueue:
+class RedisTaskQueue(OneAtATime):
     """One agent's tasks in Redis Streams (see the module docstring)."""
 
     def __init__(
@@ -173,6 +241,9 @@ class RedisTaskQueue:
     def dead_stream(self) -> str:
         return self._dead
 
+    def _key(self, task_id: str) -> str:
+        return self._record + check_id("task id", task_id)
+
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
@@ -183,17 +254,18 @@ class RedisTaskQueue:
                 raise
         self._group_ready = True
 
-    async def submit(self, state: TaskState) -> None:
+    async def submit_many(self, states: list[TaskState]) -> None:
         await self._ensure_group()
-        key = self._record + check_id("task id", state.id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, state.model_dump_json())
-            pipe.xadd(self._stream, {"id": state.id})
-            await pipe.execute()
+        for start in range(0, len(states), SUBMIT_BATCH):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for state in states[start : start + SUBMIT_BATCH]:
+                    pipe.set(self._key(state.id), state.model_dump_json())
+                    pipe.xadd(self._stream, {"id": state.id})
+                await pipe.execute()
 
     async def submit_once(self, state: TaskState) -> bool:
         await self._ensure_group()
-        key = self._record + check_id("task id", state.id)
+        key = self._key(state.id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -210,79 +282,125 @@ class RedisTaskQueue:
                     continue  # submitted meanwhile: look again
 
     async def read(self, task_id: str) -> TaskState | None:
-        body = await self._redis.get(self._record + check_id("task id", task_id))
+        body = await self._redis.get(self._key(task_id))
         return None if body is None else TaskState.model_validate_json(body)
 
-    async def take(self, consumer: str, wait_s: float) -> Delivery | None:
+    async def take_many(self, consumer: str, count: int, wait_s: float) -> list[Delivery]:
         await self._ensure_group()
-        entries: list[Any] = []
+        claimed: list[Any] = []
         now = time.monotonic()
         if now >= self._next_claim:  # look for stale entries a few times per claim-idle
-            _next, entries, *_ = await self._redis.xautoclaim(
-                self._stream, GROUP, consumer, self.claim_idle_ms, start_id="0-0", count=1
+            _next, claimed, *_ = await self._redis.xautoclaim(
+                self._stream, GROUP, consumer, self.claim_idle_ms, start_id="0-0", count=count
             )
-            if not entries:
+            if not claimed:
                 self._next_claim = now + self.claim_idle_ms / 4000
-        if not entries:
+        taken = await self._deliveries(claimed, counted=True)
+        if len(taken) < count:  # new entries: delivered for the first time
             read = await self._redis.xreadgroup(
-                GROUP, consumer, {self._stream: ">"}, count=1, block=max(1, int(wait_s * 1000))
+                GROUP,
+                consumer,
+                {self._stream: ">"},
+                count=count - len(taken),
+                block=None if taken else max(1, int(wait_s * 1000)),
             )
-            entries = read[0][1] if read else []
+            taken += await self._deliveries(read[0][1] if read else [], counted=False)
+        return taken
+
+    async def _deliveries(self, entries: list[Any], *, counted: bool) -> list[Delivery]:
+        """Entries as deliveries; ``counted``: look up their delivery counts (taken-over
+        entries; a new entry's is 1). Entries trimmed away meanwhile are acknowledged."""
+        found: list[tuple[str, str]] = []
+        gone = []
         for entry_id, fields in entries:
-            if not fields:  # trimmed away meanwhile
-                await self._redis.xack(self._stream, GROUP, entry_id)
-                continue
             entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            task_id = fields.get(b"id") or fields.get("id")
-            task_id = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
-            pending = await self._redis.xpending_range(
-                self._stream, GROUP, min=entry, max=entry, count=1
-            )
-            count = int(pending[0]["times_delivered"]) if pending else 1
-            return Delivery(task_id=task_id, entry=entry, deliveries=count)
-        return None
+            task_id = (fields or {}).get(b"id") or (fields or {}).get("id")
+            if task_id is None:
+                gone.append(entry)
+                continue
+            found.append((entry, task_id.decode() if isinstance(task_id, bytes) else task_id))
+        if gone:
+            await self._redis.xack(self._stream, GROUP, *gone)
+        counts = [1] * len(found)
+        if counted and found:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry, _ in found:
+                    pipe.xpending_range(self._stream, GROUP, min=entry, max=entry, count=1)
+                pending = await pipe.execute()
+            counts = [int(p[0]["times_delivered"]) if p else 1 for p in pending]
+        return [
+            Delivery(task_id=task_id, entry=entry, deliveries=n)
+            for (entry, task_id), n in zip(found, counts, strict=True)
+        ]
 
-    async def keep(self, consumer: str, delivery: Delivery) -> None:
-        await self._redis.xclaim(self._stream, GROUP, consumer, 0, [delivery.entry], justid=True)
+    async def keep_many(self, consumer: str, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            entries = [d.entry for d in deliveries]
+            await self._redis.xclaim(self._stream, GROUP, consumer, 0, entries, justid=True)
 
-    async def begin(self, consumer: str, delivery: Delivery) -> TaskState | None:
-        state = await self.read(delivery.task_id)
-        if state is None or state.done:
-            await self._redis.xack(self._stream, GROUP, delivery.entry)
-            return None
-        if delivery.deliveries > self.max_deliveries:
-            dead = dead_letter_state(state, delivery.deliveries - 1, self.max_deliveries)
-            if await self.finish(delivery, dead):
-                await self._redis.xadd(self._dead, {"id": state.id, "entry": delivery.entry})
-                await self._incidents.record("TaskDeadLettered", state.id, dead.error or "")
-            return None
-        running = running_state(state, delivery.deliveries, consumer)
-        await self._redis.set(self._record + state.id, running.model_dump_json())
-        return running
-
-    async def finish(self, delivery: Delivery, state: TaskState) -> bool:
-        # WATCH/MULTI rather than a script: a namespace's ACL user may not run scripts.
-        key = self._record + state.id
+    async def begin_many(self, consumer: str, deliveries: list[Delivery]) -> list[TaskState | None]:
+        if not deliveries:
+            return []
+        keys = [self._key(d.task_id) for d in deliveries]
+        # WATCH/MULTI: a record finished meanwhile (by a replica this task was taken from)
+        # is never set back to running.
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(key)
-                    current = await pipe.get(key)
-                    if current is not None and TaskState.model_validate_json(current).done:
+                    await pipe.watch(*keys)
+                    plan = _BeginPlan(self, consumer, deliveries, keys, await pipe.mget(keys))
+                    if not plan.writes and not plan.done:
                         await pipe.reset()
-                        await self._redis.xack(self._stream, GROUP, delivery.entry)
-                        return False
+                        break
                     pipe.multi()
-                    pipe.set(key, state.model_dump_json())
-                    pipe.xack(self._stream, GROUP, delivery.entry)
-                    pipe.xadd(
-                        self._results,
-                        {"id": state.id, "status": state.status},
-                        maxlen=self._results_kept,
-                        approximate=True,
-                    )
+                    if plan.writes:
+                        pipe.mset(plan.writes)
+                    if plan.done:
+                        pipe.xack(self._stream, GROUP, *plan.done)
                     await pipe.execute()
-                    return True
+                    break
+                except WatchError:
+                    continue  # one of them changed meanwhile: look again
+        for delivery, state in plan.dead:
+            await self._dead_letter(delivery, state)
+        return plan.began
+
+    async def _dead_letter(self, delivery: Delivery, state: TaskState) -> None:
+        dead = dead_letter_state(state, delivery.deliveries - 1, self.max_deliveries)
+        if await self.finish(delivery, dead):
+            await self._redis.xadd(self._dead, {"id": state.id, "entry": delivery.entry})
+            await self._incidents.record("TaskDeadLettered", state.id, dead.error or "")
+
+    async def finish_many(self, finished: list[tuple[Delivery, TaskState]]) -> list[bool]:
+        if not finished:
+            return []
+        keys = list(dict.fromkeys(self._key(state.id) for _, state in finished))
+        # WATCH/MULTI rather than a script: a namespace's ACL user may not run scripts.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    bodies = dict(zip(keys, await pipe.mget(keys), strict=True))
+                    wrote: list[bool] = []
+                    written: set[str] = set()  # a task twice in the batch: the first counts
+                    pipe.multi()
+                    for _, state in finished:
+                        key = self._key(state.id)
+                        if key in written or is_finished(bodies[key]):
+                            wrote.append(False)
+                            continue
+                        written.add(key)
+                        wrote.append(True)
+                        pipe.set(key, state.model_dump_json())
+                        pipe.xadd(
+                            self._results,
+                            {"id": state.id, "status": state.status},
+                            maxlen=self._results_kept,
+                            approximate=True,
+                        )
+                    pipe.xack(self._stream, GROUP, *[d.entry for d, _ in finished])
+                    await pipe.execute()
+                    return wrote
                 except WatchError:
                     continue  # written meanwhile (by another replica): look again
 
@@ -296,103 +414,31 @@ class RedisTaskQueue:
         """The client belongs to the state store that made it."""
 
 
-# --------------------------------------------------------------------------- one process
-
-
-@dataclass
-class _Pending:
-    task_id: str
-    deliveries: int = 0
-    consumer: str | None = None
-    touched: float = field(default_factory=time.monotonic)
-
-
-class LocalTaskQueue:
-    """The same semantics in one process; records in the embedded state store."""
+class _BeginPlan:
+    """What beginning ``deliveries`` writes, given their records' ``bodies``: each one runs
+    (``writes``), is acknowledged (finished already, or twice in the batch: ``done``), or is
+    dead-lettered (``dead``); ``began`` is the caller's answer, in order."""
 
     def __init__(
         self,
-        store: StateStore,
-        agent: str,
-        *,
-        claim_idle_s: float = DEFAULT_CLAIM_IDLE_S,
-        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        queue: RedisTaskQueue,
+        consumer: str,
+        deliveries: list[Delivery],
+        keys: list[str],
+        bodies: list[bytes | None],
     ) -> None:
-        self._store = store
-        self._prefix = f"teams.{check_id('agent', agent)}.task."
-        self.claim_idle_s = claim_idle_s
-        self.max_deliveries = max_deliveries
-        self._new: asyncio.Queue[str] = asyncio.Queue()
-        self._pending: dict[str, _Pending] = {}
-        self._finishing = asyncio.Lock()
-        self._ids = iter(range(1, 2**62))
-
-    async def submit(self, state: TaskState) -> None:
-        await self._store.set(
-            self._prefix + check_id("task id", state.id), state.model_dump_json().encode()
-        )
-        await self._new.put(state.id)
-
-    async def submit_once(self, state: TaskState) -> bool:
-        async with self._finishing:
-            if await self.read(state.id) is not None:
-                return False
-            await self.submit(state)
-            return True
-
-    async def read(self, task_id: str) -> TaskState | None:
-        body = await self._store.get(self._prefix + check_id("task id", task_id))
-        return None if body is None else TaskState.model_validate_json(body)
-
-    def _deliver(self, entry: str, consumer: str) -> Delivery:
-        pending = self._pending[entry]
-        pending.deliveries += 1
-        pending.consumer, pending.touched = consumer, time.monotonic()
-        return Delivery(task_id=pending.task_id, entry=entry, deliveries=pending.deliveries)
-
-    async def take(self, consumer: str, wait_s: float) -> Delivery | None:
-        now = time.monotonic()
-        for entry, pending in self._pending.items():
-            if now - pending.touched >= self.claim_idle_s:
-                return self._deliver(entry, consumer)
-        try:
-            task_id = await asyncio.wait_for(self._new.get(), timeout=wait_s)
-        except TimeoutError:
-            return None
-        entry = str(next(self._ids))
-        self._pending[entry] = _Pending(task_id)
-        return self._deliver(entry, consumer)
-
-    async def keep(self, consumer: str, delivery: Delivery) -> None:
-        if delivery.entry in self._pending:
-            self._pending[delivery.entry].touched = time.monotonic()
-
-    async def begin(self, consumer: str, delivery: Delivery) -> TaskState | None:
-        state = await self.read(delivery.task_id)
-        if state is None or state.done:
-            self._pending.pop(delivery.entry, None)
-            return None
-        if delivery.deliveries > self.max_deliveries:
-            await self.finish(
-                delivery, dead_letter_state(state, delivery.deliveries - 1, self.max_deliveries)
-            )
-            return None
-        running = running_state(state, delivery.deliveries, consumer)
-        await self._store.set(self._prefix + state.id, running.model_dump_json().encode())
-        return running
-
-    async def finish(self, delivery: Delivery, state: TaskState) -> bool:
-        self._pending.pop(delivery.entry, None)
-        async with self._finishing:  # the check and the write, with no other finish between
-            current = await self.read(state.id)
-            if current is not None and current.done:
-                return False
-            await self._store.set(self._prefix + state.id, state.model_dump_json().encode())
-        return True
-
-    async def release(self, delivery: Delivery) -> None:
-        if self._pending.pop(delivery.entry, None) is not None:
-            await self._new.put(delivery.task_id)
-
-    async def aclose(self) -> None:
-        """The store belongs to its opener."""
+        self.began: list[TaskState | None] = []
+        self.writes: dict[str, str] = {}
+        self.done: list[str] = []
+        self.dead: list[tuple[Delivery, TaskState]] = []
+        for delivery, key, body in zip(deliveries, keys, bodies, strict=True):
+            state = None if body is None else TaskState.model_validate_json(body)
+            running = None
+            if state is None or state.done or key in self.writes:
+                self.done.append(delivery.entry)
+            elif delivery.deliveries > queue.max_deliveries:
+                self.dead.append((delivery, state))
+            else:
+                running = running_state(state, delivery.deliveries, consumer)
+                self.writes[key] = running.model_dump_json()
+            self.began.append(running)

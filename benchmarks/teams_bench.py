@@ -1,16 +1,21 @@
 """The durable hand-off, measured: latency, throughput, redelivery, 1 vs 3 replicas.
 
-    .venv/bin/python benchmarks/teams_bench.py [--tasks 2000] [--claim-idle 1]
+    .venv/bin/python benchmarks/teams_bench.py [--tasks 2000] [--concurrency 64]
+        [--claim-idle 1] [--kills 3] [--kill-tasks 1000]
 
 Starts a real redis-server on loopback (AOF, ``appendfsync everysec``, as deploy/memory runs
 it) and replicas as separate processes (this script in ``worker`` mode), each running
 :class:`~agentkube.runtime.handoff.DurableTasks` over :class:`RedisTaskQueue` with an executor
-that makes no model call (a pydantic-ai ``FunctionModel`` that answers at once), so what is
-measured is the hand-off, not a model. Prints a Markdown table.
+that makes no model call: no run at all (the queue alone), or a pydantic-ai agent run on a
+``FunctionModel`` that answers at once — so what is measured is the hand-off, not a model.
+Prints a Markdown table.
 
 * hand-off latency: a task's ``started_at - created_at`` (submit → an executor starts it);
-* throughput: tasks submitted (pipelined) → every result written, tasks/s;
-* redelivery: a replica is SIGKILLed mid-task; time until another replica starts the task.
+* throughput: tasks submitted (``submit_many``) → the results stream holds every result,
+  tasks/s (the records are read and checked after the clock stops);
+* redelivery: a replica is SIGKILLed mid-task; time until another replica starts the task;
+* kills: ``--kill-tasks`` 20 ms tasks through 3 replicas while one at a time is SIGKILLed and
+  replaced ``--kills`` times; every task must have exactly one result.
 """
 
 from __future__ import annotations
@@ -218,7 +223,7 @@ async def throughput(
         f"| {percentile(idle, 0.5):.1f} ms | {percentile(idle, 0.95):.1f} ms | |",
         f"| submit → start with {args.tasks} submitted at once (queueing included) "
         f"| {percentile(queued, 0.5):.0f} ms | {percentile(queued, 0.95):.0f} ms | |",
-        f"| tasks/s through the queue, {replicas} replica(s) × {args.concurrency} workers "
+        f"| tasks/s through the queue, {replicas} replica(s), concurrency {args.concurrency} "
         f"({args.tasks} tasks; submitting alone {args.tasks / submitted:.0f}/s) "
         f"| {args.tasks / elapsed:.0f} /s | | ≥ 2,000 /s |",
         f"| results: {len(results)} succeeded of {args.tasks}, {twice} with two results "
@@ -349,9 +354,9 @@ if __name__ == "__main__":
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--executor", choices=["agent", "none"], default="agent")
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--claim-idle", type=float, default=1.0)
-    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--kill-tasks", type=int, default=1000)
     parser.add_argument("--latency-samples", type=int, default=100)
     parsed = parser.parse_args()

@@ -175,6 +175,15 @@ class Bench:
             await asyncio.sleep(0.001)
         raise SystemExit(f"only {finished} of {count} tasks finished in {timeout}s")
 
+    async def collect(
+        self, ids: list[str], started: float, timeout: float
+    ) -> tuple[float, list[Any], dict[str, int]]:
+        """Seconds from ``started`` until every task of ``ids`` has a result (the clock stops
+        there), then their records and how often each id is in the results stream."""
+        await self.wait_finished(len(ids), timeout)
+        elapsed = time.perf_counter() - started
+        return elapsed, await self.records(ids), await self.result_counts()
+
     async def records(self, ids: list[str]) -> list[Any]:
         return [await self.queue.read(i) for i in ids]
 
@@ -204,10 +213,7 @@ async def throughput(
         started = time.perf_counter()
         ids = await bench.submit([f"task {i}" for i in range(args.tasks)])
         submitted = time.perf_counter() - started
-        await bench.wait_finished(args.tasks, timeout=600)
-        elapsed = time.perf_counter() - started
-        states = await bench.records(ids)
-        counts = await bench.result_counts()
+        elapsed, states, counts = await bench.collect(ids, started, timeout=600)
     finally:
         bench.stop_workers()
         await bench.store.aclose()
@@ -248,10 +254,8 @@ async def kills(args: argparse.Namespace, redis_url: str) -> list[str]:
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             bench.start_workers(1)
-        await bench.wait_finished(args.kill_tasks, timeout=args.claim_idle * 10 + 120)
-        elapsed = time.perf_counter() - started
-        states = await bench.records(ids)
-        counts = await bench.result_counts()
+        timeout = args.claim_idle * 10 + 120
+        elapsed, states, counts = await bench.collect(ids, started, timeout=timeout)
     finally:
         bench.stop_workers()
         await bench.store.aclose()

@@ -21,7 +21,7 @@ from agentkube.memory.tenancy import (
     namespace_url,
 )
 from agentkube.runtime.local_queue import LocalTaskQueue
-from agentkube.runtime.task_queue import RedisTaskQueue, TaskQueue, TaskState
+from agentkube.runtime.task_queue import Delivery, RedisTaskQueue, TaskQueue, TaskState
 from tests.memory.servers import RedisServer
 
 CLAIM_IDLE_S = 0.3
@@ -155,15 +155,21 @@ async def test_redis_results_stream_names_each_finished_task_once(
     await store.aclose()
 
 
+async def _running(queue: TaskQueue, consumer: str) -> tuple[TaskState, Delivery, TaskState]:
+    """A new task, taken and begun by ``consumer``: its state, delivery and running record."""
+    state = _state()
+    await queue.submit(state)
+    delivery = await queue.take(consumer, 1.0)
+    assert delivery is not None
+    running = await queue.begin(consumer, delivery)
+    assert running is not None
+    return state, delivery, running
+
+
 async def test_replicas_finishing_one_task_at_once_write_exactly_one_result(
     queue: TaskQueue,
 ) -> None:
-    state = _state()
-    await queue.submit(state)
-    delivery = await queue.take("r", 1.0)
-    assert delivery is not None
-    running = await queue.begin("r", delivery)
-    assert running is not None
+    state, delivery, running = await _running(queue, "r")
     outcomes = [
         running.model_copy(update={"status": "succeeded", "result": {"output": str(i)}})
         for i in range(8)
@@ -180,12 +186,7 @@ async def test_a_late_begin_never_sets_a_finished_record_back_to_running(
     """A replica that took a task over (its first runner seemed dead) begins it while the
     first runner finishes it: whichever order Redis sees, the result stays."""
     for _ in range(20):
-        state = _state()
-        await queue.submit(state)
-        first = await queue.take("slow", 1.0)
-        assert first is not None
-        running = await queue.begin("slow", first)
-        assert running is not None
+        state, first, running = await _running(queue, "slow")
         await asyncio.sleep(CLAIM_IDLE_S + 0.05)
         second = await queue.take("taker", 1.0)
         assert second is not None and second.task_id == state.id

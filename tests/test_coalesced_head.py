@@ -3,15 +3,19 @@ protocols as bounded_headers() builds them; a streamed head still leaves when th
 and every chunk leaves as it is sent.
 
 Writes are seen on a recording transport (a socket cannot show where one write ended), the
-streamed head on a real server on loopback."""
+streamed head and responses over TLS on a real server on loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
@@ -163,6 +167,36 @@ def test_a_streamed_head_reaches_the_client_before_the_first_chunk_is_sent(
             received += sock.recv(4096)
         sock.close()
     assert received.startswith(b"HTTP/1.1 200 OK") and b"data: 1" in received
+
+
+def test_over_tls_whole_and_streamed_responses_arrive_intact(tmp_path: Path) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=server", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/whole":
+            await _whole(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(3):
+            await send({"type": "http.response.body", "body": b"%d;" % n, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    with (
+        serve(app, http=bounded_headers(), tls=(cert, key)) as url,
+        httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client,
+    ):
+        whole = [client.get(f"{url}/whole") for _ in range(2)]  # the second on the same connection
+        streamed = client.get(f"{url}/stream")
+    assert [r.content for r in whole] == [b"hello", b"hello"]
+    assert streamed.content == b"0;1;2;"
 
 
 async def test_uvicorn_itself_writes_the_head_alone() -> None:

@@ -30,6 +30,7 @@ App = Callable[
     Awaitable[None],
 ]
 REQUEST = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+HEAD = b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
 class RecordingTransport(asyncio.Transport):
@@ -66,7 +67,10 @@ class RecordingTransport(asyncio.Transport):
 
 
 async def _serve_one(
-    app: App, protocol_class: type[Any], transport: RecordingTransport | None = None
+    app: App,
+    protocol_class: type[Any],
+    transport: RecordingTransport | None = None,
+    request: bytes = REQUEST,
 ) -> RecordingTransport:
     """One request to ``app`` through ``protocol_class``, on a recording transport."""
     config = uvicorn.Config(app, http=protocol_class)
@@ -74,9 +78,9 @@ async def _serve_one(
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = transport or RecordingTransport()
     protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
+    protocol.data_received(request)
     await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=5)
-    await asyncio.sleep(0)  # a held write's release, had one been left
+    await asyncio.sleep(0)  # a held write's release
     protocol.connection_lost(None)
     return transport
 
@@ -95,6 +99,18 @@ async def test_a_whole_response_is_one_write(implementation: Implementation) -> 
     assert len(transport.writes) == 1
     head, _, body = transport.writes[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and body == b"hello"
+
+
+@IMPLEMENTATIONS
+async def test_a_head_response_with_no_body_write_still_leaves(
+    implementation: Implementation,
+) -> None:
+    transport = RecordingTransport()
+    await _serve_one(_whole, bounded_headers(implementation=implementation), transport, HEAD)
+
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+    assert transport.writes[0].endswith(b"\r\n\r\n")  # the head alone, as HEAD asks
 
 
 @IMPLEMENTATIONS

@@ -84,9 +84,18 @@ class CoalescedHead:
         if cycle is not None and cycle is not previous:
             cycle.transport = HeadWithBody(self.transport, self.loop)
 
+    # The protocol writes on, or closes, the connection itself here: a head still held (a HEAD
+    # response has no body write to carry it) goes first.
+
     def send_400_response(self, msg: str) -> None:
-        # The protocol writes this on the connection itself: a head still held goes first.
+        self._flush_held()
+        super().send_400_response(msg)  # type: ignore[misc]  # the uvicorn protocol's, by the MRO
+
+    def shutdown(self) -> None:
+        self._flush_held()
+        super().shutdown()  # type: ignore[misc]
+
+    def _flush_held(self) -> None:
         cycle = self.cycle
         if cycle is not None and isinstance(cycle.transport, HeadWithBody):
             cycle.transport.flush()
-        super().send_400_response(msg)  # type: ignore[misc]  # the uvicorn protocol's, by the MRO

@@ -14,9 +14,11 @@ request (non-streaming chat completion, one user question):
     retrieval     client -> proxy (embed, top-4 of N chunks, inject) -> stand-in
 
 and the time to the first streamed byte (stream: true) direct vs through the proxy with
-retrieval. Added latency = proxied p50/p95 minus direct p50/p95. Then requests/s with
-``--concurrency`` connections at once, from ``wrk`` (C, its own process: a Python client would be
-the bottleneck), ``--seconds`` each: direct, pass-through, retrieval.
+retrieval. Added latency = proxied p50/p95 minus direct p50/p95. Then the proxy process's CPU
+time per pass-through request (``/proc``, over ``--cpu-runs`` sequential ones), steadier than
+latency on a loaded machine. Then requests/s with ``--concurrency`` connections at once, from
+``wrk`` (C, its own process: a Python client would be the bottleneck), ``--seconds`` each:
+direct, pass-through, retrieval.
 """
 
 from __future__ import annotations
@@ -146,6 +148,12 @@ def rate(url: str, headers: dict[str, str], concurrency: int, seconds: int) -> f
     return float(found.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def row(name: str, samples: list[float], base: list[float] | None) -> str:
     p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
     if base is None:
@@ -171,6 +179,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--cpu-runs", type=int, default=1000)
     opts = parser.parse_args()
     wrk_binary()  # before minutes of filling the collection
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTKUBE_")}
@@ -189,14 +198,14 @@ def main() -> None:
         ]  # fmt: skip
         proxy = start(proxy_cmd, f"http://127.0.0.1:{proxy_port}/readyz", env)
         try:
-            report(opts, f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}")
+            report(opts, f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}", proxy.pid)
         finally:
             for process in (proxy, upstream):
                 process.terminate()
                 process.wait(timeout=30)
 
 
-def report(opts: argparse.Namespace, upstream: str, proxy: str) -> None:
+def report(opts: argparse.Namespace, upstream: str, proxy: str, proxy_pid: int) -> None:
     direct, proxied = f"{upstream}/v1/chat/completions", f"{proxy}/v1/chat/completions"
     off = {"x-agentkube-rag": "off"}
     with httpx.Client(timeout=60) as client:
@@ -212,6 +221,10 @@ def report(opts: argparse.Namespace, upstream: str, proxy: str) -> None:
                 "ttfb retrieval": lambda: first_byte(client, proxied),
             },
         )
+        cpu_before = cpu_seconds(proxy_pid)
+        for _ in range(opts.cpu_runs):
+            timed(client, proxied, off)
+        cpu_us = (cpu_seconds(proxy_pid) - cpu_before) / opts.cpu_runs * 1e6
     load = os.getloadavg()[0]
     print(f"\n{opts.runs} interleaved requests each, {opts.chunks} chunks, load {load:.1f}")
     print("| | p50 | p95 | added p50 | added p95 |\n|---|---|---|---|---|")
@@ -231,6 +244,10 @@ def report(opts: argparse.Namespace, upstream: str, proxy: str) -> None:
             samples["ttfb retrieval"],
             samples["ttfb direct"],
         )
+    )
+    print(
+        f"\nproxy CPU time per pass-through request: {cpu_us:.0f} µs "
+        f"({opts.cpu_runs} sequential requests, load {os.getloadavg()[0]:.1f})"
     )
     rates = {}
     for name, url, headers in (

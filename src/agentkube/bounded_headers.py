@@ -6,7 +6,8 @@ holds each one, and its buffer, for as long as it likes. These protocols, uvicor
 with a deadline, close a connection whose request line and headers are not complete
 ``header_timeout_s`` after it opened, or after the previous response on it ended. A byte
 arriving does not reset the deadline; only a complete set of headers does. Bodies are bounded
-separately (:mod:`agentkube.bounded_bodies`).
+separately (:mod:`agentkube.bounded_bodies`). Each response's head also leaves with its first
+body chunk, in one write (:mod:`agentkube.coalesced_head`).
 
 Both of uvicorn's implementations are covered: httptools (its C parser, what ``http="auto"``
 picks and the default here, several times cheaper per request) and h11 (pure Python, the
@@ -23,6 +24,8 @@ import logging
 from typing import Any, Literal
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from agentkube.coalesced_head import CoalescedHead
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
@@ -65,8 +68,9 @@ class _HeaderDeadline:
             self.transport.close()
 
 
-class BoundedHeadersProtocol(_HeaderDeadline, H11Protocol):
-    """uvicorn's h11 protocol, with a deadline on each request's headers."""
+class BoundedHeadersProtocol(_HeaderDeadline, CoalescedHead, H11Protocol):
+    """uvicorn's h11 protocol, with a deadline on each request's headers and each response's
+    head sent with its first body chunk."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,7 +81,9 @@ class BoundedHeadersProtocol(_HeaderDeadline, H11Protocol):
         self._arm_after_cycle()
 
     def handle_events(self) -> None:
+        previous = self.cycle
         super().handle_events()
+        self._coalesce_new_cycle(previous)
         if self._deadline is not None and self.cycle is not self._waiting_after:
             self._disarm()  # a new request's headers are complete
 
@@ -96,8 +102,9 @@ class BoundedHeadersProtocol(_HeaderDeadline, H11Protocol):
 def _httptools_protocol() -> type[Any]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class BoundedHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
-        """uvicorn's httptools protocol, with a deadline on each request's headers."""
+    class BoundedHttpToolsProtocol(_HeaderDeadline, CoalescedHead, HttpToolsProtocol):
+        """uvicorn's httptools protocol, with a deadline on each request's headers and each
+        response's head sent with its first body chunk."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -105,7 +112,9 @@ def _httptools_protocol() -> type[Any]:
 
         def on_headers_complete(self) -> None:
             self._disarm()  # parsed by now; a pipelined request's as well
+            previous = self.cycle
             super().on_headers_complete()
+            self._coalesce_new_cycle(previous)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

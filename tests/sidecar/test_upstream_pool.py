@@ -173,6 +173,21 @@ async def test_an_upstream_closing_mid_stream_is_an_error_and_the_connection_is_
     assert pool.opened == 2
 
 
+async def test_a_pooled_connection_is_locked_by_the_pool_s_lock_that_never_waits(
+    upstream: CountingServer,
+) -> None:
+    # httpcore takes the connection's state lock around each request's start and end; it is the
+    # pool's own (anyio's yields to the event loop on every acquire), so a second holder at
+    # once — a bug in the pool — is refused instead of queued.
+    async with pool_of(upstream) as pool:
+        await post(pool, upstream.url)
+        (connection,) = pool.idle
+        async with connection._state_lock:
+            with pytest.raises(RuntimeError, match="one request at a time"):
+                await post(pool, upstream.url)
+        assert b"chat.completion" in await post(pool, upstream.url)
+
+
 async def test_a_pool_refuses_a_request_for_another_origin(upstream: CountingServer) -> None:
     async with pool_of(upstream) as pool:
         with pytest.raises(ValueError, match="this pool serves"):

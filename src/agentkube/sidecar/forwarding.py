@@ -131,8 +131,12 @@ async def prepare_chat(
 ) -> Prepared:
     """What to forward for one ``/v1/chat/completions`` request, and the headers to add."""
     prepared = await _prepare(config, retriever, metrics, body, _lower(headers))
-    metrics.requests.labels(prepared.outcome).inc()
+    metrics.outcome(prepared.outcome).inc()
     return prepared
+
+
+def _passthrough(body: bytes) -> Prepared:
+    return Prepared(body=body, outcome="passthrough", response_headers={sc.HEADER_CHUNKS: "0"})
 
 
 def _admit(
@@ -140,11 +144,8 @@ def _admit(
 ) -> Prepared | tuple[tuple[str, ...], dict[str, Any], str]:
     """A request that goes no further than this (passed through or refused), or what to
     retrieve for it: (collections, parsed body, query)."""
-    passthrough = Prepared(
-        body=body, outcome="passthrough", response_headers={sc.HEADER_CHUNKS: "0"}
-    )
     if headers.get(sc.HEADER_RAG, "").strip().lower() == "off":
-        return passthrough
+        return _passthrough(body)
     try:
         collections = narrowed(config.collections, headers.get(sc.HEADER_COLLECTION))
     except CollectionNotAllowed as e:
@@ -156,7 +157,7 @@ def _admit(
     parsed = _parse(body, headers)
     query = user_query(parsed["messages"]) if parsed is not None else ""
     if parsed is None or not query:
-        return passthrough
+        return _passthrough(body)
     return collections, parsed, query
 
 

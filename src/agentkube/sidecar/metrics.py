@@ -46,3 +46,12 @@ class ProxyMetrics:
             "Requests the upstream could not be reached for (answered 502/504)",
             registry=r,
         )
+        self._outcomes: dict[str, Counter] = {}
+
+    def outcome(self, name: str) -> Counter:
+        """The requests counter of one outcome, bound once: ``labels()`` validates and looks
+        its child up under a lock on every call, which every request would pay."""
+        child = self._outcomes.get(name)
+        if child is None:
+            child = self._outcomes[name] = self.requests.labels(name)
+        return child

@@ -189,11 +189,9 @@ class Proxy:
             return
         self._upstream_seconds[route].observe(time.perf_counter() - started)
         # The body goes out as the upstream encoded it (raw), so its length and encoding hold.
-        headers = [
-            (k, v) for k, v in upstream.headers if k.lower() not in _DROPPED_RESPONSE_HEADERS
-        ]
+        headers, whole = _relayed(upstream.headers)
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
-        if _small_whole_body(upstream.headers):
+        if whole:
             await self._relay_whole(send, upstream, headers)
         else:
             await self._relay_stream(receive, send, upstream, headers)
@@ -291,7 +289,10 @@ class Proxy:
         )
 
 
-def _small_whole_body(headers: Headers) -> bool:
+def _relayed(headers: Headers) -> tuple[Headers, bool]:
+    """The upstream's response headers less the hop-by-hop ones, and whether its body is small,
+    of declared length and not an event stream (so relayed in one piece); in one pass."""
+    kept: Headers = []
     length = kind = b""
     for key, value in headers:
         name = key.lower()
@@ -299,7 +300,11 @@ def _small_whole_body(headers: Headers) -> bool:
             length = value
         elif name == b"content-type":
             kind = value
-    return length.isdigit() and int(length) <= SMALL_BODY_BYTES and b"event-stream" not in kind
+        elif name in _DROPPED_RESPONSE_HEADERS:
+            continue
+        kept.append((key, value))
+    whole = length.isdigit() and int(length) <= SMALL_BODY_BYTES and b"event-stream" not in kind
+    return kept, whole
 
 
 class ProxyApp:

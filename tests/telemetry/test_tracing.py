@@ -69,6 +69,25 @@ def test_trace_context_goes_out_and_comes_back_as_a_parent() -> None:
     assert callee.parent.span_id == caller.get_span_context().span_id
 
 
+def test_the_standard_sampler_variables_decide_what_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = SpanRecorder()
+    setup_tracing("tests", {}, recorder=recorder)
+    assert tracer() is tracer()  # one tracer per provider, not one per span
+    with spans.span("kept") as kept:
+        assert kept.is_recording()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    setup_tracing("tests", {}, recorder=recorder)
+    with spans.span("dropped") as dropped:
+        assert not dropped.is_recording()
+        carrier = inject()
+    flags = int(carrier["traceparent"].rsplit("-", 1)[1], 16)
+    assert flags & 1 == 0  # the next hop is told the trace is not sampled
+    assert [s.name for s in recorder.spans] == ["kept"]
+
+
 def _by_name(received: list[ReceivedSpan], prefix: str) -> ReceivedSpan:
     matching = [s for s in received if s.name.startswith(prefix)]
     assert matching, f"no span {prefix!r} in {[s.name for s in received]}"

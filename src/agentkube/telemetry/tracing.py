@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -49,6 +50,12 @@ class Tracing:
         return self.settings.capture_content
 
     def tracer(self) -> trace.Tracer:
+        return self._tracer
+
+    @cached_property
+    def _tracer(self) -> trace.Tracer:
+        # Once per provider: the SDK's get_tracer builds a new Tracer and scope on every call,
+        # and every agentkube span asks for one.
         if self.provider is None:
             return _NO_OP
         return self.provider.get_tracer(INSTRUMENTATION_NAME)

@@ -16,7 +16,13 @@ from agentkube.sandbox.local import LocalSandbox
 from agentkube.telemetry import spans
 from agentkube.telemetry.propagation import continued, extract, inject
 from agentkube.telemetry.recording import SpanRecorder, span_tree
-from agentkube.telemetry.settings import ENV_CAPTURE_CONTENT, ENV_ENDPOINT, TelemetrySettings
+from agentkube.telemetry.settings import (
+    ENV_CAPTURE_CONTENT,
+    ENV_ENDPOINT,
+    ENV_TRACES_SAMPLER,
+    ENV_TRACES_SAMPLER_ARG,
+    TelemetrySettings,
+)
 from agentkube.telemetry.tracing import resource_attributes, setup_tracing, tracer
 from tests.runtime.helpers import agent_from, runtime_for
 from tests.telemetry.otlp_receiver import CLIENT, OtlpReceiver, ReceivedSpan
@@ -77,8 +83,8 @@ def test_the_standard_sampler_variables_decide_what_is_recorded(
     assert tracer() is tracer()  # one tracer per provider, not one per span
     with spans.span("kept") as kept:
         assert kept.is_recording()
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    monkeypatch.setenv(ENV_TRACES_SAMPLER, "parentbased_traceidratio")
+    monkeypatch.setenv(ENV_TRACES_SAMPLER_ARG, "0")
     setup_tracing("tests", {}, recorder=recorder)
     with spans.span("dropped") as dropped:
         assert not dropped.is_recording()

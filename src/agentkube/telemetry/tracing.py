@@ -114,6 +114,7 @@ def _provider(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    # No sampler given: the SDK's own from OTEL_TRACES_SAMPLER(_ARG), every trace by default.
     provider = TracerProvider(
         resource=Resource.create(resource_attributes(service, environ)),
         shutdown_on_exit=True,  # the batch left at exit is flushed

@@ -1,6 +1,7 @@
 """Tracing's overhead: on (exporting OTLP/HTTP to a real receiver) vs off, side by side in one run.
 
     .venv/bin/python benchmarks/telemetry_bench.py [--tasks 160] [--pairs 6] [--runs 300]
+        [--sample-ratio R]
 
 Two measures, each with a process traced and an identical one untraced, interleaved so that
 drift on a busy machine hits both alike:
@@ -17,7 +18,9 @@ drift on a busy machine hits both alike:
 
 The receiver is the tests' (tests/telemetry/otlp_receiver.py), in a process of its own: it
 decodes every export, so the traced side pays for real serialisation and HTTP, and the measuring
-client does not pay for the decoding. The goal is an overhead of at most 5 %.
+client does not pay for the decoding. The goal is an overhead of at most 5 %. The traced side
+records every task, the default; ``--sample-ratio`` gives it ``OTEL_TRACES_SAMPLER=
+parentbased_traceidratio`` with that ratio instead, to see what sampling saves.
 """
 
 from __future__ import annotations
@@ -80,8 +83,13 @@ def receiver_process() -> Iterator[Receiver]:
         process.wait(timeout=30)
 
 
-def environments(base: dict[str, str], receiver: str) -> dict[str, dict[str, str]]:
+def environments(
+    base: dict[str, str], receiver: str, sample_ratio: float | None = None
+) -> dict[str, dict[str, str]]:
     traced = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver}
+    if sample_ratio is not None:
+        traced |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                   "OTEL_TRACES_SAMPLER_ARG": str(sample_ratio)}  # fmt: skip
     return {"off": dict(base), "on": traced}
 
 
@@ -225,13 +233,15 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=160)
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--sample-ratio", type=float, default=None)
     opts = parser.parse_args()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTKUBE_", "OTEL_"))}
     base["OTEL_BSP_SCHEDULE_DELAY"] = "1000"
+    sampled = "every task" if opts.sample_ratio is None else f"ratio {opts.sample_ratio:g}"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-          f"body: {len(str(BODY))} chars")  # fmt: skip
+          f"body: {len(str(BODY))} chars; traced side samples {sampled}")  # fmt: skip
     with receiver_process() as receiver, tempfile.TemporaryDirectory() as tmp:
-        envs = environments(base, receiver.url)
+        envs = environments(base, receiver.url, opts.sample_ratio)
         runtime_rows(opts, envs, Path(tmp))
         proxy_rows(opts, envs, Path(tmp))
     print(f"\nthe receiver (a process of its own) decoded: {receiver.summary}")

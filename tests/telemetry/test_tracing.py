@@ -16,7 +16,13 @@ from agentkube.sandbox.local import LocalSandbox
 from agentkube.telemetry import spans
 from agentkube.telemetry.propagation import continued, extract, inject
 from agentkube.telemetry.recording import SpanRecorder, span_tree
-from agentkube.telemetry.settings import ENV_CAPTURE_CONTENT, ENV_ENDPOINT, TelemetrySettings
+from agentkube.telemetry.settings import (
+    ENV_CAPTURE_CONTENT,
+    ENV_ENDPOINT,
+    ENV_TRACES_SAMPLER,
+    ENV_TRACES_SAMPLER_ARG,
+    TelemetrySettings,
+)
 from agentkube.telemetry.tracing import resource_attributes, setup_tracing, tracer
 from tests.runtime.helpers import agent_from, runtime_for
 from tests.telemetry.otlp_receiver import CLIENT, OtlpReceiver, ReceivedSpan
@@ -67,6 +73,25 @@ def test_trace_context_goes_out_and_comes_back_as_a_parent() -> None:
     (callee,) = [s for s in recorder.spans if s.name == "callee"]
     assert callee.parent is not None
     assert callee.parent.span_id == caller.get_span_context().span_id
+
+
+def test_the_standard_sampler_variables_decide_what_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = SpanRecorder()
+    setup_tracing("tests", {}, recorder=recorder)
+    assert tracer() is tracer()  # one tracer per provider, not one per span
+    with spans.span("kept") as kept:
+        assert kept.is_recording()
+    monkeypatch.setenv(ENV_TRACES_SAMPLER, "parentbased_traceidratio")
+    monkeypatch.setenv(ENV_TRACES_SAMPLER_ARG, "0")
+    setup_tracing("tests", {}, recorder=recorder)
+    with spans.span("dropped") as dropped:
+        assert not dropped.is_recording()
+        carrier = inject()
+    flags = int(carrier["traceparent"].rsplit("-", 1)[1], 16)
+    assert flags & 1 == 0  # the next hop is told the trace is not sampled
+    assert [s.name for s in recorder.spans] == ["kept"]
 
 
 def _by_name(received: list[ReceivedSpan], prefix: str) -> ReceivedSpan:

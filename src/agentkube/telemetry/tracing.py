@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -49,6 +50,12 @@ class Tracing:
         return self.settings.capture_content
 
     def tracer(self) -> trace.Tracer:
+        return self._tracer
+
+    @cached_property
+    def _tracer(self) -> trace.Tracer:
+        # Once per provider: the SDK's get_tracer builds a new Tracer and scope on every call,
+        # and every agentkube span asks for one.
         if self.provider is None:
             return _NO_OP
         return self.provider.get_tracer(INSTRUMENTATION_NAME)
@@ -107,6 +114,7 @@ def _provider(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    # No sampler given: the SDK's own from OTEL_TRACES_SAMPLER(_ARG), every trace by default.
     provider = TracerProvider(
         resource=Resource.create(resource_attributes(service, environ)),
         shutdown_on_exit=True,  # the batch left at exit is flushed

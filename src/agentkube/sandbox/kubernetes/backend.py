@@ -58,7 +58,7 @@ from agentkube.sandbox.kubernetes.rendering import (
     timeout_result,
 )
 from agentkube.sandbox.kubernetes.runtime_class import choose_runtime_class
-from agentkube.sandbox.kubernetes.warm_pods import Claim, WarmPodPool
+from agentkube.sandbox.kubernetes.warm_pods import Claim, ClaimLost, WarmPodPool
 from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -179,10 +179,16 @@ class KubernetesSandbox:
             )
         await self.start()
         if self._warm is not None:
-            claim = await self._warm.claim(request)
-            if claim is not None:
+            while (claim := await self._warm.claim(request)) is not None:
+                try:
+                    result = await self._run_warm(self._warm, claim, request)
+                except ClaimLost:
+                    continue  # nothing reached that pod: claim another
+                except BaseException:
+                    self.warm_hits += 1
+                    raise
                 self.warm_hits += 1
-                return await self._run_warm(self._warm, claim, request)
+                return result
             self.warm_misses += 1
         return await self._run_job(request)
 
@@ -192,7 +198,9 @@ class KubernetesSandbox:
         """Hand the request to the claimed pod by exec, or read its result from the pod."""
         if claim.by_exec:
             try:
-                result = await warm.hand_over(claim.name, request, self._result_bytes())
+                result = await warm.hand_over(claim, request, self._result_bytes())
+            except ClaimLost:
+                raise
             except BaseException:
                 self._events.forget(claim.name)
                 self._clean_up_later(Pod, claim.name)

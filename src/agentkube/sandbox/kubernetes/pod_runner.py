@@ -60,6 +60,9 @@ REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (war
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
+# What the gateway passes instead of a request when its claim fell through: an empty line, which
+# the runner answers with an empty result (the exec's ``cat`` ends) and keeps waiting.
+HANDOVER_ABORT = b"\n"
 HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it, and to read it
 HANDOVER_LINGER_S = 1.0  # then for it to pass the result on and end (see _answer)
 # What the gateway runs with pods/exec (``$0`` and ``$1``: the handover's two places): wait
@@ -127,8 +130,9 @@ class Handover:
             return None
         with contextlib.suppress(BlockingIOError):
             self._buffer += os.read(self.fd, 65536)
-        line, newline, _ = self._buffer.partition(b"\n")
+        line, newline, rest = self._buffer.partition(b"\n")
         if newline:
+            self._buffer = rest
             return line
         if len(self._buffer) > MAX_REQUEST_BYTES:
             return self._buffer  # refused by _request: longer than any request may be
@@ -166,6 +170,115 @@ class Handover:
                 os.rmdir(folder)
 
 
+# What a warm pod's pre-started interpreter runs (``python3 -c``; ``argv[1]``: the read end of
+# the runner's pipe): wait for one message, ``<main path>\0<KEY=value>\0...``, take that
+# environment, then run the script as ``python3 <main path>`` would, in a fresh ``__main__``
+# namespace, with the traceback of an uncaught exception starting at the script. Nothing but
+# ``os`` and ``sys`` is imported before the code runs; an empty message (the pod was never used)
+# exits at once.
+PRESTARTED_CHILD = r"""
+def _agentkube_child():
+    import os, sys
+    fd = int(sys.argv[1])
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    if not data:
+        sys.exit(0)
+    main, *pairs = os.fsdecode(data).split("\0")
+    os.environ.clear()
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        os.environ[key] = value
+    sys.argv[:] = [main]
+    sys.path[0] = os.path.dirname(os.path.abspath(main))
+    with open(main, "rb") as f:
+        code = compile(f.read(), main, "exec")
+    namespace = sys.modules["__main__"].__dict__
+    builtins = namespace["__builtins__"]
+    namespace.clear()
+    namespace.update(
+        __name__="__main__", __doc__=None, __package__=None, __spec__=None,
+        __builtins__=builtins, __file__=main, __cached__=None, __annotations__={},
+    )
+    try:
+        exec(code, namespace)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        e.__traceback__ = e.__traceback__.tb_next
+        sys.excepthook(type(e), e, e.__traceback__)
+        sys.exit(1)
+_agentkube_child()
+"""
+# Variables a Python interpreter reads when it starts: a request setting one gets a new one.
+STARTUP_ENV = ("PYTHON", "LC_", "LANG", "HOME")
+
+
+def child_env() -> dict[str, str]:
+    """The code's environment before the request's own variables."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
+
+
+class Prestarted:
+    """A Python interpreter started with the warm pod, waiting for its code on a pipe.
+
+    It is started before the handover's FIFOs exist and inherits no descriptor but its pipe, and
+    it runs nothing of the request until :meth:`go`, which comes after the FIFOs are removed;
+    it is the same child (same session, pipes, environment, limits) :func:`run` would start.
+    """
+
+    def __init__(self) -> None:
+        read_end, self._go = os.pipe()
+        try:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [sys.executable, "-c", PRESTARTED_CHILD, str(read_end)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env(),
+                start_new_session=True,
+                pass_fds=(read_end,),
+            )
+        finally:
+            os.close(read_end)
+
+    def fits(self, request: dict[str, Any]) -> bool:
+        """Whether this child can run ``request`` as a new interpreter would."""
+        env = request.get("env", {})
+        return (
+            request["language"] == "python"
+            and self.proc.poll() is None
+            and not any(key.startswith(STARTUP_ENV) for key in env)
+            and all("\0" not in k + v and "=" not in k and k for k, v in env.items())
+        )
+
+    def go(self, main: str, env: dict[str, str]) -> bool:
+        """Hand the child its script and environment; False if it is gone."""
+        message = "\0".join([main, *(f"{k}={v}" for k, v in env.items())])
+        try:
+            data = os.fsencode(message)
+            while data:
+                data = data[os.write(self._go, data) :]
+        except (OSError, UnicodeError):
+            return False
+        finally:
+            os.close(self._go)
+        return True
+
+    def discard(self) -> None:
+        """End the child unused (its message is empty)."""
+        with contextlib.suppress(OSError):
+            os.close(self._go)
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
 def refusal(message: str) -> dict[str, Any]:
     """The result of a request that was not run."""
     return {
@@ -190,6 +303,11 @@ def _request() -> tuple[dict[str, Any] | str, int | None]:
     try:
         while not text and path:
             line = handover.poll(POLL_S) if handover is not None else None
+            if line is not None and handover is not None and not line.strip():
+                withdrawn = handover.open_result()  # a claim that fell through: end its exec
+                if withdrawn is not None:
+                    os.close(withdrawn)
+                continue
             if line is not None and handover is not None:
                 answer = handover.open_result()
                 if len(line) > MAX_REQUEST_BYTES:
@@ -267,14 +385,16 @@ def _out_files(cap: int) -> tuple[dict[str, str], bool]:
     return files, truncated
 
 
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    main = _write_inputs(request)
+def _start(
+    request: dict[str, Any], main: str, env: dict[str, str], prestarted: Prestarted | None
+) -> subprocess.Popen[bytes]:
+    """The code's process: the pre-started interpreter where it fits, else a new one."""
+    if prestarted is not None:
+        if prestarted.fits(request) and prestarted.go(main, env):
+            return prestarted.proc
+        prestarted.discard()
     argv = [sys.executable, main] if request["language"] == "python" else ["bash", main]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
-    env.update(request.get("env", {}))
-    cap = int(request.get("output_bytes", 1 << 20))
-    started = time.monotonic()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -282,6 +402,15 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         env=env,
         start_new_session=True,
     )
+
+
+def run(request: dict[str, Any], prestarted: Prestarted | None = None) -> dict[str, Any]:
+    main = _write_inputs(request)
+    env = child_env()
+    env.update(request.get("env", {}))
+    cap = int(request.get("output_bytes", 1 << 20))
+    started = time.monotonic()
+    proc = _start(request, main, env, prestarted)
     out: list[bytes] = []
     err: list[bytes] = []
     flags = {"truncated": False, "overflowed": False}
@@ -381,8 +510,15 @@ def _unread(fd: int) -> int:
 
 
 def main() -> None:
+    # A warm pod's code gets an interpreter started now, while the pod waits for its request.
+    prestarted = None if os.environ.get(REQUEST_ENV) else Prestarted()
     request, answer = _request()
-    result = refusal(request) if isinstance(request, str) else run(request)
+    if isinstance(request, str):
+        if prestarted is not None:
+            prestarted.discard()
+        result = refusal(request)
+    else:
+        result = run(request, prestarted)
     if answer is not None:
         _answer(answer, result)
     message = compact(result)

@@ -30,6 +30,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,8 @@ from lightkube.types import PatchType
 from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
-from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec
+from agentkube.sandbox.kubernetes.pod_exec import ExecError, ExecOutput, PodExec
+from agentkube.sandbox.kubernetes.pod_runner import HANDOVER_ABORT
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
     GATEWAY_LABEL,
@@ -66,13 +68,25 @@ EXEC_FAILURES_TOLERATED = 3  # handovers in a row that reached no runner before 
 NO_RUNNER_EXITS = (3, 4)  # the handover command's: no runner came up; it has no FIFOs
 
 
+# What a claim's patch found (Claim.confirmed).
+OURS = "ours"  # the answer shows the pod labelled with this gateway's name and ``claimed``
+NOT_OURS = "not ours"  # the patch went through, the answer shows other labels: no exec
+LOST = "lost"  # the patch failed (the pod is gone, the API server refused): try another pod
+
+
+class ClaimLost(Exception):
+    """A warm pod's claim patch failed: nothing of the request reached it; claim another."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Claim:
     """A claimed warm pod; ``by_exec``: its request is still to be handed over by exec (else it
-    is already in the pod's annotation)."""
+    is already in the pod's annotation), and ``confirmed`` is the claim's patch, sent beside
+    the exec's connection: the request goes into the exec only once it says :data:`OURS`."""
 
     name: str
     by_exec: bool
+    confirmed: asyncio.Task[str] | None = None
 
 
 def fits(limits: Limits, pool: Limits) -> bool:
@@ -146,8 +160,9 @@ class WarmPodPool:
     async def claim(self, request: ExecutionRequest) -> Claim | None:
         """Claim a ready pod for ``request``; None: none is ready (take the cold path).
 
-        With exec the claim only relabels the pod and sets its deadline (:meth:`hand_over`
-        follows); without, it writes the request into the annotation too.
+        With exec the claim's patch only relabels the pod and sets its deadline, and is sent
+        while :meth:`hand_over` opens the exec (``Claim.confirmed``); without, the patch writes
+        the request into the annotation too, and is awaited here.
         """
         if not fits(request.limits, self.limits):
             return None
@@ -170,20 +185,27 @@ class WarmPodPool:
                     + CLAIM_GRACE_S
                 },
             }
-            try:
-                pod = await self._patch(name, body)
-            except (ApiError, httpx2.HTTPError) as e:
-                self._events.forget(name)
-                log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
-                continue
-            self.claims += 1
-            if by_exec and not self._ours(pod.to_dict()):
-                log.error("warm pod %s is not labelled as this gateway's claim: no exec", name)
-                await self.write_request(name, request)
-                by_exec = False
-            return Claim(name=name, by_exec=by_exec)
+            if by_exec:
+                confirmed = asyncio.create_task(self._confirm(name, body), name=f"claim-{name}")
+                return Claim(name=name, by_exec=True, confirmed=confirmed)
+            if await self._confirm(name, body) != LOST:
+                return Claim(name=name, by_exec=False)
         self.misses += 1
         return None
+
+    async def _confirm(self, name: str, body: JSON) -> str:
+        """Send a claim's patch: :data:`OURS`, :data:`NOT_OURS` or :data:`LOST`."""
+        try:
+            pod = await self._patch(name, body)
+        except (ApiError, httpx2.HTTPError) as e:
+            self._events.forget(name)
+            log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
+            return LOST
+        self.claims += 1
+        if self._ours(pod.to_dict()):
+            return OURS
+        log.error("warm pod %s is not labelled as this gateway's claim: no exec", name)
+        return NOT_OURS
 
     def _ours(self, pod: JSON) -> bool:
         """Whether a pod (the claim's answer) is this gateway's claimed warm pod: the only pods
@@ -197,16 +219,59 @@ class WarmPodPool:
         )
 
     async def hand_over(
-        self, name: str, request: ExecutionRequest, max_result_bytes: int
+        self, claim: Claim, request: ExecutionRequest, max_result_bytes: int
     ) -> ExecutionResult | None:
-        """Run ``request`` in claimed pod ``name`` through exec and return its result; None
-        when it did not come back that way (the caller writes the annotation and reads the
-        result from the pod: the runner may or may not have the request)."""
-        if self._exec is None:
+        """Run ``request`` in claimed pod ``claim.name`` through exec and return its result;
+        None when it did not come back that way (the caller writes the annotation and reads the
+        result from the pod: the runner may or may not have the request). ClaimLost: the claim's
+        patch failed, and the request went nowhere.
+
+        The exec's connection opens while the claim's patch is under way; the request line is
+        sent only once the patch's answer shows the pod :data:`OURS`. Otherwise the exec gets an
+        empty line (the runner answers it with nothing and keeps waiting) and ends.
+        """
+        name, confirmed = claim.name, claim.confirmed
+        if confirmed is None:
+            return None
+
+        async def ours() -> bool:
+            return await confirmed == OURS
+
+        try:
+            output = await self._exec_or_none(name, request, max_result_bytes, ours)
+        except BaseException:
+            confirmed.cancel()
+            raise
+        if await confirmed == LOST:
+            raise ClaimLost(name)
+        if output is None:
+            return None
+        elapsed_ms = round((time.perf_counter() - output[1]) * 1000, 3)
+        result = result_from_json(output[0].stdout.decode("utf-8", "replace"), elapsed_ms)
+        if result is None:  # (a whole result is the runner's, whatever killed sh after it)
+            detail = output[0].stderr.decode("utf-8", "replace").strip()[:200] or "no result"
+            error = ExecError(f"exit {output[0].exit_code}: {detail}", started=True)
+            self._exec_failed(name, error, counts=output[0].exit_code in NO_RUNNER_EXITS)
+            return None
+        self._exec_failures = 0
+        self.handovers += 1
+        return result
+
+    async def _exec_or_none(
+        self,
+        name: str,
+        request: ExecutionRequest,
+        max_result_bytes: int,
+        ours: Callable[[], Awaitable[bool]],
+    ) -> tuple[ExecOutput, float] | None:
+        """The handover's exec and when it started; None if it brought nothing back (logged,
+        unless the request was withheld: the claim was not ours)."""
+        pod_exec = self._exec
+        if pod_exec is None:
             return None
         started = time.perf_counter()
         try:
-            output = await self._exec.run(
+            output = await pod_exec.run(
                 self.settings.namespace,
                 name,
                 CONTAINER,
@@ -214,20 +279,13 @@ class WarmPodPool:
                 handover_line(request),
                 max_stdout=max_result_bytes,
                 time_limit_s=request.limits.timeout_s + HANDOVER_GRACE_S,
+                gate=(ours, HANDOVER_ABORT),
             )
         except ExecError as e:
-            self._exec_failed(name, e, counts=not e.started)
+            if not e.withheld:
+                self._exec_failed(name, e, counts=not e.started)
             return None
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        result = result_from_json(output.stdout.decode("utf-8", "replace"), elapsed_ms)
-        if result is None:  # (a whole result is the runner's, whatever killed sh after it)
-            detail = output.stderr.decode("utf-8", "replace").strip()[:200] or "no result"
-            error = ExecError(f"exit {output.exit_code}: {detail}", started=True)
-            self._exec_failed(name, error, counts=output.exit_code in NO_RUNNER_EXITS)
-            return None
-        self._exec_failures = 0
-        self.handovers += 1
-        return result
+        return output, started
 
     def _exec_failed(self, name: str, error: ExecError, *, counts: bool) -> None:
         """Log a handover that brought no result. A refusal (403) stops the pool's handovers at

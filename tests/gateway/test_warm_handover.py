@@ -7,6 +7,7 @@ endpoint, kubelet and runtimes: tests/realnode/test_warm_exec.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
@@ -79,18 +80,34 @@ def _places(scratch: Path) -> list[str]:
 
 
 def _runner(
-    scratch: Path, request_file: Path, places: list[str] | None = None
+    scratch: Path, request_file: Path, places: list[str] | None = None, *, stdin: bool = False
 ) -> subprocess.Popen[bytes]:
-    """The pod runner as a warm pod starts it: waiting for its request file or the handover."""
+    """The pod runner as a warm pod starts it: waiting for its request file or the handover
+    (``stdin``: on its stdin too, for pods/attach; its stdout is then a pipe)."""
     env = {
+        **({pod_runner.HANDOVER_STDIN_ENV: "1"} if stdin else {}),
         pod_runner.REQUEST_FILE_ENV: str(request_file),
         pod_runner.HANDOVER_ENV: ":".join(places or _places(scratch)),
         "AGENTKUBE_TERMINATION_LOG": str(scratch.parent / "termination-log"),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
     return subprocess.Popen(
-        [sys.executable, "-c", runner_source()], cwd=scratch, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-c", runner_source()],
+        cwd=scratch,
+        env=env,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdin else subprocess.DEVNULL,
     )
+
+
+def _reap(runner: subprocess.Popen[bytes]) -> None:
+    """Kill a runner started with pipes, and close them."""
+    runner.kill()
+    runner.wait()
+    for pipe in (runner.stdin, runner.stdout):
+        if pipe is not None and not pipe.closed:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _command(scratch: Path, places: list[str] | None = None) -> list[str]:
@@ -301,7 +318,8 @@ async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
     assert not pool.hands_over_by_exec  # the next claims write the annotation
     assert await pool.hand_over(_claim(), request, 1 << 20) is None
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "pods/exec is not allowed" in lines[0], lines
+    assert len(lines) == 2, lines  # one line each: attach, then exec
+    assert "pods/attach is not allowed" in lines[0] and "pods/exec is not allowed" in lines[1]
     await client.close()
 
 
@@ -422,3 +440,43 @@ async def test_a_request_that_sets_what_python_reads_at_start_gets_a_new_interpr
     finally:
         runner.wait(timeout=30)
     assert result.stdout == "0 1\n", result
+
+
+async def test_a_pool_attaches_to_the_runner_s_stdin_and_runs_no_process_in_the_pod(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print(6 * 7)"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await client.close()
+    assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
+    assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
+    message = json.loads((scratch.parent / "termination-log").read_text())
+    assert message["out"] == "42\n"  # for a gateway whose attach broke off
+
+
+async def test_an_attach_whose_claim_is_not_ours_sends_nothing_and_the_pod_can_still_be_exec_d(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    # The withheld attach ends the runner's stdin (stdinOnce): it keeps its FIFO handover.
+    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        secret = ExecutionRequest(code="print('never run')")
+        assert await pool.hand_over(_claim(NOT_OURS), secret, 1 << 20) is None
+        assert runner.poll() is None and not (scratch / ".agentkube").exists()
+        endpoint.attached = None  # the container's stdin is closed: attaching is refused now
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print('ours')"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await client.close()
+    assert result is not None and result.stdout == "ours\n", result
+    assert endpoint.attaches == 1 and len(endpoint.commands) == 1

@@ -126,7 +126,6 @@ class PodExec:
         ``withheld``). ExecError when the API server refuses (``status_code``), the connection
         breaks, the stdout passes ``max_stdout`` bytes or ``time_limit_s`` seconds pass.
         """
-        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
         params = {
             "container": container,
             "command": list(command),
@@ -134,6 +133,46 @@ class PodExec:
             "stdout": "true",
             "stderr": "true",
         }
+        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        return await self._session(
+            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
+            one_line=False,
+        )  # fmt: skip
+
+    async def attach(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        stdin: bytes,
+        *,
+        max_stdout: int,
+        time_limit_s: float,
+        gate: Gate | None = None,
+    ) -> ExecOutput:
+        """Attach to the running ``container`` (``pods/attach``; the container has ``stdin:
+        true``), pass its first process ``stdin`` and collect its stdout up to the end of the
+        first line, when the session ends (``exit_code`` 0). Errors and ``gate`` as :meth:`run`.
+        """
+        params = {"container": container, "stdin": "true", "stdout": "true", "stderr": "false"}
+        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/attach"
+        return await self._session(
+            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
+            one_line=True,
+        )  # fmt: skip
+
+    async def _session(
+        self,
+        url: str,
+        params: JSON,
+        stdin: bytes,
+        *,
+        max_stdout: int,
+        time_limit_s: float,
+        gate: Gate | None,
+        one_line: bool,
+    ) -> ExecOutput:
+        pod = url.rsplit("/", 2)[-2]
         started = False
         try:
             async with asyncio.timeout(time_limit_s):
@@ -144,7 +183,7 @@ class PodExec:
                     max_message_size_bytes=MESSAGE_BYTES,
                 ) as ws:
                     started = True
-                    outcome = await _exchange(ws, stdin, max_stdout, gate)
+                    outcome = await _exchange(ws, stdin, max_stdout, gate, one_line)
         except BaseException as e:
             error = _unwrap(e)
             translated = _translate(error, pod, time_limit_s, started)
@@ -176,14 +215,22 @@ def _translate(
     return None
 
 
-async def _exchange(ws: Any, stdin: bytes, max_stdout: int, gate: Gate | None) -> ExecOutput | str:
-    """Send stdin, read the channels until the status; the output, or what went wrong."""
+async def _exchange(
+    ws: Any, stdin: bytes, max_stdout: int, gate: Gate | None, one_line: bool
+) -> ExecOutput | str:
+    """Send stdin, read the channels until the status (or, ``one_line``, the end of stdout's
+    first line); the output, or what went wrong."""
     protocol = ws.subprotocol
     if protocol not in PROTOCOLS:
         return f"the API server speaks no channel protocol of ours (it chose {protocol!r})"
     if gate is not None and not await gate[0]():
         await _withhold(ws, protocol, gate[1])
     await _send(ws, protocol, stdin)
+    return await _collect(ws, protocol, max_stdout, one_line)
+
+
+async def _collect(ws: Any, protocol: str, max_stdout: int, one_line: bool) -> ExecOutput | str:
+    """Read the channels until the status (or, ``one_line``, the end of stdout's first line)."""
     stdout, stderr = bytearray(), bytearray()
     while True:
         try:
@@ -195,6 +242,10 @@ async def _exchange(ws: Any, stdin: bytes, max_stdout: int, gate: Gate | None) -
             stdout += data
             if len(stdout) > max_stdout:
                 return f"the command wrote more than {max_stdout} bytes"
+            if one_line and b"\n" in data:
+                return ExecOutput(
+                    stdout=bytes(stdout), stderr=bytes(stderr), exit_code=0, protocol=protocol
+                )
         elif channel == STDERR:
             stderr += data[: max(0, STDERR_KEPT - len(stderr))]
         elif channel == STATUS:

@@ -58,6 +58,8 @@ POLL_S = 0.005
 REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
+HANDOVER_STDIN_ENV = "AGENTKUBE_SANDBOX_HANDOVER_STDIN"  # "1": the request may come on stdin
+ATTACHED = -1  # a request that came on stdin: its result goes to stdout (the attach's stream)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
 # What the gateway passes instead of a request when its claim fell through: an empty line, which
@@ -104,7 +106,11 @@ class Handover:
             sys.stderr.write(f"agentkube: no exec handover ({'; '.join(problems)})\n")
             with contextlib.suppress(OSError):
                 os.makedirs(self.path, exist_ok=True)
-        self._buffer = b""
+        self._buffers: dict[int, bytes] = {}
+        # The container's stdin, where the gateway may attach (pods/attach) to pass the request.
+        self.stdin: int | None = 0 if os.environ.get(HANDOVER_STDIN_ENV) == "1" else None
+        if self.stdin is not None:
+            os.set_blocking(self.stdin, False)
 
     @staticmethod
     def _make(place: str) -> int:
@@ -120,22 +126,26 @@ class Handover:
             raise
         return fd
 
-    def poll(self, timeout: float) -> bytes | None:
-        """Wait up to ``timeout`` for more of the request; the whole line once it is there."""
-        if self.fd is None:
+    def poll(self, timeout: float) -> tuple[bytes, bool] | None:
+        """Wait up to ``timeout`` for more of the request; the whole line once it is there, and
+        whether it came on stdin (pods/attach) rather than the FIFO."""
+        sources = [fd for fd in (self.fd, self.stdin) if fd is not None]
+        if not sources:
             time.sleep(timeout)
             return None
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return None
-        with contextlib.suppress(BlockingIOError):
-            self._buffer += os.read(self.fd, 65536)
-        line, newline, rest = self._buffer.partition(b"\n")
-        if newline:
-            self._buffer = rest
-            return line
-        if len(self._buffer) > MAX_REQUEST_BYTES:
-            return self._buffer  # refused by _request: longer than any request may be
+        ready, _, _ = select.select(sources, [], [], timeout)
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:  # stdin's end (the attach went away; stdinOnce): only the FIFO is left
+                self.stdin = None
+                continue
+            line, newline, rest = (self._buffers.get(fd, b"") + data).partition(b"\n")
+            self._buffers[fd] = rest if newline else line
+            if newline or len(line) > MAX_REQUEST_BYTES:  # too long: refused by _request
+                return line, fd == self.stdin
         return None
 
     def open_result(self) -> int | None:
@@ -293,8 +303,8 @@ def refusal(message: str) -> dict[str, Any]:
 
 
 def _request() -> tuple[dict[str, Any] | str, int | None]:
-    """The request (or why it was refused), and the write end of the handover's ``result`` if
-    it came that way."""
+    """The request (or why it was refused), and where its result is to be handed back: the
+    write end of the handover's ``result``, :data:`ATTACHED` (stdout) or None."""
     text = os.environ.get(REQUEST_ENV)
     path = os.environ.get(REQUEST_FILE_ENV)
     places = [p for p in os.environ.get(HANDOVER_ENV, "").split(":") if p]
@@ -302,14 +312,15 @@ def _request() -> tuple[dict[str, Any] | str, int | None]:
     answer: int | None = None
     try:
         while not text and path:
-            line = handover.poll(POLL_S) if handover is not None else None
-            if line is not None and handover is not None and not line.strip():
-                withdrawn = handover.open_result()  # a claim that fell through: end its exec
-                if withdrawn is not None:
-                    os.close(withdrawn)
-                continue
-            if line is not None and handover is not None:
-                answer = handover.open_result()
+            polled = handover.poll(POLL_S) if handover is not None else None
+            if polled is not None and handover is not None:
+                line, attached = polled
+                if not line.strip():  # a claim that fell through: end its exec, wait on
+                    withdrawn = None if attached else handover.open_result()
+                    if withdrawn is not None:
+                        os.close(withdrawn)
+                    continue
+                answer = ATTACHED if attached else handover.open_result()
                 if len(line) > MAX_REQUEST_BYTES:
                     return f"the request is longer than {MAX_REQUEST_BYTES} bytes: refused", answer
                 text = line.decode("utf-8")
@@ -509,6 +520,13 @@ def _unread(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
+def _log_line(result: dict[str, Any]) -> None:
+    """The whole result as the log's line (one line: JSON escapes every newline in strings)."""
+    whole = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    sys.stdout.buffer.write((LOG_MARKER + whole + "\n").encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
 def main() -> None:
     # A warm pod's code gets an interpreter started now, while the pod waits for its request.
     prestarted = None if os.environ.get(REQUEST_ENV) else Prestarted()
@@ -519,14 +537,14 @@ def main() -> None:
         result = refusal(request)
     else:
         result = run(request, prestarted)
-    if answer is not None:
+    if answer == ATTACHED:
+        _log_line(result)  # the attach's stream is the container's stdout
+        time.sleep(HANDOVER_LINGER_S)  # for the line to reach the gateway (see _answer)
+    elif answer is not None:
         _answer(answer, result)
     message = compact(result)
-    if json.loads(message).get("log"):
-        # One line: JSON escapes every newline inside the strings.
-        whole = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        sys.stdout.buffer.write((LOG_MARKER + whole + "\n").encode("utf-8"))
-        sys.stdout.buffer.flush()
+    if answer != ATTACHED and json.loads(message).get("log"):
+        _log_line(result)
     path = os.environ.get("AGENTKUBE_TERMINATION_LOG", "/dev/termination-log")
     with open(path, "w", encoding="utf-8") as f:
         f.write(message)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import secrets
@@ -44,7 +45,7 @@ from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.pod_exec import ExecError, ExecOutput, PodExec
-from agentkube.sandbox.kubernetes.pod_runner import HANDOVER_ABORT
+from agentkube.sandbox.kubernetes.pod_runner import HANDOVER_ABORT, LOG_MARKER
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
     GATEWAY_LABEL,
@@ -87,6 +88,15 @@ class Claim:
     name: str
     by_exec: bool
     confirmed: asyncio.Task[str] | None = None
+
+
+def _unmarked(output: ExecOutput) -> ExecOutput:
+    """An attach's output as an exec's: the runner's line on stdout less its marker."""
+    line = output.stdout
+    marker = LOG_MARKER.encode()
+    return dataclasses.replace(
+        output, stdout=line[len(marker) :] if line.startswith(marker) else b""
+    )
 
 
 def fits(limits: Limits, pool: Limits) -> bool:
@@ -134,6 +144,7 @@ class WarmPodPool:
         self._pod_exec = pod_exec
         self._exec = pod_exec  # None once the pool stopped handing over by exec
         self._exec_failures = 0
+        self._attach = pod_exec is not None  # False once pods/attach was refused
         events.subscribe(self._observe)
         self._events = events
 
@@ -264,28 +275,51 @@ class WarmPodPool:
         max_result_bytes: int,
         ours: Callable[[], Awaitable[bool]],
     ) -> tuple[ExecOutput, float] | None:
-        """The handover's exec and when it started; None if it brought nothing back (logged,
-        unless the request was withheld: the claim was not ours)."""
+        """The handover's output and when it started: by attach where allowed, else by exec;
+        None if it brought nothing back (logged, unless the request was withheld: the claim
+        was not ours)."""
         pod_exec = self._exec
         if pod_exec is None:
             return None
         started = time.perf_counter()
+        limit_s = request.limits.timeout_s + HANDOVER_GRACE_S
+        line = handover_line(request)
+        gate = (ours, HANDOVER_ABORT)
         try:
+            if self._attach:
+                try:
+                    output = await pod_exec.attach(
+                        self.settings.namespace, name, CONTAINER, line,
+                        max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
+                    )  # fmt: skip
+                    return _unmarked(output), started
+                except ExecError as e:
+                    if e.started or e.withheld:
+                        raise  # the runner may have the request: no second way
+                    self._attach_failed(name, e)  # nothing was sent: exec it
             output = await pod_exec.run(
-                self.settings.namespace,
-                name,
-                CONTAINER,
-                handover_command(),
-                handover_line(request),
-                max_stdout=max_result_bytes,
-                time_limit_s=request.limits.timeout_s + HANDOVER_GRACE_S,
-                gate=(ours, HANDOVER_ABORT),
-            )
+                self.settings.namespace, name, CONTAINER, handover_command(), line,
+                max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
+            )  # fmt: skip
         except ExecError as e:
             if not e.withheld:
                 self._exec_failed(name, e, counts=not e.started)
             return None
         return output, started
+
+    def _attach_failed(self, name: str, error: ExecError) -> None:
+        """An attach refused before anything was sent: a 403 stops the pool's attaching."""
+        if error.forbidden:
+            self._attach = False
+            log.warning(
+                "warm pool: pods/attach is not allowed (%s); requests are handed over by exec "
+                "from now on (slower: a process in the pod). Grant get and create on "
+                "pods/attach in %s (deploy/gateway/rbac.yaml)",
+                error,
+                self.settings.namespace,
+            )
+        else:
+            log.warning("warm pod %s: no attach (%s); handing over by exec", name, error)
 
     def _exec_failed(self, name: str, error: ExecError, *, counts: bool) -> None:
         """Log a handover that brought no result. A refusal (403) stops the pool's handovers at

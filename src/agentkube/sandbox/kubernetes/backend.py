@@ -84,9 +84,11 @@ class KubernetesSandbox:
         warm_limits: Limits | None = None,
         policy: SandboxPolicy = DEFAULT_POLICY,
         pod_exec: PodExec | bool | None = True,
+        pod_attach: bool = True,
     ) -> None:
-        """``pod_exec``: how warm pods get their requests over ``pods/exec`` (True: with the
-        client's own connection and credentials; False: never, by annotation only)."""
+        """``pod_exec``: how warm pods get their requests over ``pods/attach`` or ``pods/exec``
+        (True: with the client's own connection and credentials; False: never, by annotation
+        only); ``pod_attach``: False hands them over by exec only."""
         self.settings = settings or PodSettings()
         self.policy = policy
         warm_limits = policy.check_limits(warm_limits or Limits()) if warm_pool else Limits()
@@ -100,7 +102,13 @@ class KubernetesSandbox:
             handover = PodExec.of(client)
         self._warm = (
             WarmPodPool(
-                client, self._events, self.settings, warm_pool, warm_limits, pod_exec=handover
+                client,
+                self._events,
+                self.settings,
+                warm_pool,
+                warm_limits,
+                pod_exec=handover,
+                attach=pod_attach,
             )
             if warm_pool
             else None

@@ -127,8 +127,10 @@ class WarmPodPool:
         limits: Limits,
         *,
         pod_exec: PodExec | None = None,
+        attach: bool = True,
     ) -> None:
-        """``pod_exec``: how requests are handed over by exec; None: by annotation only."""
+        """``pod_exec``: how requests are handed over by attach (unless not ``attach``) or exec;
+        None: by annotation only."""
         self.size = size
         self.limits = limits
         self._client = client
@@ -144,7 +146,7 @@ class WarmPodPool:
         self._pod_exec = pod_exec
         self._exec = pod_exec  # None once the pool stopped handing over by exec
         self._exec_failures = 0
-        self._attach = pod_exec is not None  # False once pods/attach was refused
+        self._attach = attach and pod_exec is not None  # False once pods/attach was refused
         events.subscribe(self._observe)
         self._events = events
 

@@ -4,8 +4,14 @@ It is passed to ``python3 -c`` in the pod spec (standard library only, Python >=
 image with python3 and bash can be the sandbox image and the pod needs no agentkube install.
 
 The request comes from the environment variable ``AGENTKUBE_SANDBOX_REQUEST`` (cold Job path) or,
-for a warm pod created before there was a request, from one of two places, whichever brings it
-first (the runner takes exactly one request, then stops listening to both):
+for a warm pod created before there was a request, from one of three places, whichever brings
+it first (the runner takes exactly one request, then stops listening to all):
+
+- **stdin** (``AGENTKUBE_SANDBOX_HANDOVER_STDIN=1``; the container has ``stdin`` and
+  ``stdinOnce``): the gateway attaches to the container (``pods/attach``) and writes the request
+  as one line; the runner answers with its whole result as the ``agentkube-result <JSON>`` line
+  on stdout, which the attach streams back (and which is the log's last line). No process is
+  started in the container for it. ``stdinOnce`` closes stdin when that first attach ends.
 
 - the **handover** (``AGENTKUBE_SANDBOX_HANDOVER_DIR``): two FIFOs, ``request`` and ``result``,
   which the runner makes when it starts in the first of the ``:``-separated directories that
@@ -21,6 +27,15 @@ first (the runner takes exactly one request, then stops listening to both):
   request annotation, which stays empty until the gateway writes it (the runner polls it). It is
   the fallback where the gateway may not exec, and is slower: the kubelet rewrites the file only
   when its volume manager next syncs the pod.
+
+An empty line instead of a request (on stdin or the FIFO) is a claim that fell through: the
+runner ends that exec's ``cat`` (an empty result) and waits on.
+
+A warm pod's runner starts the code's interpreter when the pod starts (:class:`Prestarted`), so
+a request does not wait for Python to start: the child inherits only its pipe, runs nothing of
+the request until the FIFOs are removed, and takes the request's script and environment as a
+new ``python3 main.py`` would (a request that sets what Python reads at start, or bash, gets a
+new process).
 
 The pod has no API token and no network either way: the request reaches it only through its own
 metadata or a process the container runtime starts inside the same container.

@@ -1,20 +1,29 @@
 """The warm pool: pre-created, single-use sandbox pods waiting for one request each.
 
-A warm pod runs the pod runner, already started (Python loaded), waiting for its request. The
-gateway claims a pod with one merge patch that relabels it ``claimed`` and sets its
-``activeDeadlineSeconds`` to the request's timeout from now, then hands the request over:
+A warm pod runs the pod runner, already started (Python loaded, and the code's interpreter
+started too), waiting for its request. The gateway claims a pod with one merge patch that
+relabels it ``claimed`` and sets its ``activeDeadlineSeconds`` to the request's timeout from
+now, and hands the request over:
 
-- **by exec** (the fast path): ``pods/exec`` runs a fixed ``sh``/``head``/``cat`` command in the
-  pod's container that writes the request into the runner's FIFO and streams the result back
-  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`, ``pod_runner.Handover``). No kubelet loop is
-  waited for: not the volume sync, not the container's exit (PLEG), not a status write. Only
-  into a pod the claim's answer shows labelled with this gateway's name and ``claimed``.
+- **by attach** (the fast path): ``pods/attach`` to the runner's stdin; the request goes in as
+  one line, the result comes back on the container's stdout as one line
+  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`). Nothing is started in the pod for it.
+- **by exec** (where attach is refused, 403: one log line): ``pods/exec`` runs a fixed
+  ``sh``/``head``/``cat`` command in the pod's container that writes the request into the
+  runner's FIFO and streams the result back (``pod_runner.Handover``).
+
+Neither waits for a kubelet loop: not the volume sync, not the container's exit (PLEG), not a
+status write. The claim's patch is sent while the attach's or exec's connection opens, and the
+request goes in only once the patch's answer shows the pod labelled with this gateway's name
+and ``claimed``; otherwise the connection gets an empty line (the runner ignores it and waits
+on) and, if the patch failed, another pod is claimed (:class:`ClaimLost`).
+
 - **by annotation** (the fallback): the request goes into the pod's
   ``agentkube.openvn/sandbox-request`` annotation, which a downward-API volume shows to the
   runner once the kubelet syncs the pod's volumes (about a second on a real node); the result
-  comes from the pod's status. Used when exec is not allowed (403: the pool stops trying, with
-  one log line), or when a handover did not bring a result back (then the result is still
-  read from the pod, whichever way the request reached it: the runner takes only one).
+  comes from the pod's status. Used when exec is not allowed either (403: the pool stops
+  trying, with one log line), or when a handover did not bring a result back (then the result
+  is still read from the pod, whichever way the request reached it: the runner takes only one).
 
 The pod still has no API access and no network either way. After serving one request the pod
 exits and is deleted; the pool creates a replacement at once. Only requests whose CPU, memory

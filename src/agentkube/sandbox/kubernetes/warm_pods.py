@@ -226,7 +226,7 @@ class WarmPodPool:
         self.claims += 1
         if self._ours(pod.to_dict()):
             return OURS
-        log.error("warm pod %s is not labelled as this gateway's claim: no exec", name)
+        log.error("warm pod %s is not labelled as this gateway's claim: no handover", name)
         return NOT_OURS
 
     def _ours(self, pod: JSON) -> bool:
@@ -243,14 +243,14 @@ class WarmPodPool:
     async def hand_over(
         self, claim: Claim, request: ExecutionRequest, max_result_bytes: int
     ) -> ExecutionResult | None:
-        """Run ``request`` in claimed pod ``claim.name`` through exec and return its result;
+        """Run ``request`` in claimed pod ``claim.name`` by attach or exec; its result, or
         None when it did not come back that way (the caller writes the annotation and reads the
         result from the pod: the runner may or may not have the request). ClaimLost: the claim's
         patch failed, and the request went nowhere.
 
-        The exec's connection opens while the claim's patch is under way; the request line is
-        sent only once the patch's answer shows the pod :data:`OURS`. Otherwise the exec gets an
-        empty line (the runner answers it with nothing and keeps waiting) and ends.
+        The connection opens while the claim's patch is under way; the request line is sent
+        only once the patch's answer shows the pod :data:`OURS`. Otherwise the connection gets
+        an empty line (the runner ignores it and keeps waiting) and ends.
         """
         name, confirmed = claim.name, claim.confirmed
         if confirmed is None:

@@ -453,9 +453,12 @@ def run(request: dict[str, Any], prestarted: Prestarted | None = None) -> dict[s
     for reader in readers:
         reader.start()
     killed = None
-    try:
-        proc.wait(timeout=float(request.get("timeout_s", 30)))
-    except subprocess.TimeoutExpired:
+    # A blocking wait in a thread sees the exit at once; Popen.wait(timeout) polls, sleeping up
+    # to 50 ms between looks.
+    waiter = threading.Thread(target=proc.wait, daemon=True)
+    waiter.start()
+    waiter.join(timeout=float(request.get("timeout_s", 30)))
+    if waiter.is_alive():
         killed = "timeout"
     if killed is None and flags["overflowed"]:
         killed = "output_limit"

@@ -28,6 +28,7 @@ from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec, exit_code
 from agentkube.sandbox.kubernetes.rendering import (
     HANDOVER_DIRS,
     MAX_PAYLOAD_BYTES,
+    WARM_LABEL,
     PodSettings,
     handover_command,
     handover_line,
@@ -480,3 +481,18 @@ async def test_an_attach_whose_claim_is_not_ours_sends_nothing_and_the_pod_can_s
         await client.close()
     assert result is not None and result.stdout == "ours\n", result
     assert endpoint.attaches == 1 and len(endpoint.commands) == 1
+
+
+async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodExec) -> None:
+    # A pod that has only just become Running may still be starting its runner.
+    pool, client = _pool(pod_exec)
+    for name in ("older", "newer"):
+        pod = {"metadata": {"name": name, "labels": {WARM_LABEL: "ready"}}}
+        pool._observe({**pod, "status": {"phase": "Running"}}, False)
+    try:
+        claim = await pool.claim(ExecutionRequest(code="print(1)"))
+        assert claim is not None and claim.name == "older"
+        assert claim.confirmed is not None
+        assert await claim.confirmed == LOST  # (no API server behind this pool's client)
+    finally:
+        await client.close()

@@ -144,7 +144,7 @@ class WarmPodPool:
         self.limits = limits
         self._client = client
         self.settings = settings
-        self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time
+        self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time; oldest first
         self._pending: set[str] = set()  # created, not Running yet
         self._claimed: set[str] = set()  # never ready again, whatever late events say
         self._changed = asyncio.Event()
@@ -189,7 +189,10 @@ class WarmPodPool:
         if not fits(request.limits, self.limits):
             return None
         while self._ready:
-            name, started = self._ready.popitem()
+            # The oldest first: a pod that has only just become Running may still be starting
+            # its runner (Python, twice), which the request would wait for.
+            name = next(iter(self._ready))
+            started = self._ready.pop(name)
             self._claimed.add(name)
             self._changed.set()
             self._events.expect(name)

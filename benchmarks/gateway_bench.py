@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/gateway_bench.py [--runs 30] [--concurrency 4] [--pool 4]
                                                  [--output BYTES] [--real-node-only]
-                                                 [--runtimes runc,gvisor]
+                                                 [--runtimes runc,gvisor] [--no-cold]
+                                                 [--handovers attach,exec,annotation]
 
 Starts a test cluster with its real node (or attaches to `hack/testcluster/testcluster up` with
 AGENTKUBE_TESTCLUSTER_ATTACH=1), registers the sandbox kubelet stand-in (tests/standins/ —
@@ -17,10 +18,11 @@ result no longer fits the termination message and comes back through the pod log
 the same run: the same HTTP gateway in front of the local backend (no cluster at all), and the
 stand-in's own cost (one local-sandbox run of the pod runner), which a real kubelet replaces with
 its container start. Then the same paths with the pods in real containers on the real node
-(containerd), on runc and on gVisor, the warm pool twice: its requests handed over by
-``pods/exec`` (the default) and by the pod's annotation (the fallback where the gateway may not
-exec); their sequential runs each start on a full pool (the claim's own cost; the concurrent
-agents then drain it, and misses take the cold path). Each row prints the end-to-end time
+(containerd), on runc and on gVisor, the warm pool once per ``--handovers`` way: its requests
+handed over by ``pods/attach`` to the runner's stdin (the default), by ``pods/exec`` (where
+attach is refused) and by the pod's annotation (the fallback where the gateway may do neither);
+their sequential runs each start on a full pool (the claim's own cost; the concurrent agents
+then drain it, and misses take the cold path). Each row prints the end-to-end time
 (request sent -> result received) and the overhead, p50/p95. The stand-in kubelet cannot exec:
 its warm pods get their requests by annotation.
 """
@@ -201,10 +203,16 @@ def kube_gateway(
     tokens: StaticTokens,
     concurrency: int,
     *,
-    by_exec: bool = True,
+    how: str = "attach",
 ) -> tuple[Any, KubernetesSandbox]:
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
-    backend = KubernetesSandbox(client, settings, warm_pool=pool, pod_exec=by_exec)
+    backend = KubernetesSandbox(
+        client,
+        settings,
+        warm_pool=pool,
+        pod_exec=how != "annotation",
+        pod_attach=how == "attach",
+    )
     limits = GatewaySettings(max_concurrent_per_agent=concurrency)
     app = create_app(backend, tokens, limits, kube_client=client)
     return app, backend
@@ -225,12 +233,12 @@ def real_node(
         return
     for runtime in args.runtimes.split(","):
         settings = real_node_settings(node, namespace, runtime)
-        cold, _ = kube_gateway(cluster.kubeconfig, settings, 0, tokens, args.concurrency)
-        with serve(cold) as url:
-            times, rate = measure(url, work, args.runs, args.concurrency, token_names)
-        report(f"real node {runtime}, cold Job path", times, rate)
-        for by_exec in (True, False):
-            how = "exec" if by_exec else "annotation"
+        if not args.no_cold:
+            cold, _ = kube_gateway(cluster.kubeconfig, settings, 0, tokens, args.concurrency)
+            with serve(cold) as url:
+                times, rate = measure(url, work, args.runs, args.concurrency, token_names)
+            report(f"real node {runtime}, cold Job path", times, rate)
+        for how in args.handovers.split(","):
             warm_settings = dataclasses.replace(settings, gateway=f"bench-w-{secrets.token_hex(2)}")
             app, warm = kube_gateway(
                 cluster.kubeconfig,
@@ -238,7 +246,7 @@ def real_node(
                 args.pool,
                 tokens,
                 args.concurrency,
-                by_exec=by_exec,
+                how=how,
             )
             full = lambda backend=warm: backend.warm_count() >= args.pool  # noqa: E731
             with serve(app) as url:
@@ -247,7 +255,7 @@ def real_node(
             assert warm.warm is not None
             print(
                 f"  warm pool: {warm.warm.claims} claims ({warm.warm.handovers} handed over by "
-                f"exec), {warm.warm.misses} misses (cold path)"
+                f"{how}), {warm.warm.misses} misses (cold path); load {os.getloadavg()[0]:.1f}"
             )
 
 
@@ -262,6 +270,12 @@ def main() -> int:
     parser.add_argument(
         "--runtimes", default="runc,gvisor", help="the real node's runtimes, comma-separated"
     )
+    parser.add_argument(
+        "--handovers",
+        default="attach,exec,annotation",
+        help="the warm pool's ways to hand a request over, comma-separated",
+    )
+    parser.add_argument("--no-cold", action="store_true", help="skip the real node's cold Job rows")
     parser.add_argument(
         "--output", type=int, default=0, help="bytes each execution prints (default: print(1))"
     )
@@ -353,7 +367,7 @@ def standin_rows(
             **{**settings.__dict__, "gateway": f"bench-warm-{secrets.token_hex(2)}"}
         )
         app, warm = kube_gateway(
-            kubeconfig, warm_settings, args.pool, tokens, args.concurrency, by_exec=False
+            kubeconfig, warm_settings, args.pool, tokens, args.concurrency, how="annotation"
         )
         with serve(app) as url:
             overheads, rate = measure(url, work, args.runs, args.concurrency, token_names)

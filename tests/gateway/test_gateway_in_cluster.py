@@ -292,11 +292,11 @@ def gateway_rights(testcluster: Cluster, sandbox_namespace: str) -> Iterator[tup
     testcluster.delete_namespace(elsewhere)
 
 
-def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
+def test_the_gateway_may_attach_and_exec_into_pods_of_the_sandbox_namespace_only(
     testcluster: Cluster, sandbox_namespace: str, gateway_rights: tuple[str, str]
 ) -> None:
-    # Its warm pods' handover: get and create on pods/exec (a WebSocket exec needs both since
-    # Kubernetes 1.35), there and nowhere else; everything else of pods stays as it was.
+    # Its warm pods' handover: get and create on pods/attach and pods/exec (a WebSocket session
+    # needs both since Kubernetes 1.35), there and nowhere else; the rest of pods as it was.
     system_ns, elsewhere = gateway_rights
     gateway = f"system:serviceaccount:{system_ns}:agentkube-sandbox-gateway"
 
@@ -313,7 +313,9 @@ def test_the_gateway_may_exec_into_pods_of_the_sandbox_namespace_only(
     assert can("get", "pods", sandbox_namespace, "exec")
     assert not can("create", "pods", elsewhere, "exec")
     assert not can("get", "pods", elsewhere, "exec")
-    assert not can("create", "pods", sandbox_namespace, "attach")
+    assert can("create", "pods", sandbox_namespace, "attach")
+    assert can("get", "pods", sandbox_namespace, "attach")
+    assert not can("create", "pods", elsewhere, "attach")
     assert not can("create", "pods", sandbox_namespace, "portforward")
 
 

@@ -7,6 +7,7 @@ endpoint, kubelet and runtimes: tests/realnode/test_warm_exec.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
@@ -20,13 +21,14 @@ import pytest
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from agentkube.sandbox.contract import ExecutionRequest, Limits
+from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes import pod_runner
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
 from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec, exit_code
 from agentkube.sandbox.kubernetes.rendering import (
     HANDOVER_DIRS,
     MAX_PAYLOAD_BYTES,
+    WARM_LABEL,
     PodSettings,
     handover_command,
     handover_line,
@@ -34,7 +36,14 @@ from agentkube.sandbox.kubernetes.rendering import (
     result_from_json,
     runner_source,
 )
-from agentkube.sandbox.kubernetes.warm_pods import WarmPodPool
+from agentkube.sandbox.kubernetes.warm_pods import (
+    LOST,
+    NOT_OURS,
+    OURS,
+    Claim,
+    ClaimLost,
+    WarmPodPool,
+)
 from tests.standins.exec_endpoint import V4, V5, ExecEndpoint
 from tests.standins.serving import serve
 
@@ -72,18 +81,34 @@ def _places(scratch: Path) -> list[str]:
 
 
 def _runner(
-    scratch: Path, request_file: Path, places: list[str] | None = None
+    scratch: Path, request_file: Path, places: list[str] | None = None, *, stdin: bool = False
 ) -> subprocess.Popen[bytes]:
-    """The pod runner as a warm pod starts it: waiting for its request file or the handover."""
+    """The pod runner as a warm pod starts it: waiting for its request file or the handover
+    (``stdin``: on its stdin too, for pods/attach; its stdout is then a pipe)."""
     env = {
+        **({pod_runner.HANDOVER_STDIN_ENV: "1"} if stdin else {}),
         pod_runner.REQUEST_FILE_ENV: str(request_file),
         pod_runner.HANDOVER_ENV: ":".join(places or _places(scratch)),
         "AGENTKUBE_TERMINATION_LOG": str(scratch.parent / "termination-log"),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
     return subprocess.Popen(
-        [sys.executable, "-c", runner_source()], cwd=scratch, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-c", runner_source()],
+        cwd=scratch,
+        env=env,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdin else subprocess.DEVNULL,
     )
+
+
+def _reap(runner: subprocess.Popen[bytes]) -> None:
+    """Kill a runner started with pipes, and close them."""
+    runner.kill()
+    runner.wait()
+    for pipe in (runner.stdin, runner.stdout):
+        if pipe is not None and not pipe.closed:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _command(scratch: Path, places: list[str] | None = None) -> list[str]:
@@ -273,6 +298,15 @@ def _pool(pod_exec: PodExec) -> tuple[WarmPodPool, AsyncClient]:
     return pool, client
 
 
+def _claim(outcome: str = OURS) -> Claim:
+    """A claim of pod ``pod`` whose patch's answer said ``outcome``."""
+
+    async def patched() -> str:
+        return outcome
+
+    return Claim(name="pod", by_exec=True, confirmed=asyncio.ensure_future(patched()))
+
+
 async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
     endpoint: ExecEndpoint, pod_exec: PodExec, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -281,11 +315,12 @@ async def test_a_pool_refused_exec_stops_trying_and_says_so_once(
     caplog.set_level(logging.WARNING, logger="agentkube.sandbox.kubernetes.warm_pods")
     request = ExecutionRequest(code="print(1)")
     assert pool.hands_over_by_exec
-    assert await pool.hand_over("pod", request, 1 << 20) is None
+    assert await pool.hand_over(_claim(), request, 1 << 20) is None
     assert not pool.hands_over_by_exec  # the next claims write the annotation
-    assert await pool.hand_over("pod", request, 1 << 20) is None
+    assert await pool.hand_over(_claim(), request, 1 << 20) is None
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "pods/exec is not allowed" in lines[0], lines
+    assert len(lines) == 2, lines  # one line each: attach, then exec
+    assert "pods/attach is not allowed" in lines[0] and "pods/exec is not allowed" in lines[1]
     await client.close()
 
 
@@ -301,13 +336,163 @@ async def test_code_that_kills_its_runner_does_not_stop_the_pool_s_handovers(
     try:
         for _ in range(4):
             runner = _runner(scratch, scratch.parent / "annotation")
-            assert await pool.hand_over("pod", kill, 1 << 20) is None
+            assert await pool.hand_over(_claim(), kill, 1 << 20) is None
             runner.wait(timeout=30)
         assert pool.hands_over_by_exec
         runner = _runner(scratch, scratch.parent / "annotation")
-        result = await pool.hand_over("pod", ExecutionRequest(code="print('next')"), 1 << 20)
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print('next')"), 1 << 20)
         runner.wait(timeout=30)
     finally:
         await client.close()
     assert result is not None and result.stdout == "next\n", result
     assert pool.handovers == 1
+
+
+async def test_a_claim_that_is_not_ours_withholds_the_request_and_the_runner_waits_on(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    # The exec opens while the claim's patch is under way; the request goes in only once the
+    # patch's answer shows the pod this gateway's. Otherwise the exec gets an empty line and
+    # ends, nothing of the request reaches the pod, and its runner waits for a real claim.
+    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation")
+    try:
+        secret = ExecutionRequest(code="print('never run')")
+        assert await pool.hand_over(_claim(NOT_OURS), secret, 1 << 20) is None
+        with pytest.raises(ClaimLost):
+            await pool.hand_over(_claim(LOST), secret, 1 << 20)
+        assert runner.poll() is None and not (scratch / ".agentkube").exists()
+        assert len(endpoint.commands) == 2  # both execs ran, and ended
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print('ours')"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        runner.kill()
+        await client.close()
+    assert result is not None and result.stdout == "ours\n", result
+    assert pool.hands_over_by_exec and pool.handovers == 1
+
+
+async def _hand_over(
+    pod_exec: PodExec, scratch: Path, request: ExecutionRequest
+) -> ExecutionResult:
+    output = await pod_exec.run(
+        "ns", "pod", "sandbox", _command(scratch), handover_line(request), max_stdout=1 << 20,
+        time_limit_s=30,
+    )  # fmt: skip
+    result = result_from_json(output.stdout.decode(), 0.0)
+    assert result is not None, output
+    return result
+
+
+PROCESS_AGE = """
+import os
+ticks = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])
+uptime = float(open('/proc/uptime').read().split()[0])
+print(round(uptime - ticks / os.sysconf('SC_CLK_TCK'), 1), sorted(os.listdir('/proc/self/fd')))
+print(sorted(k for k in globals() if not k.startswith('__')), os.environ.get('GREETING'))
+"""
+
+
+async def test_a_warm_pod_s_code_runs_in_an_interpreter_started_with_the_pod(
+    pod_exec: PodExec, scratch: Path
+) -> None:
+    # The request does not pay the interpreter's start: it was started with the runner, and it
+    # holds no descriptor of the runner's (no FIFO, no pipe but its stdio), only the code's
+    # names, and the request's environment.
+    runner = _runner(scratch, scratch.parent / "annotation")
+    try:
+        await asyncio.sleep(1.5)
+        request = ExecutionRequest(code=PROCESS_AGE, env={"GREETING": "hi"})
+        result = await _hand_over(pod_exec, scratch, request)
+    finally:
+        runner.wait(timeout=30)
+    age, fds = result.stdout.splitlines()[0].split(" ", 1)
+    assert float(age) >= 1.0, result.stdout
+    assert fds == "['0', '1', '2', '3']", result.stdout  # 3: the listing's own
+    assert result.stdout.splitlines()[1] == "['os', 'ticks', 'uptime'] hi"
+
+
+async def test_a_warm_pod_s_code_sees_its_traceback_from_the_script_and_its_exit_code(
+    pod_exec: PodExec, scratch: Path
+) -> None:
+    runner = _runner(scratch, scratch.parent / "annotation")
+    try:
+        code = "import sys\ndef f():\n    1 / 0\nprint(sys.argv, __name__)\nf()"
+        result = await _hand_over(pod_exec, scratch, ExecutionRequest(code=code))
+    finally:
+        runner.wait(timeout=30)
+    assert result.exit_code == 1 and result.stdout == "['.agentkube/main.py'] __main__\n"
+    assert result.stderr.splitlines()[:2] == [
+        "Traceback (most recent call last):",
+        '  File ".agentkube/main.py", line 5, in <module>',
+    ], result.stderr
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+async def test_a_request_that_sets_what_python_reads_at_start_gets_a_new_interpreter(
+    pod_exec: PodExec, scratch: Path
+) -> None:
+    runner = _runner(scratch, scratch.parent / "annotation")
+    try:
+        code = "import sys; print(sys.flags.hash_randomization, sys.flags.dont_write_bytecode)"
+        env = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        result = await _hand_over(pod_exec, scratch, ExecutionRequest(code=code, env=env))
+    finally:
+        runner.wait(timeout=30)
+    assert result.stdout == "0 1\n", result
+
+
+async def test_a_pool_attaches_to_the_runner_s_stdin_and_runs_no_process_in_the_pod(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print(6 * 7)"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await client.close()
+    assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
+    assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
+    message = json.loads((scratch.parent / "termination-log").read_text())
+    assert message["out"] == "42\n"  # for a gateway whose attach broke off
+
+
+async def test_an_attach_whose_claim_is_not_ours_sends_nothing_and_the_pod_can_still_be_exec_d(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    # The withheld attach ends the runner's stdin (stdinOnce): it keeps its FIFO handover.
+    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        secret = ExecutionRequest(code="print('never run')")
+        assert await pool.hand_over(_claim(NOT_OURS), secret, 1 << 20) is None
+        assert runner.poll() is None and not (scratch / ".agentkube").exists()
+        endpoint.attached = None  # the container's stdin is closed: attaching is refused now
+        result = await pool.hand_over(_claim(), ExecutionRequest(code="print('ours')"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await client.close()
+    assert result is not None and result.stdout == "ours\n", result
+    assert endpoint.attaches == 1 and len(endpoint.commands) == 1
+
+
+async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodExec) -> None:
+    # A pod that has only just become Running may still be starting its runner.
+    pool, client = _pool(pod_exec)
+    for name in ("older", "newer"):
+        pod = {"metadata": {"name": name, "labels": {WARM_LABEL: "ready"}}}
+        pool._observe({**pod, "status": {"phase": "Running"}}, False)
+    try:
+        claim = await pool.claim(ExecutionRequest(code="print(1)"))
+        assert claim is not None and claim.name == "older"
+        assert claim.confirmed is not None
+        assert await claim.confirmed == LOST  # (no API server behind this pool's client)
+    finally:
+        await client.close()

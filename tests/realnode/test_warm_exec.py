@@ -181,9 +181,11 @@ async def test_the_runner_itself_refuses_a_line_longer_than_any_request(
     assert result.exit_code is None and "longer than 98304 bytes" in result.stderr
 
 
-def _gateway_rbac(testcluster: Cluster, system_ns: str, sandbox_ns: str, *, exec_: bool) -> Path:
-    """deploy/gateway's RBAC in the test's namespaces (less pods/exec unless ``exec_``); a
-    kubeconfig of its ServiceAccount."""
+def _gateway_rbac(
+    testcluster: Cluster, system_ns: str, sandbox_ns: str, *, without: tuple[str, ...]
+) -> Path:
+    """deploy/gateway's RBAC in the test's namespaces, less the rules of the subresources
+    ``without``; a kubeconfig of its ServiceAccount."""
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True
     ).stdout
@@ -195,25 +197,29 @@ def _gateway_rbac(testcluster: Cluster, system_ns: str, sandbox_ns: str, *, exec
         if o and o["kind"] in ("ServiceAccount", "Role", "RoleBinding")
     ]
     role = next(o for o in objects if o["kind"] == "Role")
-    assert any("pods/exec" in r["resources"] for r in role["rules"]), "deploy grants pods/exec"
-    if not exec_:
-        role["rules"] = [r for r in role["rules"] if "pods/exec" not in r["resources"]]
+    for granted in ("pods/exec", "pods/attach"):
+        assert any(granted in r["resources"] for r in role["rules"]), f"deploy grants {granted}"
+    role["rules"] = [r for r in role["rules"] if not set(without) & set(r["resources"])]
     testcluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     return testcluster.kubeconfig_for_service_account(system_ns, "agentkube-sandbox-gateway")
 
 
-@pytest.mark.parametrize("exec_", [True, False], ids=["with-pods-exec", "without-pods-exec"])
-async def test_the_gateway_s_own_rights_hand_over_by_exec_and_without_them_by_annotation(
+@pytest.mark.parametrize(
+    "without",
+    [(), ("pods/attach",), ("pods/attach", "pods/exec")],
+    ids=["with-attach-and-exec", "without-pods-attach", "without-either"],
+)
+async def test_the_gateway_s_own_rights_hand_over_by_attach_or_exec_and_without_by_annotation(
     testcluster: Cluster,
     namespace: str,
     real_node: Info,
-    exec_: bool,
+    without: tuple[str, ...],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentkube.sandbox.kubernetes.warm_pods")
     system_ns = testcluster.create_namespace("gw-system")
     settings = real_node_settings(real_node, namespace, "gvisor")
-    kube = gateway_client(_gateway_rbac(testcluster, system_ns, namespace, exec_=exec_))
+    kube = gateway_client(_gateway_rbac(testcluster, system_ns, namespace, without=without))
     sandbox = KubernetesSandbox(kube, settings, warm_pool=1)
     try:
         await sandbox.start()
@@ -225,8 +231,8 @@ async def test_the_gateway_s_own_rights_hand_over_by_exec_and_without_them_by_an
     assert [r.stdout for r in results] == ["1\n", "2\n"], results
     assert sandbox.warm is not None and sandbox.warm.claims + sandbox.warm_misses == 2
     refusals = [r.getMessage() for r in caplog.records if "not allowed" in r.getMessage()]
-    if exec_:
-        assert sandbox.warm.handovers == sandbox.warm.claims >= 1 and not refusals
-    else:
+    assert [next(w for w in without if w in line) for line in refusals] == list(without), refusals
+    if "pods/exec" in without:
         assert sandbox.warm.handovers == 0
-        assert len(refusals) == 1 and "pods/exec" in refusals[0], refusals
+    else:
+        assert sandbox.warm.handovers == sandbox.warm.claims >= 1

@@ -7,7 +7,9 @@ For the exec client's offline tests; the real path is tested on the real node
 (tests/realnode/test_warm_exec.py). ``protocols``: what the stand-in speaks (``("v4...",)`` is
 an API server older than the stdin close); ``refuse``: answer the upgrade with that HTTP status
 (403 is RBAC's no); ``paths``: arguments replaced before the command runs (a path in the pod,
-such as /scratch/..., to its place in the stand-in's container).
+such as /scratch/..., to its place in the stand-in's container). ``attached``: the container's
+first process (started with stdin and stdout pipes), which ``pods/attach`` reaches: its stdin
+is closed when the first attach ends (``stdinOnce``); without it the attach is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,44 @@ class ExecEndpoint:
     refuse: int | None = None
     paths: dict[str, str] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)  # what was run, in order
+    attached: subprocess.Popen[bytes] | None = None
+    attaches: int = 0
 
     def app(self) -> Starlette:
-        route = WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{pod}/exec", self._exec)
-        return Starlette(routes=[route])
+        pods = "/api/v1/namespaces/{namespace}/pods/{pod}"
+        routes = [
+            WebSocketRoute(f"{pods}/exec", self._exec),
+            WebSocketRoute(f"{pods}/attach", self._attach),
+        ]
+        return Starlette(routes=routes)
+
+    async def _attach(self, ws: WebSocket) -> None:
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+        chosen = next((p for p in offered if p in self.protocols), None)
+        proc = self.attached
+        if self.refuse is not None or chosen is None or proc is None or proc.stdin is None:
+            await ws.close(code=1008)  # the upgrade is refused (HTTP 403)
+            return
+        await ws.accept(subprotocol=chosen)
+        self.attaches += 1
+        pumping = asyncio.create_task(self._pump_pipe(ws, proc))
+        try:
+            while True:
+                message = await ws.receive_bytes()
+                if message[:1] == b"\x00":
+                    await asyncio.to_thread(_write, proc.stdin, message[1:])
+        except (WebSocketDisconnect, ConnectionError, RuntimeError):
+            pass
+        finally:
+            pumping.cancel()
+            proc.stdin.close()  # stdinOnce
+
+    @staticmethod
+    async def _pump_pipe(ws: WebSocket, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        stdout: Any = proc.stdout  # a BufferedReader: read1 returns what the pipe has
+        while chunk := await asyncio.to_thread(stdout.read1, 32 * 1024):
+            await ws.send_bytes(b"\x01" + chunk)
 
     async def _exec(self, ws: WebSocket) -> None:
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
@@ -88,6 +125,11 @@ class ExecEndpoint:
     async def _pump(ws: WebSocket, stream: Any, channel: int) -> None:
         while chunk := await stream.read(32 * 1024):
             await ws.send_bytes(bytes((channel,)) + chunk)
+
+
+def _write(stream: Any, data: bytes) -> None:
+    stream.write(data)
+    stream.flush()
 
 
 def _status(code: int) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from agentkube.sandbox.kubernetes.rendering import (
     timeout_result,
 )
 from agentkube.sandbox.kubernetes.runtime_class import choose_runtime_class
-from agentkube.sandbox.kubernetes.warm_pods import Claim, WarmPodPool
+from agentkube.sandbox.kubernetes.warm_pods import Claim, ClaimLost, WarmPodPool
 from agentkube.sandbox.policy import DEFAULT_POLICY, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,11 @@ class KubernetesSandbox:
         warm_limits: Limits | None = None,
         policy: SandboxPolicy = DEFAULT_POLICY,
         pod_exec: PodExec | bool | None = True,
+        pod_attach: bool = True,
     ) -> None:
-        """``pod_exec``: how warm pods get their requests over ``pods/exec`` (True: with the
-        client's own connection and credentials; False: never, by annotation only)."""
+        """``pod_exec``: how warm pods get their requests over ``pods/attach`` or ``pods/exec``
+        (True: with the client's own connection and credentials; False: never, by annotation
+        only); ``pod_attach``: False hands them over by exec only."""
         self.settings = settings or PodSettings()
         self.policy = policy
         warm_limits = policy.check_limits(warm_limits or Limits()) if warm_pool else Limits()
@@ -100,7 +102,13 @@ class KubernetesSandbox:
             handover = PodExec.of(client)
         self._warm = (
             WarmPodPool(
-                client, self._events, self.settings, warm_pool, warm_limits, pod_exec=handover
+                client,
+                self._events,
+                self.settings,
+                warm_pool,
+                warm_limits,
+                pod_exec=handover,
+                attach=pod_attach,
             )
             if warm_pool
             else None
@@ -179,10 +187,16 @@ class KubernetesSandbox:
             )
         await self.start()
         if self._warm is not None:
-            claim = await self._warm.claim(request)
-            if claim is not None:
+            while (claim := await self._warm.claim(request)) is not None:
+                try:
+                    result = await self._run_warm(self._warm, claim, request)
+                except ClaimLost:
+                    continue  # nothing reached that pod: claim another
+                except BaseException:
+                    self.warm_hits += 1
+                    raise
                 self.warm_hits += 1
-                return await self._run_warm(self._warm, claim, request)
+                return result
             self.warm_misses += 1
         return await self._run_job(request)
 
@@ -192,7 +206,9 @@ class KubernetesSandbox:
         """Hand the request to the claimed pod by exec, or read its result from the pod."""
         if claim.by_exec:
             try:
-                result = await warm.hand_over(claim.name, request, self._result_bytes())
+                result = await warm.hand_over(claim, request, self._result_bytes())
+            except ClaimLost:
+                raise
             except BaseException:
                 self._events.forget(claim.name)
                 self._clean_up_later(Pod, claim.name)

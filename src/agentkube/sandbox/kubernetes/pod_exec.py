@@ -16,8 +16,9 @@ is authorized as both ``get`` and ``create`` on ``pods/exec`` (before, ``get`` o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,21 +31,32 @@ PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 STDERR_KEPT = 64 * 1024  # of a command's stderr: enough to say what went wrong
 MESSAGE_BYTES = 1 << 20  # the API server sends output in frames of 32 KiB or less
+WITHHELD_WAIT_S = 2.0  # for a command given the withheld input to end
+# Decides, once the connection is open, whether the command gets its stdin (True) or the other
+# input (False), which should make it end at once.
+Gate = tuple[Callable[[], Awaitable[bool]], bytes]
 
 
 class ExecError(Exception):
     """The command could not be run, or its connection broke off before it ended.
 
     ``status_code``: the API server's HTTP status when it refused the upgrade (403: RBAC);
-    ``started``: whether the command had started (the connection was upgraded) when it failed.
+    ``started``: whether the command had started (the connection was upgraded) when it failed;
+    ``withheld``: the run's gate said no, and the command got the withheld input instead.
     """
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, started: bool = False
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        started: bool = False,
+        withheld: bool = False,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.started = started
+        self.withheld = withheld
 
     @property
     def forbidden(self) -> bool:
@@ -105,13 +117,15 @@ class PodExec:
         *,
         max_stdout: int,
         time_limit_s: float,
+        gate: Gate | None = None,
     ) -> ExecOutput:
         """Run ``command``, pass it ``stdin``, and collect its output until it ends.
 
-        ExecError when the API server refuses (``status_code``), the connection breaks, the
-        stdout passes ``max_stdout`` bytes or ``time_limit_s`` seconds pass.
+        ``gate``: the connection is opened at once, ``stdin`` sent only if the gate's check
+        (awaited once the command runs) says so; else the gate's input is (ExecError,
+        ``withheld``). ExecError when the API server refuses (``status_code``), the connection
+        breaks, the stdout passes ``max_stdout`` bytes or ``time_limit_s`` seconds pass.
         """
-        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
         params = {
             "container": container,
             "command": list(command),
@@ -119,6 +133,46 @@ class PodExec:
             "stdout": "true",
             "stderr": "true",
         }
+        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        return await self._session(
+            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
+            one_line=False,
+        )  # fmt: skip
+
+    async def attach(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        stdin: bytes,
+        *,
+        max_stdout: int,
+        time_limit_s: float,
+        gate: Gate | None = None,
+    ) -> ExecOutput:
+        """Attach to the running ``container`` (``pods/attach``; the container has ``stdin:
+        true``), pass its first process ``stdin`` and collect its stdout up to the end of the
+        first line, when the session ends (``exit_code`` 0). Errors and ``gate`` as :meth:`run`.
+        """
+        params = {"container": container, "stdin": "true", "stdout": "true", "stderr": "false"}
+        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/attach"
+        return await self._session(
+            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
+            one_line=True,
+        )  # fmt: skip
+
+    async def _session(
+        self,
+        url: str,
+        params: JSON,
+        stdin: bytes,
+        *,
+        max_stdout: int,
+        time_limit_s: float,
+        gate: Gate | None,
+        one_line: bool,
+    ) -> ExecOutput:
+        pod = url.rsplit("/", 2)[-2]
         started = False
         try:
             async with asyncio.timeout(time_limit_s):
@@ -129,7 +183,7 @@ class PodExec:
                     max_message_size_bytes=MESSAGE_BYTES,
                 ) as ws:
                     started = True
-                    outcome = await _exchange(ws, stdin, max_stdout)
+                    outcome = await _exchange(ws, stdin, max_stdout, gate, one_line)
         except BaseException as e:
             error = _unwrap(e)
             translated = _translate(error, pod, time_limit_s, started)
@@ -161,14 +215,22 @@ def _translate(
     return None
 
 
-async def _exchange(ws: Any, stdin: bytes, max_stdout: int) -> ExecOutput | str:
-    """Send stdin, read the channels until the status; the output, or what went wrong."""
+async def _exchange(
+    ws: Any, stdin: bytes, max_stdout: int, gate: Gate | None, one_line: bool
+) -> ExecOutput | str:
+    """Send stdin, read the channels until the status (or, ``one_line``, the end of stdout's
+    first line); the output, or what went wrong."""
     protocol = ws.subprotocol
     if protocol not in PROTOCOLS:
         return f"the API server speaks no channel protocol of ours (it chose {protocol!r})"
-    await ws.send_bytes(bytes((STDIN,)) + stdin)
-    if protocol == PROTOCOLS[0]:
-        await ws.send_bytes(bytes((CLOSE, STDIN)))
+    if gate is not None and not await gate[0]():
+        await _withhold(ws, protocol, gate[1])
+    await _send(ws, protocol, stdin)
+    return await _collect(ws, protocol, max_stdout, one_line)
+
+
+async def _collect(ws: Any, protocol: str, max_stdout: int, one_line: bool) -> ExecOutput | str:
+    """Read the channels until the status (or, ``one_line``, the end of stdout's first line)."""
     stdout, stderr = bytearray(), bytearray()
     while True:
         try:
@@ -180,6 +242,10 @@ async def _exchange(ws: Any, stdin: bytes, max_stdout: int) -> ExecOutput | str:
             stdout += data
             if len(stdout) > max_stdout:
                 return f"the command wrote more than {max_stdout} bytes"
+            if one_line and b"\n" in data:
+                return ExecOutput(
+                    stdout=bytes(stdout), stderr=bytes(stderr), exit_code=0, protocol=protocol
+                )
         elif channel == STDERR:
             stderr += data[: max(0, STDERR_KEPT - len(stderr))]
         elif channel == STATUS:
@@ -189,6 +255,23 @@ async def _exchange(ws: Any, stdin: bytes, max_stdout: int) -> ExecOutput | str:
             return ExecOutput(
                 stdout=bytes(stdout), stderr=bytes(stderr), exit_code=code, protocol=protocol
             )
+
+
+async def _send(ws: Any, protocol: str, stdin: bytes) -> None:
+    """The command's whole stdin, and its end of file where the protocol can say so."""
+    await ws.send_bytes(bytes((STDIN,)) + stdin)
+    if protocol == PROTOCOLS[0]:
+        await ws.send_bytes(bytes((CLOSE, STDIN)))
+
+
+async def _withhold(ws: Any, protocol: str, instead: bytes) -> None:
+    """Send ``instead`` of the command's stdin, wait (a little) for it to end, raise."""
+    await _send(ws, protocol, instead)
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+        async with asyncio.timeout(WITHHELD_WAIT_S):
+            while (await ws.receive_bytes())[:1] != bytes((STATUS,)):
+                pass
+    raise ExecError("the command's input was withheld", started=True, withheld=True)
 
 
 def _status_code(data: bytes) -> int | str:

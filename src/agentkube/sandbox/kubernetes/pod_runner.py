@@ -4,8 +4,14 @@ It is passed to ``python3 -c`` in the pod spec (standard library only, Python >=
 image with python3 and bash can be the sandbox image and the pod needs no agentkube install.
 
 The request comes from the environment variable ``AGENTKUBE_SANDBOX_REQUEST`` (cold Job path) or,
-for a warm pod created before there was a request, from one of two places, whichever brings it
-first (the runner takes exactly one request, then stops listening to both):
+for a warm pod created before there was a request, from one of three places, whichever brings
+it first (the runner takes exactly one request, then stops listening to all):
+
+- **stdin** (``AGENTKUBE_SANDBOX_HANDOVER_STDIN=1``; the container has ``stdin`` and
+  ``stdinOnce``): the gateway attaches to the container (``pods/attach``) and writes the request
+  as one line; the runner answers with its whole result as the ``agentkube-result <JSON>`` line
+  on stdout, which the attach streams back (and which is the log's last line). No process is
+  started in the container for it. ``stdinOnce`` closes stdin when that first attach ends.
 
 - the **handover** (``AGENTKUBE_SANDBOX_HANDOVER_DIR``): two FIFOs, ``request`` and ``result``,
   which the runner makes when it starts in the first of the ``:``-separated directories that
@@ -21,6 +27,15 @@ first (the runner takes exactly one request, then stops listening to both):
   request annotation, which stays empty until the gateway writes it (the runner polls it). It is
   the fallback where the gateway may not exec, and is slower: the kubelet rewrites the file only
   when its volume manager next syncs the pod.
+
+An empty line instead of a request (on stdin or the FIFO) is a claim that fell through: the
+runner ends that exec's ``cat`` (an empty result) and waits on.
+
+A warm pod's runner starts the code's interpreter when the pod starts (:class:`Prestarted`), so
+a request does not wait for Python to start: the child inherits only its pipe, runs nothing of
+the request until the FIFOs are removed, and takes the request's script and environment as a
+new ``python3 main.py`` would (a request that sets what Python reads at start, or bash, gets a
+new process).
 
 The pod has no API token and no network either way: the request reaches it only through its own
 metadata or a process the container runtime starts inside the same container.
@@ -58,8 +73,13 @@ POLL_S = 0.005
 REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
+HANDOVER_STDIN_ENV = "AGENTKUBE_SANDBOX_HANDOVER_STDIN"  # "1": the request may come on stdin
+ATTACHED = -1  # a request that came on stdin: its result goes to stdout (the attach's stream)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
+# What the gateway passes instead of a request when its claim fell through: an empty line, which
+# the runner answers with an empty result (the exec's ``cat`` ends) and keeps waiting.
+HANDOVER_ABORT = b"\n"
 HANDOVER_WAIT_S = 5.0  # for the exec's reader of ``result`` to open it, and to read it
 HANDOVER_LINGER_S = 1.0  # then for it to pass the result on and end (see _answer)
 # What the gateway runs with pods/exec (``$0`` and ``$1``: the handover's two places): wait
@@ -101,7 +121,11 @@ class Handover:
             sys.stderr.write(f"agentkube: no exec handover ({'; '.join(problems)})\n")
             with contextlib.suppress(OSError):
                 os.makedirs(self.path, exist_ok=True)
-        self._buffer = b""
+        self._buffers: dict[int, bytes] = {}
+        # The container's stdin, where the gateway may attach (pods/attach) to pass the request.
+        self.stdin: int | None = 0 if os.environ.get(HANDOVER_STDIN_ENV) == "1" else None
+        if self.stdin is not None:
+            os.set_blocking(self.stdin, False)
 
     @staticmethod
     def _make(place: str) -> int:
@@ -117,21 +141,26 @@ class Handover:
             raise
         return fd
 
-    def poll(self, timeout: float) -> bytes | None:
-        """Wait up to ``timeout`` for more of the request; the whole line once it is there."""
-        if self.fd is None:
+    def poll(self, timeout: float) -> tuple[bytes, bool] | None:
+        """Wait up to ``timeout`` for more of the request; the whole line once it is there, and
+        whether it came on stdin (pods/attach) rather than the FIFO."""
+        sources = [fd for fd in (self.fd, self.stdin) if fd is not None]
+        if not sources:
             time.sleep(timeout)
             return None
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return None
-        with contextlib.suppress(BlockingIOError):
-            self._buffer += os.read(self.fd, 65536)
-        line, newline, _ = self._buffer.partition(b"\n")
-        if newline:
-            return line
-        if len(self._buffer) > MAX_REQUEST_BYTES:
-            return self._buffer  # refused by _request: longer than any request may be
+        ready, _, _ = select.select(sources, [], [], timeout)
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:  # stdin's end (the attach went away; stdinOnce): only the FIFO is left
+                self.stdin = None
+                continue
+            line, newline, rest = (self._buffers.get(fd, b"") + data).partition(b"\n")
+            self._buffers[fd] = rest if newline else line
+            if newline or len(line) > MAX_REQUEST_BYTES:  # too long: refused by _request
+                return line, fd == self.stdin
         return None
 
     def open_result(self) -> int | None:
@@ -166,6 +195,115 @@ class Handover:
                 os.rmdir(folder)
 
 
+# What a warm pod's pre-started interpreter runs (``python3 -c``; ``argv[1]``: the read end of
+# the runner's pipe): wait for one message, ``<main path>\0<KEY=value>\0...``, take that
+# environment, then run the script as ``python3 <main path>`` would, in a fresh ``__main__``
+# namespace, with the traceback of an uncaught exception starting at the script. Nothing but
+# ``os`` and ``sys`` is imported before the code runs; an empty message (the pod was never used)
+# exits at once.
+PRESTARTED_CHILD = r"""
+def _agentkube_child():
+    import os, sys
+    fd = int(sys.argv[1])
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    if not data:
+        sys.exit(0)
+    main, *pairs = os.fsdecode(data).split("\0")
+    os.environ.clear()
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        os.environ[key] = value
+    sys.argv[:] = [main]
+    sys.path[0] = os.path.dirname(os.path.abspath(main))
+    with open(main, "rb") as f:
+        code = compile(f.read(), main, "exec")
+    namespace = sys.modules["__main__"].__dict__
+    builtins = namespace["__builtins__"]
+    namespace.clear()
+    namespace.update(
+        __name__="__main__", __doc__=None, __package__=None, __spec__=None,
+        __builtins__=builtins, __file__=main, __cached__=None, __annotations__={},
+    )
+    try:
+        exec(code, namespace)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        e.__traceback__ = e.__traceback__.tb_next
+        sys.excepthook(type(e), e, e.__traceback__)
+        sys.exit(1)
+_agentkube_child()
+"""
+# Variables a Python interpreter reads when it starts: a request setting one gets a new one.
+STARTUP_ENV = ("PYTHON", "LC_", "LANG", "HOME")
+
+
+def child_env() -> dict[str, str]:
+    """The code's environment before the request's own variables."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
+
+
+class Prestarted:
+    """A Python interpreter started with the warm pod, waiting for its code on a pipe.
+
+    It is started before the handover's FIFOs exist and inherits no descriptor but its pipe, and
+    it runs nothing of the request until :meth:`go`, which comes after the FIFOs are removed;
+    it is the same child (same session, pipes, environment, limits) :func:`run` would start.
+    """
+
+    def __init__(self) -> None:
+        read_end, self._go = os.pipe()
+        try:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [sys.executable, "-c", PRESTARTED_CHILD, str(read_end)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env(),
+                start_new_session=True,
+                pass_fds=(read_end,),
+            )
+        finally:
+            os.close(read_end)
+
+    def fits(self, request: dict[str, Any]) -> bool:
+        """Whether this child can run ``request`` as a new interpreter would."""
+        env = request.get("env", {})
+        return (
+            request["language"] == "python"
+            and self.proc.poll() is None
+            and not any(key.startswith(STARTUP_ENV) for key in env)
+            and all("\0" not in k + v and "=" not in k and k for k, v in env.items())
+        )
+
+    def go(self, main: str, env: dict[str, str]) -> bool:
+        """Hand the child its script and environment; False if it is gone."""
+        message = "\0".join([main, *(f"{k}={v}" for k, v in env.items())])
+        try:
+            data = os.fsencode(message)
+            while data:
+                data = data[os.write(self._go, data) :]
+        except (OSError, UnicodeError):
+            return False
+        finally:
+            os.close(self._go)
+        return True
+
+    def discard(self) -> None:
+        """End the child unused (its message is empty)."""
+        with contextlib.suppress(OSError):
+            os.close(self._go)
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
 def refusal(message: str) -> dict[str, Any]:
     """The result of a request that was not run."""
     return {
@@ -180,8 +318,8 @@ def refusal(message: str) -> dict[str, Any]:
 
 
 def _request() -> tuple[dict[str, Any] | str, int | None]:
-    """The request (or why it was refused), and the write end of the handover's ``result`` if
-    it came that way."""
+    """The request (or why it was refused), and where its result is to be handed back: the
+    write end of the handover's ``result``, :data:`ATTACHED` (stdout) or None."""
     text = os.environ.get(REQUEST_ENV)
     path = os.environ.get(REQUEST_FILE_ENV)
     places = [p for p in os.environ.get(HANDOVER_ENV, "").split(":") if p]
@@ -189,9 +327,15 @@ def _request() -> tuple[dict[str, Any] | str, int | None]:
     answer: int | None = None
     try:
         while not text and path:
-            line = handover.poll(POLL_S) if handover is not None else None
-            if line is not None and handover is not None:
-                answer = handover.open_result()
+            polled = handover.poll(POLL_S) if handover is not None else None
+            if polled is not None and handover is not None:
+                line, attached = polled
+                if not line.strip():  # a claim that fell through: end its exec, wait on
+                    withdrawn = None if attached else handover.open_result()
+                    if withdrawn is not None:
+                        os.close(withdrawn)
+                    continue
+                answer = ATTACHED if attached else handover.open_result()
                 if len(line) > MAX_REQUEST_BYTES:
                     return f"the request is longer than {MAX_REQUEST_BYTES} bytes: refused", answer
                 text = line.decode("utf-8")
@@ -267,14 +411,16 @@ def _out_files(cap: int) -> tuple[dict[str, str], bool]:
     return files, truncated
 
 
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    main = _write_inputs(request)
+def _start(
+    request: dict[str, Any], main: str, env: dict[str, str], prestarted: Prestarted | None
+) -> subprocess.Popen[bytes]:
+    """The code's process: the pre-started interpreter where it fits, else a new one."""
+    if prestarted is not None:
+        if prestarted.fits(request) and prestarted.go(main, env):
+            return prestarted.proc
+        prestarted.discard()
     argv = [sys.executable, main] if request["language"] == "python" else ["bash", main]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8"}
-    env.update(request.get("env", {}))
-    cap = int(request.get("output_bytes", 1 << 20))
-    started = time.monotonic()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -282,6 +428,15 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         env=env,
         start_new_session=True,
     )
+
+
+def run(request: dict[str, Any], prestarted: Prestarted | None = None) -> dict[str, Any]:
+    main = _write_inputs(request)
+    env = child_env()
+    env.update(request.get("env", {}))
+    cap = int(request.get("output_bytes", 1 << 20))
+    started = time.monotonic()
+    proc = _start(request, main, env, prestarted)
     out: list[bytes] = []
     err: list[bytes] = []
     flags = {"truncated": False, "overflowed": False}
@@ -298,9 +453,12 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     for reader in readers:
         reader.start()
     killed = None
-    try:
-        proc.wait(timeout=float(request.get("timeout_s", 30)))
-    except subprocess.TimeoutExpired:
+    # A blocking wait in a thread sees the exit at once; Popen.wait(timeout) polls, sleeping up
+    # to 50 ms between looks.
+    waiter = threading.Thread(target=proc.wait, daemon=True)
+    waiter.start()
+    waiter.join(timeout=float(request.get("timeout_s", 30)))
+    if waiter.is_alive():
         killed = "timeout"
     if killed is None and flags["overflowed"]:
         killed = "output_limit"
@@ -380,17 +538,31 @@ def _unread(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
+def _log_line(result: dict[str, Any]) -> None:
+    """The whole result as the log's line (one line: JSON escapes every newline in strings)."""
+    whole = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    sys.stdout.buffer.write((LOG_MARKER + whole + "\n").encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
 def main() -> None:
+    # A warm pod's code gets an interpreter started now, while the pod waits for its request.
+    prestarted = None if os.environ.get(REQUEST_ENV) else Prestarted()
     request, answer = _request()
-    result = refusal(request) if isinstance(request, str) else run(request)
-    if answer is not None:
+    if isinstance(request, str):
+        if prestarted is not None:
+            prestarted.discard()
+        result = refusal(request)
+    else:
+        result = run(request, prestarted)
+    if answer == ATTACHED:
+        _log_line(result)  # the attach's stream is the container's stdout
+        time.sleep(HANDOVER_LINGER_S)  # for the line to reach the gateway (see _answer)
+    elif answer is not None:
         _answer(answer, result)
     message = compact(result)
-    if json.loads(message).get("log"):
-        # One line: JSON escapes every newline inside the strings.
-        whole = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        sys.stdout.buffer.write((LOG_MARKER + whole + "\n").encode("utf-8"))
-        sys.stdout.buffer.flush()
+    if answer != ATTACHED and json.loads(message).get("log"):
+        _log_line(result)
     path = os.environ.get("AGENTKUBE_TERMINATION_LOG", "/dev/termination-log")
     with open(path, "w", encoding="utf-8") as f:
         f.write(message)

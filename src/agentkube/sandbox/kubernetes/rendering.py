@@ -29,6 +29,7 @@ from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_runner import (
     HANDOVER_COMMAND,
     HANDOVER_ENV,
+    HANDOVER_STDIN_ENV,
     LOG_MARKER,
     MAX_REQUEST_BYTES,
     REQUEST_ENV,
@@ -195,6 +196,7 @@ def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
     env = [
         {"name": REQUEST_FILE_ENV, "value": f"{REQUEST_DIR}/request"},
         {"name": HANDOVER_ENV, "value": ":".join(HANDOVER_DIRS)},
+        {"name": HANDOVER_STDIN_ENV, "value": "1"},
     ]
     volume = {
         "name": "request",
@@ -208,11 +210,15 @@ def render_warm_pod(name: str, limits: Limits, settings: PodSettings) -> JSON:
         },
     }
     mount = {"name": "request", "mountPath": REQUEST_DIR, "readOnly": True}
+    spec = pod_spec(limits, settings, env=env, volumes=[volume], mounts=[mount])
+    # The gateway may attach to the runner's stdin (pods/attach): once, as stdinOnce closes it
+    # when that first attach ends.
+    spec["containers"][0].update(stdin=True, stdinOnce=True)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
-        "spec": pod_spec(limits, settings, env=env, volumes=[volume], mounts=[mount]),
+        "spec": spec,
     }
 
 

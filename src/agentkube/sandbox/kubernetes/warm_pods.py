@@ -1,20 +1,29 @@
 """The warm pool: pre-created, single-use sandbox pods waiting for one request each.
 
-A warm pod runs the pod runner, already started (Python loaded), waiting for its request. The
-gateway claims a pod with one merge patch that relabels it ``claimed`` and sets its
-``activeDeadlineSeconds`` to the request's timeout from now, then hands the request over:
+A warm pod runs the pod runner, already started (Python loaded, and the code's interpreter
+started too), waiting for its request. The gateway claims a pod with one merge patch that
+relabels it ``claimed`` and sets its ``activeDeadlineSeconds`` to the request's timeout from
+now, and hands the request over:
 
-- **by exec** (the fast path): ``pods/exec`` runs a fixed ``sh``/``head``/``cat`` command in the
-  pod's container that writes the request into the runner's FIFO and streams the result back
-  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`, ``pod_runner.Handover``). No kubelet loop is
-  waited for: not the volume sync, not the container's exit (PLEG), not a status write. Only
-  into a pod the claim's answer shows labelled with this gateway's name and ``claimed``.
+- **by attach** (the fast path): ``pods/attach`` to the runner's stdin; the request goes in as
+  one line, the result comes back on the container's stdout as one line
+  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`). Nothing is started in the pod for it.
+- **by exec** (where attach is refused, 403: one log line): ``pods/exec`` runs a fixed
+  ``sh``/``head``/``cat`` command in the pod's container that writes the request into the
+  runner's FIFO and streams the result back (``pod_runner.Handover``).
+
+Neither waits for a kubelet loop: not the volume sync, not the container's exit (PLEG), not a
+status write. The claim's patch is sent while the attach's or exec's connection opens, and the
+request goes in only once the patch's answer shows the pod labelled with this gateway's name
+and ``claimed``; otherwise the connection gets an empty line (the runner ignores it and waits
+on) and, if the patch failed, another pod is claimed (:class:`ClaimLost`).
+
 - **by annotation** (the fallback): the request goes into the pod's
   ``agentkube.openvn/sandbox-request`` annotation, which a downward-API volume shows to the
   runner once the kubelet syncs the pod's volumes (about a second on a real node); the result
-  comes from the pod's status. Used when exec is not allowed (403: the pool stops trying, with
-  one log line), or when a handover did not bring a result back (then the result is still
-  read from the pod, whichever way the request reached it: the runner takes only one).
+  comes from the pod's status. Used when exec is not allowed either (403: the pool stops
+  trying, with one log line), or when a handover did not bring a result back (then the result
+  is still read from the pod, whichever way the request reached it: the runner takes only one).
 
 The pod still has no API access and no network either way. After serving one request the pod
 exits and is deleted; the pool creates a replacement at once. Only requests whose CPU, memory
@@ -26,10 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +53,8 @@ from lightkube.types import PatchType
 from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
-from agentkube.sandbox.kubernetes.pod_exec import ExecError, PodExec
+from agentkube.sandbox.kubernetes.pod_exec import ExecError, ExecOutput, PodExec
+from agentkube.sandbox.kubernetes.pod_runner import HANDOVER_ABORT, LOG_MARKER
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
     GATEWAY_LABEL,
@@ -66,13 +78,34 @@ EXEC_FAILURES_TOLERATED = 3  # handovers in a row that reached no runner before 
 NO_RUNNER_EXITS = (3, 4)  # the handover command's: no runner came up; it has no FIFOs
 
 
+# What a claim's patch found (Claim.confirmed).
+OURS = "ours"  # the answer shows the pod labelled with this gateway's name and ``claimed``
+NOT_OURS = "not ours"  # the patch went through, the answer shows other labels: no exec
+LOST = "lost"  # the patch failed (the pod is gone, the API server refused): try another pod
+
+
+class ClaimLost(Exception):
+    """A warm pod's claim patch failed: nothing of the request reached it; claim another."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Claim:
     """A claimed warm pod; ``by_exec``: its request is still to be handed over by exec (else it
-    is already in the pod's annotation)."""
+    is already in the pod's annotation), and ``confirmed`` is the claim's patch, sent beside
+    the exec's connection: the request goes into the exec only once it says :data:`OURS`."""
 
     name: str
     by_exec: bool
+    confirmed: asyncio.Task[str] | None = None
+
+
+def _unmarked(output: ExecOutput) -> ExecOutput:
+    """An attach's output as an exec's: the runner's line on stdout less its marker."""
+    line = output.stdout
+    marker = LOG_MARKER.encode()
+    return dataclasses.replace(
+        output, stdout=line[len(marker) :] if line.startswith(marker) else b""
+    )
 
 
 def fits(limits: Limits, pool: Limits) -> bool:
@@ -103,13 +136,15 @@ class WarmPodPool:
         limits: Limits,
         *,
         pod_exec: PodExec | None = None,
+        attach: bool = True,
     ) -> None:
-        """``pod_exec``: how requests are handed over by exec; None: by annotation only."""
+        """``pod_exec``: how requests are handed over by attach (unless not ``attach``) or exec;
+        None: by annotation only."""
         self.size = size
         self.limits = limits
         self._client = client
         self.settings = settings
-        self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time
+        self._ready: dict[str, datetime] = {}  # Running, unclaimed -> its start time; oldest first
         self._pending: set[str] = set()  # created, not Running yet
         self._claimed: set[str] = set()  # never ready again, whatever late events say
         self._changed = asyncio.Event()
@@ -120,6 +155,7 @@ class WarmPodPool:
         self._pod_exec = pod_exec
         self._exec = pod_exec  # None once the pool stopped handing over by exec
         self._exec_failures = 0
+        self._attach = attach and pod_exec is not None  # False once pods/attach was refused
         events.subscribe(self._observe)
         self._events = events
 
@@ -146,13 +182,17 @@ class WarmPodPool:
     async def claim(self, request: ExecutionRequest) -> Claim | None:
         """Claim a ready pod for ``request``; None: none is ready (take the cold path).
 
-        With exec the claim only relabels the pod and sets its deadline (:meth:`hand_over`
-        follows); without, it writes the request into the annotation too.
+        With exec the claim's patch only relabels the pod and sets its deadline, and is sent
+        while :meth:`hand_over` opens the exec (``Claim.confirmed``); without, the patch writes
+        the request into the annotation too, and is awaited here.
         """
         if not fits(request.limits, self.limits):
             return None
         while self._ready:
-            name, started = self._ready.popitem()
+            # The oldest first: a pod that has only just become Running may still be starting
+            # its runner (Python, twice), which the request would wait for.
+            name = next(iter(self._ready))
+            started = self._ready.pop(name)
             self._claimed.add(name)
             self._changed.set()
             self._events.expect(name)
@@ -170,20 +210,27 @@ class WarmPodPool:
                     + CLAIM_GRACE_S
                 },
             }
-            try:
-                pod = await self._patch(name, body)
-            except (ApiError, httpx2.HTTPError) as e:
-                self._events.forget(name)
-                log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
-                continue
-            self.claims += 1
-            if by_exec and not self._ours(pod.to_dict()):
-                log.error("warm pod %s is not labelled as this gateway's claim: no exec", name)
-                await self.write_request(name, request)
-                by_exec = False
-            return Claim(name=name, by_exec=by_exec)
+            if by_exec:
+                confirmed = asyncio.create_task(self._confirm(name, body), name=f"claim-{name}")
+                return Claim(name=name, by_exec=True, confirmed=confirmed)
+            if await self._confirm(name, body) != LOST:
+                return Claim(name=name, by_exec=False)
         self.misses += 1
         return None
+
+    async def _confirm(self, name: str, body: JSON) -> str:
+        """Send a claim's patch: :data:`OURS`, :data:`NOT_OURS` or :data:`LOST`."""
+        try:
+            pod = await self._patch(name, body)
+        except (ApiError, httpx2.HTTPError) as e:
+            self._events.forget(name)
+            log.warning("warm pod %s could not be claimed (%s); trying another", name, e)
+            return LOST
+        self.claims += 1
+        if self._ours(pod.to_dict()):
+            return OURS
+        log.error("warm pod %s is not labelled as this gateway's claim: no handover", name)
+        return NOT_OURS
 
     def _ours(self, pod: JSON) -> bool:
         """Whether a pod (the claim's answer) is this gateway's claimed warm pod: the only pods
@@ -197,37 +244,96 @@ class WarmPodPool:
         )
 
     async def hand_over(
-        self, name: str, request: ExecutionRequest, max_result_bytes: int
+        self, claim: Claim, request: ExecutionRequest, max_result_bytes: int
     ) -> ExecutionResult | None:
-        """Run ``request`` in claimed pod ``name`` through exec and return its result; None
-        when it did not come back that way (the caller writes the annotation and reads the
-        result from the pod: the runner may or may not have the request)."""
-        if self._exec is None:
+        """Run ``request`` in claimed pod ``claim.name`` by attach or exec; its result, or
+        None when it did not come back that way (the caller writes the annotation and reads the
+        result from the pod: the runner may or may not have the request). ClaimLost: the claim's
+        patch failed, and the request went nowhere.
+
+        The connection opens while the claim's patch is under way; the request line is sent
+        only once the patch's answer shows the pod :data:`OURS`. Otherwise the connection gets
+        an empty line (the runner ignores it and keeps waiting) and ends.
+        """
+        name, confirmed = claim.name, claim.confirmed
+        if confirmed is None:
             return None
-        started = time.perf_counter()
+
+        async def ours() -> bool:
+            return await confirmed == OURS
+
         try:
-            output = await self._exec.run(
-                self.settings.namespace,
-                name,
-                CONTAINER,
-                handover_command(),
-                handover_line(request),
-                max_stdout=max_result_bytes,
-                time_limit_s=request.limits.timeout_s + HANDOVER_GRACE_S,
-            )
-        except ExecError as e:
-            self._exec_failed(name, e, counts=not e.started)
+            output = await self._exec_or_none(name, request, max_result_bytes, ours)
+        except BaseException:
+            confirmed.cancel()
+            raise
+        if await confirmed == LOST:
+            raise ClaimLost(name)
+        if output is None:
             return None
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        result = result_from_json(output.stdout.decode("utf-8", "replace"), elapsed_ms)
+        elapsed_ms = round((time.perf_counter() - output[1]) * 1000, 3)
+        result = result_from_json(output[0].stdout.decode("utf-8", "replace"), elapsed_ms)
         if result is None:  # (a whole result is the runner's, whatever killed sh after it)
-            detail = output.stderr.decode("utf-8", "replace").strip()[:200] or "no result"
-            error = ExecError(f"exit {output.exit_code}: {detail}", started=True)
-            self._exec_failed(name, error, counts=output.exit_code in NO_RUNNER_EXITS)
+            detail = output[0].stderr.decode("utf-8", "replace").strip()[:200] or "no result"
+            error = ExecError(f"exit {output[0].exit_code}: {detail}", started=True)
+            self._exec_failed(name, error, counts=output[0].exit_code in NO_RUNNER_EXITS)
             return None
         self._exec_failures = 0
         self.handovers += 1
         return result
+
+    async def _exec_or_none(
+        self,
+        name: str,
+        request: ExecutionRequest,
+        max_result_bytes: int,
+        ours: Callable[[], Awaitable[bool]],
+    ) -> tuple[ExecOutput, float] | None:
+        """The handover's output and when it started: by attach where allowed, else by exec;
+        None if it brought nothing back (logged, unless the request was withheld: the claim
+        was not ours)."""
+        pod_exec = self._exec
+        if pod_exec is None:
+            return None
+        started = time.perf_counter()
+        limit_s = request.limits.timeout_s + HANDOVER_GRACE_S
+        line = handover_line(request)
+        gate = (ours, HANDOVER_ABORT)
+        try:
+            if self._attach:
+                try:
+                    output = await pod_exec.attach(
+                        self.settings.namespace, name, CONTAINER, line,
+                        max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
+                    )  # fmt: skip
+                    return _unmarked(output), started
+                except ExecError as e:
+                    if e.started or e.withheld:
+                        raise  # the runner may have the request: no second way
+                    self._attach_failed(name, e)  # nothing was sent: exec it
+            output = await pod_exec.run(
+                self.settings.namespace, name, CONTAINER, handover_command(), line,
+                max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
+            )  # fmt: skip
+        except ExecError as e:
+            if not e.withheld:
+                self._exec_failed(name, e, counts=not e.started)
+            return None
+        return output, started
+
+    def _attach_failed(self, name: str, error: ExecError) -> None:
+        """An attach refused before anything was sent: a 403 stops the pool's attaching."""
+        if error.forbidden:
+            self._attach = False
+            log.warning(
+                "warm pool: pods/attach is not allowed (%s); requests are handed over by exec "
+                "from now on (slower: a process in the pod). Grant get and create on "
+                "pods/attach in %s (deploy/gateway/rbac.yaml)",
+                error,
+                self.settings.namespace,
+            )
+        else:
+            log.warning("warm pod %s: no attach (%s); handing over by exec", name, error)
 
     def _exec_failed(self, name: str, error: ExecError, *, counts: bool) -> None:
         """Log a handover that brought no result. A refusal (403) stops the pool's handovers at

@@ -174,7 +174,7 @@ class DurableTasks:
             if delivery.deliveries > 1:
                 self.metrics.redeliveries.inc()
             if state is None:
-                if delivery.deliveries > getattr(self.queue, "max_deliveries", 1 << 30):
+                if delivery.deliveries > self.queue.max_deliveries:
                     self.metrics.dead_letters.inc()
                 continue
             run = asyncio.create_task(self._handle(delivery, state), name=f"task-{state.id}")

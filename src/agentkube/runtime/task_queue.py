@@ -82,6 +82,9 @@ class TaskQueue(Protocol):
     """One agent's queue. The ``*_many`` forms do for a batch in one round trip what the
     single forms do for one task; the single forms are the batch of one."""
 
+    max_deliveries: int
+    """Deliveries of a task before it is dead-lettered instead of run."""
+
     async def submit(self, state: TaskState) -> None:
         """Record ``state`` (queued) and enqueue it."""
         ...
@@ -314,7 +317,7 @@ class RedisTaskQueue(OneAtATime):
         gone = []
         for entry_id, fields in entries:
             entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            task_id = (fields or {}).get(b"id") or (fields or {}).get("id")
+            task_id = (fields or {}).get(b"id")
             if task_id is None:
                 gone.append(entry)
                 continue

@@ -133,10 +133,9 @@ class PodExec:
             "stdout": "true",
             "stderr": "true",
         }
-        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
         return await self._session(
-            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
-            one_line=False,
+            namespace, pod, "exec", params, stdin,
+            max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate, one_line=False,
         )  # fmt: skip
 
     async def attach(
@@ -155,15 +154,16 @@ class PodExec:
         first line, when the session ends (``exit_code`` 0). Errors and ``gate`` as :meth:`run`.
         """
         params = {"container": container, "stdin": "true", "stdout": "true", "stderr": "false"}
-        where = f"/api/v1/namespaces/{namespace}/pods/{pod}/attach"
         return await self._session(
-            where, params, stdin, max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate,
-            one_line=True,
+            namespace, pod, "attach", params, stdin,
+            max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate, one_line=True,
         )  # fmt: skip
 
     async def _session(
         self,
-        url: str,
+        namespace: str,
+        pod: str,
+        subresource: str,
         params: JSON,
         stdin: bytes,
         *,
@@ -172,7 +172,7 @@ class PodExec:
         gate: Gate | None,
         one_line: bool,
     ) -> ExecOutput:
-        pod = url.rsplit("/", 2)[-2]
+        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/{subresource}"
         started = False
         try:
             async with asyncio.timeout(time_limit_s):

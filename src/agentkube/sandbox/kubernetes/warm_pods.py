@@ -263,20 +263,21 @@ class WarmPodPool:
             return await confirmed == OURS
 
         try:
-            output = await self._exec_or_none(name, request, max_result_bytes, ours)
+            handed = await self._exec_or_none(name, request, max_result_bytes, ours)
         except BaseException:
             confirmed.cancel()
             raise
         if await confirmed == LOST:
             raise ClaimLost(name)
-        if output is None:
+        if handed is None:
             return None
-        elapsed_ms = round((time.perf_counter() - output[1]) * 1000, 3)
-        result = result_from_json(output[0].stdout.decode("utf-8", "replace"), elapsed_ms)
+        output, started = handed
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        result = result_from_json(output.stdout.decode("utf-8", "replace"), elapsed_ms)
         if result is None:  # (a whole result is the runner's, whatever killed sh after it)
-            detail = output[0].stderr.decode("utf-8", "replace").strip()[:200] or "no result"
-            error = ExecError(f"exit {output[0].exit_code}: {detail}", started=True)
-            self._exec_failed(name, error, counts=output[0].exit_code in NO_RUNNER_EXITS)
+            detail = output.stderr.decode("utf-8", "replace").strip()[:200] or "no result"
+            error = ExecError(f"exit {output.exit_code}: {detail}", started=True)
+            self._exec_failed(name, error, counts=output.exit_code in NO_RUNNER_EXITS)
             return None
         self._exec_failures = 0
         self.handovers += 1

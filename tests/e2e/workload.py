@@ -115,6 +115,7 @@ class PodWatch:
 
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
+    reader: threading.Thread | None = None
 
     def start(self, cluster: Cluster, namespace: str) -> None:
         argv = [
@@ -122,7 +123,8 @@ class PodWatch:
             namespace, "--watch", "-o", "json",
         ]  # fmt: skip
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -137,9 +139,13 @@ class PodWatch:
             self.seen[pod["metadata"]["name"]] = pod
 
     def stop(self) -> None:
+        # Not communicate(): it would close stdout under the reader thread (which then raises);
+        # the reader ends at the end of the output of the terminated kubectl.
         if self.process is not None:
             self.process.terminate()
-            self.process.communicate(timeout=10)
+            self.process.wait(timeout=10)
+        if self.reader is not None:
+            self.reader.join(timeout=10)
 
     def ran(self, code: str) -> dict[str, dict[str, Any]]:
         """The pods seen to run a sandbox execution: a warm pod the gateway claimed (the request

@@ -146,6 +146,8 @@ class PodWatch:
             self.process.wait(timeout=10)
         if self.reader is not None:
             self.reader.join(timeout=10)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def ran(self, code: str) -> dict[str, dict[str, Any]]:
         """The pods seen to run a sandbox execution: a warm pod the gateway claimed (the request

@@ -9,6 +9,7 @@ what the pod could not do; the gateway's own RBAC (deploy/gateway/rbac.yaml) wit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -142,6 +143,27 @@ async def test_code_handed_over_by_exec_has_no_network(
         server.close()
     assert result.stdout.splitlines() == ["unreachable", "no dns"], result
     assert sandbox.warm is not None and sandbox.warm.handovers == 1
+
+
+async def test_a_pod_whose_egress_the_policy_does_not_cut_refuses_to_run(
+    testcluster: Cluster, client: AsyncClient, namespace: str, settings: PodSettings
+) -> None:
+    # Policies add up: an allow-all egress beside the gateway's deny-all leaves the pod able to
+    # reach the API server, as a network plugin that ignores NetworkPolicy would.
+    allow = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-all-egress"},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
+    }
+    testcluster.apply(json.dumps(allow), namespace=namespace)
+    backend = KubernetesSandbox(client, dataclasses.replace(settings, isolation_wait_s=3))
+    try:
+        result = await backend.execute(ExecutionRequest(code="print('ran')"))
+    finally:
+        await backend.aclose()
+    assert result.stdout == "" and result.exit_code is None, result
+    assert "deny-all NetworkPolicy is not enforced" in result.stderr, result
 
 
 async def test_a_warm_pod_over_its_memory_is_reported_as_oom_killed(

@@ -335,6 +335,10 @@ class SandboxKubelet:
                 if value.startswith(mount_path.rstrip("/") + "/"):
                     env[name] = local + value[len(mount_path.rstrip("/")) :]
         env["AGENTKUBE_TERMINATION_LOG"] = f"out/{TERMINATION_FILE}"
+        # Every container gets the `kubernetes` Service's address from its kubelet; here it is
+        # loopback of the local sandbox's own network namespace, which nothing answers.
+        env.setdefault("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        env.setdefault("KUBERNETES_SERVICE_PORT", "443")
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         return ExecutionRequest(
             language="bash", code=shlex.join(argv), env=env, files=files, limits=self._limits(spec)

@@ -54,6 +54,14 @@ def gateway(
     toleration: Annotated[
         list[str] | None, typer.Option("--toleration", help="key=value:Effect, repeatable")
     ] = None,
+    isolation_wait: Annotated[
+        float,
+        typer.Option(
+            "--isolation-wait",
+            help="seconds a sandbox pod waits for its NetworkPolicy to cut it off the network "
+            "before it refuses to run; 0 runs without checking (kubernetes)",
+        ),
+    ] = 30.0,
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
     policy: Annotated[
         Path | None,
@@ -88,6 +96,8 @@ def gateway(
         raise GatewayConfigError(f"--backend {backend!r} is not known: use local or kubernetes")
     if auth not in ("tokenreview", "static"):
         raise GatewayConfigError(f"--auth {auth!r} is not known: use tokenreview or static")
+    if isolation_wait < 0:
+        raise GatewayConfigError(f"--isolation-wait {isolation_wait:g} is negative: use 0 or more")
     defaults = PodSettings()
     pods = PodSettings(
         namespace=namespace,
@@ -100,6 +110,7 @@ def gateway(
         tolerations=[parse_toleration(t) for t in toleration]
         if toleration
         else defaults.tolerations,
+        isolation_wait_s=isolation_wait or None,
     )
     options = GatewayOptions(
         backend=backend,  # type: ignore[arg-type]  # checked just above

@@ -38,7 +38,10 @@ new ``python3 main.py`` would (a request that sets what Python reads at start, o
 new process).
 
 The pod has no API token and no network either way: the request reaches it only through its own
-metadata or a process the container runtime starts inside the same container.
+metadata or a process the container runtime starts inside the same container. Before it takes a
+request the runner waits until it can no longer reach the Kubernetes API (:func:`await_isolation`,
+when ``AGENTKUBE_SANDBOX_ISOLATION_WAIT_S`` is set), as the network plugin enforces the namespace's
+deny-all NetworkPolicy some time after a pod starts; a pod that stays connected refuses to run.
 
 The result goes to the container's termination message (``/dev/termination-log``, or the path in
 ``AGENTKUBE_TERMINATION_LOG``), which the kubelet copies into the pod status. Kubernetes caps that
@@ -74,6 +77,10 @@ REQUEST_ENV = "AGENTKUBE_SANDBOX_REQUEST"  # the request itself (cold Job)
 REQUEST_FILE_ENV = "AGENTKUBE_SANDBOX_REQUEST_FILE"  # where it will appear (warm pod)
 HANDOVER_ENV = "AGENTKUBE_SANDBOX_HANDOVER_DIR"  # where the exec handover's FIFOs may go (a:b)
 HANDOVER_STDIN_ENV = "AGENTKUBE_SANDBOX_HANDOVER_STDIN"  # "1": the request may come on stdin
+# Seconds to wait for the pod's egress to be cut before any code runs (see await_isolation).
+ISOLATION_WAIT_ENV = "AGENTKUBE_SANDBOX_ISOLATION_WAIT_S"
+ISOLATION_PROBE_TIMEOUT_S = 0.25  # a probe that neither connects nor fails by then was dropped
+ISOLATION_RETRY_S = 0.05
 ATTACHED = -1  # a request that came on stdin: its result goes to stdout (the attach's stream)
 # One environment string may not exceed 128 KiB (MAX_ARG_STRLEN); annotations share 256 KiB.
 MAX_REQUEST_BYTES = 96 * 1024
@@ -317,6 +324,39 @@ def refusal(message: str) -> dict[str, Any]:
     }
 
 
+def await_isolation(wait_s: float) -> str | None:
+    """Wait until this pod cannot reach the Kubernetes API; None then, else why not.
+
+    A NetworkPolicy is enforced some time after the pod starts (the network plugin programs each
+    new pod's address when it sees it; kube-router's sync takes up to seconds on a busy node), and
+    until then the pod's traffic passes. So before any code runs, the runner tries the
+    ``kubernetes`` Service every pod is given (``KUBERNETES_SERVICE_HOST``/``_PORT``, which the
+    kubelet sets in every container) until a connection no longer gets through: refused, dropped
+    (no answer in :data:`ISOLATION_PROBE_TIMEOUT_S`) or unroutable. A pod still connected after
+    ``wait_s`` refuses to run anything: its namespace's deny-all policy is not in force.
+    """
+    import socket
+
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host or not port.isdigit():
+        return "no KUBERNETES_SERVICE_HOST to check this pod's network isolation against: refused"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            probe = socket.create_connection((host, int(port)), ISOLATION_PROBE_TIMEOUT_S)
+        except OSError:
+            return None
+        probe.close()
+        if time.monotonic() >= deadline:
+            return (
+                f"refused to run: this sandbox pod could still reach the Kubernetes API at "
+                f"{host}:{port} after {wait_s:g} s, so its namespace's deny-all NetworkPolicy "
+                "is not enforced (does the cluster's network plugin enforce NetworkPolicy?)"
+            )
+        time.sleep(ISOLATION_RETRY_S)
+
+
 def _request() -> tuple[dict[str, Any] | str, int | None]:
     """The request (or why it was refused), and where its result is to be handed back: the
     write end of the handover's ``result``, :data:`ATTACHED` (stdout) or None."""
@@ -548,7 +588,11 @@ def _log_line(result: dict[str, Any]) -> None:
 def main() -> None:
     # A warm pod's code gets an interpreter started now, while the pod waits for its request.
     prestarted = None if os.environ.get(REQUEST_ENV) else Prestarted()
+    wait = os.environ.get(ISOLATION_WAIT_ENV)
+    blocked = await_isolation(float(wait)) if wait else None  # before any request is taken
     request, answer = _request()
+    if blocked is not None and not isinstance(request, str):
+        request = blocked
     if isinstance(request, str):
         if prestarted is not None:
             prestarted.discard()

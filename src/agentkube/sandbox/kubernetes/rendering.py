@@ -7,7 +7,8 @@ capabilities dropped, seccomp ``RuntimeDefault``, a read-only root filesystem wi
 limits of the request (0.5 CPU / 128Mi by default). A Job has ``backoffLimit: 0`` (untrusted code
 is never retried), an ``activeDeadlineSeconds`` backstop and ``ttlSecondsAfterFinished`` so that
 the TTL controller removes it even if the gateway dies before it can. The namespace's deny-all
-NetworkPolicy (:func:`deny_all_network_policy`) cuts every sandbox pod off the network.
+NetworkPolicy (:func:`deny_all_network_policy`) cuts every sandbox pod off the network, and the
+pod runs no code until it sees that cut (``isolation_wait_s``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agentkube.sandbox.kubernetes.pod_runner import (
     HANDOVER_COMMAND,
     HANDOVER_ENV,
     HANDOVER_STDIN_ENV,
+    ISOLATION_WAIT_ENV,
     LOG_MARKER,
     MAX_REQUEST_BYTES,
     REQUEST_ENV,
@@ -87,6 +89,9 @@ class PodSettings:
     user_id: int = 65532
     startup_grace_s: int = 60
     ttl_seconds_after_finished: int = 60
+    # How long a pod waits for its egress to be cut before it refuses to run (pod_runner's
+    # await_isolation); None: run without checking (a cluster whose pods cannot reach the API).
+    isolation_wait_s: float | None = 30.0
 
 
 def payload(request: ExecutionRequest) -> str:
@@ -116,6 +121,8 @@ def _labels(settings: PodSettings, name: str) -> dict[str, str]:
 
 def _container(limits: Limits, settings: PodSettings, env: list[JSON], mounts: list[JSON]) -> JSON:
     resources_ = {"cpu": format_cpu(limits.cpu), "memory": format_mebibytes(limits.memory_bytes)}
+    if settings.isolation_wait_s is not None:
+        env = [*env, {"name": ISOLATION_WAIT_ENV, "value": f"{settings.isolation_wait_s:g}"}]
     return {
         "name": CONTAINER,
         "image": settings.image,

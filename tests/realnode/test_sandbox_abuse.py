@@ -31,6 +31,7 @@ from tests.realnode.pods import real_node_settings
 pytestmark = [pytest.mark.cluster, pytest.mark.sandbox]
 
 MiB = 1024 * 1024
+API_SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of cluster.SERVICE_CIDR
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -131,8 +132,9 @@ async def test_filling_the_scratch_volume_stops_at_its_size(sandbox: KubernetesS
 
 
 async def test_the_node_and_its_servers_are_unreachable(sandbox: KubernetesSandbox) -> None:
-    # A server on the node's own address: the deny-all NetworkPolicy (kube-router) drops the
-    # pod's packets before they leave its network namespace.
+    # A server on the node's own address, and the API server behind the `kubernetes` Service
+    # (which any pod without a policy reaches): the deny-all NetworkPolicy (kube-router) drops
+    # the pod's packets before they leave its network namespace.
     server = socket.socket()
     server.bind((NODE_IP, 0))
     server.listen()
@@ -141,7 +143,7 @@ async def test_the_node_and_its_servers_are_unreachable(sandbox: KubernetesSandb
     code = textwrap.dedent(
         f"""
         import socket
-        for host, port in (({NODE_IP!r}, {port}), ('1.1.1.1', 443)):
+        for host, port in (({NODE_IP!r}, {port}), ({API_SERVICE_IP!r}, 443)):
             try:
                 socket.create_connection((host, port), timeout=2)
                 print('reached', host)

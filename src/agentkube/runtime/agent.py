@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
+from pydantic_ai import AgentRun
 from pydantic_ai.capabilities import AbstractCapability, Instrumentation
 from pydantic_ai.exceptions import (
     ModelAPIError,
@@ -110,6 +111,8 @@ class AgentRuntime:
         self._turns: dict[str, _Turn] = {}
         self.observers: list[Callable[[RunOutcome], None]] = []  # told of every finished run
         self.timing = ModelTiming()  # its observers are told the seconds of every model request
+        self._tracing = current_tracing()
+        self._instrumentation = instrumentation()  # given to the runs that are recorded
         prompt = agent.spec.system_prompt or DEFAULT_SYSTEM_PROMPT.format(name=agent.metadata.name)
         self._agent: PydanticAgent[RunDeps, str] = PydanticAgent(
             model,
@@ -118,7 +121,7 @@ class AgentRuntime:
             toolsets=list(tools.toolsets),
             instructions=prompt,
             name=agent.metadata.name,
-            capabilities=[*instrumentation(), self.timing],
+            capabilities=[self.timing],
         )
 
     def history_key(self, conversation: str) -> str:
@@ -243,34 +246,42 @@ class AgentRuntime:
         conversation_key: str,
     ) -> tuple[str, list[ModelMessage], RunUsage]:
         limits = UsageLimits(request_limit=budget.max_model_requests)
-        async with self._agent.iter(
-            task,
-            message_history=history or None,
-            deps=deps,
-            usage_limits=limits,
-            conversation_id=None if history else conversation_key,  # gen_ai.conversation.id
-        ) as run:
-            async for node in run:
-                if PydanticAgent.is_model_request_node(node):
-                    emit(RunEvent(kind="model.request", data={"model": self.choice.label}))
-                    if self.stream_text:
-                        async with node.stream(run.ctx) as events:
-                            async for event in events:
-                                text = _text_of(event)
-                                if text:
-                                    emit(RunEvent(kind="text.delta", data={"text": text}))
-                elif PydanticAgent.is_call_tools_node(node):
-                    calls = [p.tool_name for p in node.model_response.tool_calls]
-                    emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
+        # A task the sampler leaves out runs without pydantic-ai's instrumentation, which does
+        # most of its work whether or not its spans are recorded.
+        with self._tracing.task(f"invoke_agent {self.agent.metadata.name}") as recorded:
+            async with self._agent.iter(
+                task,
+                message_history=history or None,
+                deps=deps,
+                usage_limits=limits,
+                conversation_id=None if history else conversation_key,  # gen_ai.conversation.id
+                capabilities=self._instrumentation if recorded else None,
+            ) as run:
+                await self._drive(run, emit)
         result = run.result
         assert result is not None  # the iteration above ran to End
         return result.output, result.new_messages(), result.usage
+
+    async def _drive(self, run: AgentRun[RunDeps, str], emit: EventSink) -> None:
+        """Step ``run`` to its end, telling ``emit`` of each model request and response."""
+        async for node in run:
+            if PydanticAgent.is_model_request_node(node):
+                emit(RunEvent(kind="model.request", data={"model": self.choice.label}))
+                if self.stream_text:
+                    async with node.stream(run.ctx) as events:
+                        async for event in events:
+                            text = _text_of(event)
+                            if text:
+                                emit(RunEvent(kind="text.delta", data={"text": text}))
+            elif PydanticAgent.is_call_tools_node(node):
+                calls = [p.tool_name for p in node.model_response.tool_calls]
+                emit(RunEvent(kind="model.response", data={"tool_calls": calls}))
 
 
 def instrumentation() -> list[AbstractCapability[Any]]:
     """pydantic-ai's own OpenTelemetry spans (``invoke_agent``, ``chat``, ``execute_tool``) on
     this process's tracer provider when tracing is on (none when off); prompts, answers and
-    tool arguments only on opt-in."""
+    tool arguments only on opt-in. Given per run, to the runs that are recorded."""
     tracing = current_tracing()
     if tracing.provider is None:
         return []

@@ -15,7 +15,8 @@ happens to call ``trace.get_tracer``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -59,6 +60,21 @@ class Tracing:
         if self.provider is None:
             return _NO_OP
         return self.provider.get_tracer(INSTRUMENTATION_NAME)
+
+    @contextmanager
+    def task(self, name: str) -> Iterator[bool]:
+        """One task's sampling decision, taken once at its root (see
+        :mod:`~agentkube.telemetry.sampling`): yields whether the task is recorded. A task that
+        continues a trace follows its parent; one that starts a trace draws from the sampler
+        and, drawn out, runs within a non-recording span that propagates ``sampled=0``."""
+        parent = trace.get_current_span().get_span_context()
+        if self.provider is None or parent.is_valid:
+            yield self.provider is not None and parent.trace_flags.sampled
+            return
+        from agentkube.telemetry.sampling import drawn_task
+
+        with drawn_task(self.provider, name) as sampled:
+            yield sampled
 
     def flush(self, timeout_s: float = 5.0) -> None:
         if self.provider is not None:
@@ -114,11 +130,15 @@ def _provider(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    # No sampler given: the SDK's own from OTEL_TRACES_SAMPLER(_ARG), every trace by default.
+    from agentkube.telemetry.sampling import TaskRootSampler
+
+    # No sampler given: the SDK's own from OTEL_TRACES_SAMPLER(_ARG), every trace by default,
+    # wrapped (before any tracer copies it) so a task's root span keeps the task's decision.
     provider = TracerProvider(
         resource=Resource.create(resource_attributes(service, environ)),
         shutdown_on_exit=True,  # the batch left at exit is flushed
     )
+    provider.sampler = TaskRootSampler(provider.sampler)
     if settings.traces_url is not None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import subprocess
@@ -495,4 +496,85 @@ async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodEx
         assert claim.confirmed is not None
         assert await claim.confirmed == LOST  # (no API server behind this pool's client)
     finally:
+        await client.close()
+
+
+async def _attached(endpoint: ExecEndpoint, count: int) -> None:
+    for _ in range(500):
+        if endpoint.attaches >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{endpoint.attaches} attaches, {count} expected")
+
+
+def _running(name: str) -> dict[str, object]:
+    labels = {WARM_LABEL: "ready"}
+    return {"metadata": {"name": name, "labels": labels}, "status": {"phase": "Running"}}
+
+
+async def test_a_ready_pod_s_attach_is_open_before_its_claim_and_carries_the_request(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        pool._observe(_running("pod"), False)
+        await _attached(endpoint, 1)  # opened while the pod waits, before any claim
+        claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
+        result = await pool.hand_over(claim, ExecutionRequest(code="print(6 * 7)"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await pool.aclose()
+        await client.close()
+    assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
+    assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
+
+
+async def test_a_held_attach_that_closed_leaves_the_request_to_exec(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    # The attach closed while held (the API server restarted, say): nothing was sent on it, its
+    # end closed the runner's stdin (stdinOnce), and the request goes in by exec instead.
+    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        pool._observe(_running("pod"), False)
+        await _attached(endpoint, 1)
+        await endpoint.drop_attaches()
+        endpoint.attached = None  # its stdin is closed: a new attach would be refused
+        claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
+        result = await pool.hand_over(claim, ExecutionRequest(code="print('by exec')"), 1 << 20)
+        assert runner.wait(timeout=30) == 0
+    finally:
+        _reap(runner)
+        await pool.aclose()
+        await client.close()
+    assert result is not None and result.stdout == "by exec\n", result
+    assert endpoint.attaches == 1 and len(endpoint.commands) == 1
+
+
+async def test_a_pod_that_goes_before_its_claim_has_its_held_attach_closed(
+    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+) -> None:
+    pool, client = _pool(pod_exec)
+    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
+    endpoint.attached = runner
+    try:
+        pool._observe(_running("pod"), False)
+        await _attached(endpoint, 1)
+        pool._observe(_running("pod"), True)  # deleted
+        assert "pod" not in pool._held
+        await asyncio.gather(*pool._closing)
+        for _ in range(500):  # the stand-in sees the close a moment later
+            if endpoint.open_attaches == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert endpoint.open_attaches == 0 and runner.poll() is None  # nothing was sent
+    finally:
+        _reap(runner)
+        await pool.aclose()
         await client.close()

@@ -39,6 +39,7 @@ class ExecEndpoint:
     commands: list[list[str]] = field(default_factory=list)  # what was run, in order
     attached: subprocess.Popen[bytes] | None = None
     attaches: int = 0
+    _attached: set[WebSocket] = field(default_factory=set)
 
     def app(self) -> Starlette:
         pods = "/api/v1/namespaces/{namespace}/pods/{pod}"
@@ -57,6 +58,7 @@ class ExecEndpoint:
             return
         await ws.accept(subprotocol=chosen)
         self.attaches += 1
+        self._attached.add(ws)
         pumping = asyncio.create_task(self._pump_pipe(ws, proc))
         try:
             while True:
@@ -66,8 +68,18 @@ class ExecEndpoint:
         except (WebSocketDisconnect, ConnectionError, RuntimeError):
             pass
         finally:
+            self._attached.discard(ws)
             pumping.cancel()
             proc.stdin.close()  # stdinOnce
+
+    @property
+    def open_attaches(self) -> int:
+        return len(self._attached)
+
+    async def drop_attaches(self) -> None:
+        """Close every open attach from the server's side (as an API server that restarts)."""
+        for ws in list(self._attached):
+            await ws.close(code=1001)
 
     @staticmethod
     async def _pump_pipe(ws: WebSocket, proc: subprocess.Popen[bytes]) -> None:

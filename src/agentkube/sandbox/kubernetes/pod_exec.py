@@ -25,6 +25,7 @@ from typing import Any
 import httpx2
 from httpx2.websockets import HTTPXWSException, WebSocketDisconnect, WebSocketUpgradeError
 from lightkube import AsyncClient
+from wsproto.utilities import LocalProtocolError  # httpx2's WebSocket protocol engine
 
 JSON = dict[str, Any]
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -159,6 +160,19 @@ class PodExec:
             max_stdout=max_stdout, time_limit_s=time_limit_s, gate=gate, one_line=True,
         )  # fmt: skip
 
+    def hold_attach(self, namespace: str, pod: str, container: str) -> HeldAttach:
+        """Open an attach to ``container`` now and hold it until :meth:`HeldAttach.send`."""
+        return HeldAttach(self, namespace, pod, container)
+
+    def _connect(self, namespace: str, pod: str, subresource: str, params: JSON) -> Any:
+        """The WebSocket session of ``pods/<subresource>`` (an async context manager)."""
+        return self._http.websocket(
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/{subresource}",
+            subprotocols=list(PROTOCOLS),
+            params=params,
+            max_message_size_bytes=MESSAGE_BYTES,
+        )
+
     async def _session(
         self,
         namespace: str,
@@ -172,30 +186,106 @@ class PodExec:
         gate: Gate | None,
         one_line: bool,
     ) -> ExecOutput:
-        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/{subresource}"
         started = False
         try:
             async with asyncio.timeout(time_limit_s):
-                async with self._http.websocket(
-                    url,
-                    subprotocols=list(PROTOCOLS),
-                    params=params,
-                    max_message_size_bytes=MESSAGE_BYTES,
-                ) as ws:
+                async with self._connect(namespace, pod, subresource, params) as ws:
                     started = True
                     outcome = await _exchange(ws, stdin, max_stdout, gate, one_line)
         except BaseException as e:
-            error = _unwrap(e)
-            translated = _translate(error, pod, time_limit_s, started)
+            translated = _translate(_unwrap(e), pod, time_limit_s, started)
             if translated is None:
                 raise
-            raise translated from error
-        if isinstance(outcome, str):
-            raise ExecError(outcome, started=True)
-        return outcome
+            raise translated from _unwrap(e)
+        return _output(outcome)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """What a held attach is given to send (:meth:`HeldAttach.send`)."""
+
+    stdin: bytes
+    max_stdout: int
+    time_limit_s: float
+    gate: Gate | None
+
+
+class HeldAttach:
+    """An attach to a warm pod's runner, opened while the pod waits and held until its claim:
+    the request line then goes into a connection that is already open, and the claim pays
+    neither the connection nor the API server's, kubelet's and runtime's attach set-up.
+
+    One request at most (the runner takes one, and ``stdinOnce`` closes its stdin when this
+    attach ends). :meth:`send` raises ExecError as :meth:`PodExec.attach` does, with
+    ``started`` False when nothing was sent (the attach never opened, or closed while held), so
+    the caller may still hand the request over by exec.
+    """
+
+    def __init__(self, pod_exec: PodExec, namespace: str, pod: str, container: str) -> None:
+        self.pod = pod
+        loop = asyncio.get_running_loop()
+        self._turn: asyncio.Future[_Turn] = loop.create_future()
+        params = {"container": container, "stdin": "true", "stdout": "true", "stderr": "false"}
+        self._task = loop.create_task(self._hold(pod_exec, namespace, params), name=f"attach-{pod}")
+
+    async def send(
+        self, stdin: bytes, *, max_stdout: int, time_limit_s: float, gate: Gate | None = None
+    ) -> ExecOutput:
+        """Pass the runner ``stdin`` (a line) and collect its stdout's first line."""
+        if self._turn.done():
+            raise ExecError(f"the attach to {self.pod} was already used or closed")
+        self._turn.set_result(_Turn(stdin, max_stdout, time_limit_s, gate))
+        return await self._task
+
+    async def aclose(self) -> None:
+        """Close the attach unused (nothing was sent: the runner keeps its other handovers)."""
+        if not self._turn.done():
+            self._turn.cancel()
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+    async def _hold(self, pod_exec: PodExec, namespace: str, params: JSON) -> ExecOutput:
+        turn: _Turn | None = None
+        try:
+            async with pod_exec._connect(namespace, self.pod, "attach", params) as ws:
+                turn = await self._wait_turn(ws)
+                async with asyncio.timeout(turn.time_limit_s):
+                    outcome = await _exchange(
+                        ws, turn.stdin, turn.max_stdout, turn.gate, one_line=True
+                    )
+        except BaseException as e:
+            limit_s = turn.time_limit_s if turn is not None else 0.0
+            translated = _translate(_unwrap(e), self.pod, limit_s, turn is not None)
+            if translated is None:
+                raise
+            raise translated from _unwrap(e)
+        return _output(outcome)
+
+    async def _wait_turn(self, ws: Any) -> _Turn:
+        """The claim's request, unless the attach closes first (the runner says nothing before
+        its request, so anything received while held is the end)."""
+        closed = asyncio.ensure_future(ws.receive_bytes())
+        try:
+            await asyncio.wait((self._turn, closed), return_when=asyncio.FIRST_COMPLETED)
+            if not closed.done():
+                return self._turn.result()
+        finally:
+            if not closed.done():
+                closed.cancel()
+                with contextlib.suppress(BaseException):
+                    await closed
+        reason = closed.exception() or "it sent output"
+        raise ExecError(f"the attach to {self.pod} closed while held ({reason})")
+
+
+def _output(outcome: ExecOutput | str) -> ExecOutput:
+    if isinstance(outcome, str):
+        raise ExecError(outcome, started=True)
+    return outcome
 
 
 def _translate(
@@ -258,8 +348,12 @@ async def _collect(ws: Any, protocol: str, max_stdout: int, one_line: bool) -> E
 
 
 async def _send(ws: Any, protocol: str, stdin: bytes) -> None:
-    """The command's whole stdin, and its end of file where the protocol can say so."""
-    await ws.send_bytes(bytes((STDIN,)) + stdin)
+    """The command's whole stdin, and its end of file where the protocol can say so; ExecError
+    (not ``started``: nothing reached the command) when the connection closed before it."""
+    try:
+        await ws.send_bytes(bytes((STDIN,)) + stdin)
+    except (HTTPXWSException, LocalProtocolError, OSError) as e:  # (closing: wsproto's error)
+        raise ExecError(f"the connection closed before the input was sent ({e!r})") from e
     if protocol == PROTOCOLS[0]:
         await ws.send_bytes(bytes((CLOSE, STDIN)))
 

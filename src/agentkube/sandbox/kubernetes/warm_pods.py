@@ -7,7 +7,11 @@ now, and hands the request over:
 
 - **by attach** (the fast path): ``pods/attach`` to the runner's stdin; the request goes in as
   one line, the result comes back on the container's stdout as one line
-  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`). Nothing is started in the pod for it.
+  (:mod:`~agentkube.sandbox.kubernetes.pod_exec`). Nothing is started in the pod for it. The
+  attach is opened as soon as the pod is Running and held while it waits
+  (:class:`~agentkube.sandbox.kubernetes.pod_exec.HeldAttach`), so a claim pays neither the
+  connection nor the attach's set-up in the API server, kubelet and runtime; one that closed
+  while held leaves the request to exec.
 - **by exec** (where attach is refused, 403: one log line): ``pods/exec`` runs a fixed
   ``sh``/``head``/``cat`` command in the pod's container that writes the request into the
   runner's FIFO and streams the result back (``pod_runner.Handover``).
@@ -53,7 +57,7 @@ from lightkube.types import PatchType
 from agentkube.api.pod_contract import GATEWAY_FIELD_MANAGER
 from agentkube.sandbox.contract import ExecutionRequest, ExecutionResult, Limits
 from agentkube.sandbox.kubernetes.pod_events import PodEvents
-from agentkube.sandbox.kubernetes.pod_exec import ExecError, ExecOutput, PodExec
+from agentkube.sandbox.kubernetes.pod_exec import ExecError, ExecOutput, HeldAttach, PodExec
 from agentkube.sandbox.kubernetes.pod_runner import HANDOVER_ABORT, LOG_MARKER
 from agentkube.sandbox.kubernetes.rendering import (
     CONTAINER,
@@ -97,6 +101,7 @@ class Claim:
     name: str
     by_exec: bool
     confirmed: asyncio.Task[str] | None = None
+    held: HeldAttach | None = None  # the attach opened while the pod waited, if any
 
 
 def _unmarked(output: ExecOutput) -> ExecOutput:
@@ -156,6 +161,8 @@ class WarmPodPool:
         self._exec = pod_exec  # None once the pool stopped handing over by exec
         self._exec_failures = 0
         self._attach = attach and pod_exec is not None  # False once pods/attach was refused
+        self._held: dict[str, HeldAttach] = {}  # ready pod -> the attach opened while it waits
+        self._closing: set[asyncio.Task[None]] = set()
         events.subscribe(self._observe)
         self._events = events
 
@@ -210,9 +217,11 @@ class WarmPodPool:
                     + CLAIM_GRACE_S
                 },
             }
+            held = self._held.pop(name, None)
             if by_exec:
                 confirmed = asyncio.create_task(self._confirm(name, body), name=f"claim-{name}")
-                return Claim(name=name, by_exec=True, confirmed=confirmed)
+                return Claim(name=name, by_exec=True, confirmed=confirmed, held=held)
+            self._close_held(held)
             if await self._confirm(name, body) != LOST:
                 return Claim(name=name, by_exec=False)
         self.misses += 1
@@ -263,7 +272,7 @@ class WarmPodPool:
             return await confirmed == OURS
 
         try:
-            handed = await self._exec_or_none(name, request, max_result_bytes, ours)
+            handed = await self._exec_or_none(claim, request, max_result_bytes, ours)
         except BaseException:
             confirmed.cancel()
             raise
@@ -285,16 +294,17 @@ class WarmPodPool:
 
     async def _exec_or_none(
         self,
-        name: str,
+        claim: Claim,
         request: ExecutionRequest,
         max_result_bytes: int,
         ours: Callable[[], Awaitable[bool]],
     ) -> tuple[ExecOutput, float] | None:
-        """The handover's output and when it started: by attach where allowed, else by exec;
-        None if it brought nothing back (logged, unless the request was withheld: the claim
-        was not ours)."""
-        pod_exec = self._exec
+        """The handover's output and when it started: by attach where allowed (the attach held
+        open while the pod waited, else a new one), else by exec; None if it brought nothing
+        back (logged, unless the request was withheld: the claim was not ours)."""
+        name, pod_exec = claim.name, self._exec
         if pod_exec is None:
+            self._close_held(claim.held)
             return None
         started = time.perf_counter()
         limit_s = request.limits.timeout_s + HANDOVER_GRACE_S
@@ -303,10 +313,15 @@ class WarmPodPool:
         try:
             if self._attach:
                 try:
-                    output = await pod_exec.attach(
-                        self.settings.namespace, name, CONTAINER, line,
-                        max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
-                    )  # fmt: skip
+                    if claim.held is not None:
+                        output = await claim.held.send(
+                            line, max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate
+                        )
+                    else:
+                        output = await pod_exec.attach(
+                            self.settings.namespace, name, CONTAINER, line,
+                            max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate,
+                        )  # fmt: skip
                     return _unmarked(output), started
                 except ExecError as e:
                     if e.started or e.withheld:
@@ -326,6 +341,9 @@ class WarmPodPool:
         """An attach refused before anything was sent: a 403 stops the pool's attaching."""
         if error.forbidden:
             self._attach = False
+            for held in list(self._held.values()):
+                self._close_held(held)
+            self._held.clear()
             log.warning(
                 "warm pool: pods/attach is not allowed (%s); requests are handed over by exec "
                 "from now on (slower: a process in the pod). Grant get and create on "
@@ -394,14 +412,28 @@ class WarmPodPool:
         if deleted or meta.get("deletionTimestamp") or self._ended(pod):
             self._ready.pop(name, None)
             self._pending.discard(name)
+            self._close_held(self._held.pop(name, None))
         elif (pod.get("status") or {}).get("phase") == "Running":
             started = _started_at(pod) or datetime.now(UTC)
             if name in self._pending or name not in self._ready:
                 self._pending.discard(name)
                 self._ready[name] = started
+                self._hold(name)
         else:
             return
         self._changed.set()
+
+    def _hold(self, name: str) -> None:
+        """Open the attach a claim of ready pod ``name`` will send its request into."""
+        if self._attach and self._exec is not None and name not in self._held:
+            self._held[name] = self._exec.hold_attach(self.settings.namespace, name, CONTAINER)
+
+    def _close_held(self, held: HeldAttach | None) -> None:
+        """Close an attach no claim will use, in the background (nothing was sent on it)."""
+        if held is not None:
+            task = asyncio.ensure_future(held.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     @staticmethod
     def _ended(pod: JSON) -> bool:
@@ -428,6 +460,8 @@ class WarmPodPool:
             await asyncio.sleep(2.0)
 
     async def aclose(self) -> None:
+        held, self._held = list(self._held.values()), {}
+        await asyncio.gather(*(h.aclose() for h in held), *self._closing)
         if self._pod_exec is not None:
             await self._pod_exec.aclose()
             self._pod_exec = self._exec = None

@@ -444,58 +444,21 @@ async def test_a_request_that_sets_what_python_reads_at_start_gets_a_new_interpr
     assert result.stdout == "0 1\n", result
 
 
-async def test_a_pool_attaches_to_the_runner_s_stdin_and_runs_no_process_in_the_pod(
+@pytest.fixture
+async def attached(
     endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
-) -> None:
-    pool, client = _pool(pod_exec)
-    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
-    endpoint.attached = runner
-    try:
-        result = await pool.hand_over(_claim(), ExecutionRequest(code="print(6 * 7)"), 1 << 20)
-        assert runner.wait(timeout=30) == 0
-    finally:
-        _reap(runner)
-        await client.close()
-    assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
-    assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
-    message = json.loads((scratch.parent / "termination-log").read_text())
-    assert message["out"] == "42\n"  # for a gateway whose attach broke off
-
-
-async def test_an_attach_whose_claim_is_not_ours_sends_nothing_and_the_pod_can_still_be_exec_d(
-    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
-) -> None:
-    # The withheld attach ends the runner's stdin (stdinOnce): it keeps its FIFO handover.
+) -> AsyncIterator[tuple[WarmPodPool, subprocess.Popen[bytes]]]:
+    """A pool, and a runner waiting with its stdin open to the stand-in's ``pods/attach`` (and
+    its FIFOs to its ``pods/exec``)."""
     endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
     pool, client = _pool(pod_exec)
     runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
     endpoint.attached = runner
     try:
-        secret = ExecutionRequest(code="print('never run')")
-        assert await pool.hand_over(_claim(NOT_OURS), secret, 1 << 20) is None
-        assert runner.poll() is None and not (scratch / ".agentkube").exists()
-        endpoint.attached = None  # the container's stdin is closed: attaching is refused now
-        result = await pool.hand_over(_claim(), ExecutionRequest(code="print('ours')"), 1 << 20)
-        assert runner.wait(timeout=30) == 0
+        yield pool, runner
     finally:
         _reap(runner)
-        await client.close()
-    assert result is not None and result.stdout == "ours\n", result
-    assert endpoint.attaches == 1 and len(endpoint.commands) == 1
-
-
-async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodExec) -> None:
-    # A pod that has only just become Running may still be starting its runner.
-    pool, client = _pool(pod_exec)
-    for name in ("older", "newer"):
-        pod = {"metadata": {"name": name, "labels": {WARM_LABEL: "ready"}}}
-        pool._observe({**pod, "status": {"phase": "Running"}}, False)
-    try:
-        claim = await pool.claim(ExecutionRequest(code="print(1)"))
-        assert claim is not None and claim.name == "older"
-        assert claim.confirmed is not None
-        assert await claim.confirmed == LOST  # (no API server behind this pool's client)
-    finally:
+        await pool.aclose()
         await client.close()
 
 
@@ -512,69 +475,89 @@ def _running(name: str) -> dict[str, object]:
     return {"metadata": {"name": name, "labels": labels}, "status": {"phase": "Running"}}
 
 
-async def test_a_ready_pod_s_attach_is_open_before_its_claim_and_carries_the_request(
-    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+async def test_a_pool_attaches_to_the_runner_s_stdin_and_runs_no_process_in_the_pod(
+    endpoint: ExecEndpoint, attached: tuple[WarmPodPool, subprocess.Popen[bytes]], scratch: Path
 ) -> None:
-    pool, client = _pool(pod_exec)
-    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
-    endpoint.attached = runner
-    try:
-        pool._observe(_running("pod"), False)
-        await _attached(endpoint, 1)  # opened while the pod waits, before any claim
-        claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
-        result = await pool.hand_over(claim, ExecutionRequest(code="print(6 * 7)"), 1 << 20)
-        assert runner.wait(timeout=30) == 0
-    finally:
-        _reap(runner)
-        await pool.aclose()
-        await client.close()
+    pool, runner = attached
+    result = await pool.hand_over(_claim(), ExecutionRequest(code="print(6 * 7)"), 1 << 20)
+    assert runner.wait(timeout=30) == 0
+    assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
+    assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
+    message = json.loads((scratch.parent / "termination-log").read_text())
+    assert message["out"] == "42\n"  # for a gateway whose attach broke off
+
+
+async def test_an_attach_whose_claim_is_not_ours_sends_nothing_and_the_pod_can_still_be_exec_d(
+    endpoint: ExecEndpoint, attached: tuple[WarmPodPool, subprocess.Popen[bytes]], scratch: Path
+) -> None:
+    # The withheld attach ends the runner's stdin (stdinOnce): it keeps its FIFO handover.
+    pool, runner = attached
+    secret = ExecutionRequest(code="print('never run')")
+    assert await pool.hand_over(_claim(NOT_OURS), secret, 1 << 20) is None
+    assert runner.poll() is None and not (scratch / ".agentkube").exists()
+    endpoint.attached = None  # the container's stdin is closed: attaching is refused now
+    result = await pool.hand_over(_claim(), ExecutionRequest(code="print('ours')"), 1 << 20)
+    assert runner.wait(timeout=30) == 0
+    assert result is not None and result.stdout == "ours\n", result
+    assert endpoint.attaches == 1 and len(endpoint.commands) == 1
+
+
+async def test_a_ready_pod_s_attach_is_open_before_its_claim_and_carries_the_request(
+    endpoint: ExecEndpoint, attached: tuple[WarmPodPool, subprocess.Popen[bytes]]
+) -> None:
+    pool, runner = attached
+    pool._observe(_running("pod"), False)
+    await _attached(endpoint, 1)  # opened while the pod waits, before any claim
+    claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
+    result = await pool.hand_over(claim, ExecutionRequest(code="print(6 * 7)"), 1 << 20)
+    assert runner.wait(timeout=30) == 0
     assert result is not None and (result.exit_code, result.stdout) == (0, "42\n"), result
     assert (endpoint.attaches, endpoint.commands, pool.handovers) == (1, [], 1)
 
 
 async def test_a_held_attach_that_closed_leaves_the_request_to_exec(
-    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+    endpoint: ExecEndpoint, attached: tuple[WarmPodPool, subprocess.Popen[bytes]]
 ) -> None:
     # The attach closed while held (the API server restarted, say): nothing was sent on it, its
     # end closed the runner's stdin (stdinOnce), and the request goes in by exec instead.
-    endpoint.paths = dict(zip(HANDOVER_DIRS, _places(scratch), strict=True))
-    pool, client = _pool(pod_exec)
-    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
-    endpoint.attached = runner
-    try:
-        pool._observe(_running("pod"), False)
-        await _attached(endpoint, 1)
-        await endpoint.drop_attaches()
-        endpoint.attached = None  # its stdin is closed: a new attach would be refused
-        claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
-        result = await pool.hand_over(claim, ExecutionRequest(code="print('by exec')"), 1 << 20)
-        assert runner.wait(timeout=30) == 0
-    finally:
-        _reap(runner)
-        await pool.aclose()
-        await client.close()
+    pool, runner = attached
+    pool._observe(_running("pod"), False)
+    await _attached(endpoint, 1)
+    await endpoint.drop_attaches()
+    endpoint.attached = None  # its stdin is closed: a new attach would be refused
+    claim = dataclasses.replace(_claim(), held=pool._held.pop("pod"))
+    result = await pool.hand_over(claim, ExecutionRequest(code="print('by exec')"), 1 << 20)
+    assert runner.wait(timeout=30) == 0
     assert result is not None and result.stdout == "by exec\n", result
     assert endpoint.attaches == 1 and len(endpoint.commands) == 1
 
 
 async def test_a_pod_that_goes_before_its_claim_has_its_held_attach_closed(
-    endpoint: ExecEndpoint, pod_exec: PodExec, scratch: Path
+    endpoint: ExecEndpoint, attached: tuple[WarmPodPool, subprocess.Popen[bytes]]
 ) -> None:
+    pool, runner = attached
+    pool._observe(_running("pod"), False)
+    await _attached(endpoint, 1)
+    pool._observe(_running("pod"), True)  # deleted
+    assert "pod" not in pool._held
+    await asyncio.gather(*pool._closing)
+    for _ in range(500):  # the stand-in sees the close a moment later
+        if endpoint.open_attaches == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert endpoint.open_attaches == 0 and runner.poll() is None  # nothing was sent
+
+
+async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodExec) -> None:
+    # A pod that has only just become Running may still be starting its runner.
     pool, client = _pool(pod_exec)
-    runner = _runner(scratch, scratch.parent / "annotation", stdin=True)
-    endpoint.attached = runner
+    for name in ("older", "newer"):
+        pod = {"metadata": {"name": name, "labels": {WARM_LABEL: "ready"}}}
+        pool._observe({**pod, "status": {"phase": "Running"}}, False)
     try:
-        pool._observe(_running("pod"), False)
-        await _attached(endpoint, 1)
-        pool._observe(_running("pod"), True)  # deleted
-        assert "pod" not in pool._held
-        await asyncio.gather(*pool._closing)
-        for _ in range(500):  # the stand-in sees the close a moment later
-            if endpoint.open_attaches == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert endpoint.open_attaches == 0 and runner.poll() is None  # nothing was sent
+        claim = await pool.claim(ExecutionRequest(code="print(1)"))
+        assert claim is not None and claim.name == "older"
+        assert claim.confirmed is not None
+        assert await claim.confirmed == LOST  # (no API server behind this pool's client)
     finally:
-        _reap(runner)
-        await pool.aclose()
         await client.close()

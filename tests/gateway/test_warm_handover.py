@@ -552,12 +552,14 @@ async def test_a_claim_takes_the_pod_that_has_been_ready_longest(pod_exec: PodEx
     # A pod that has only just become Running may still be starting its runner.
     pool, client = _pool(pod_exec)
     for name in ("older", "newer"):
-        pod = {"metadata": {"name": name, "labels": {WARM_LABEL: "ready"}}}
-        pool._observe({**pod, "status": {"phase": "Running"}}, False)
+        pool._observe(_running(name), False)
     try:
         claim = await pool.claim(ExecutionRequest(code="print(1)"))
         assert claim is not None and claim.name == "older"
-        assert claim.confirmed is not None
+        assert claim.confirmed is not None and claim.held is not None
+        assert claim.held.pod == "older"
         assert await claim.confirmed == LOST  # (no API server behind this pool's client)
+        await claim.held.aclose()
     finally:
+        await pool.aclose()
         await client.close()

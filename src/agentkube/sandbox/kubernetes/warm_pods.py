@@ -303,8 +303,10 @@ class WarmPodPool:
         open while the pod waited, else a new one), else by exec; None if it brought nothing
         back (logged, unless the request was withheld: the claim was not ours)."""
         name, pod_exec = claim.name, self._exec
+        held = claim.held if self._attach and pod_exec is not None else None
+        if held is None:
+            self._close_held(claim.held)  # (attach or exec was refused since it was opened)
         if pod_exec is None:
-            self._close_held(claim.held)
             return None
         started = time.perf_counter()
         limit_s = request.limits.timeout_s + HANDOVER_GRACE_S
@@ -313,8 +315,8 @@ class WarmPodPool:
         try:
             if self._attach:
                 try:
-                    if claim.held is not None:
-                        output = await claim.held.send(
+                    if held is not None:
+                        output = await held.send(
                             line, max_stdout=max_result_bytes, time_limit_s=limit_s, gate=gate
                         )
                     else:

@@ -57,6 +57,7 @@ class ExecEndpoint:
             await ws.close(code=1008)  # the upgrade is refused (HTTP 403)
             return
         await ws.accept(subprotocol=chosen)
+        await ws.send_bytes(b"\x01")  # as the API server does: each channel opens empty
         self.attaches += 1
         self._attached.add(ws)
         pumping = asyncio.create_task(self._pump_pipe(ws, proc))

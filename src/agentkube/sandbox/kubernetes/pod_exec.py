@@ -267,8 +267,8 @@ class HeldAttach:
 
     async def _wait_turn(self, ws: Any) -> _Turn:
         """The claim's request, unless the attach closes first (the runner says nothing before
-        its request, so anything received while held is the end)."""
-        closed = asyncio.ensure_future(ws.receive_bytes())
+        its request, so output received while held is the end too)."""
+        closed = asyncio.ensure_future(_until_output(ws))
         try:
             await asyncio.wait((self._turn, closed), return_when=asyncio.FIRST_COMPLETED)
             if not closed.done():
@@ -286,6 +286,15 @@ def _output(outcome: ExecOutput | str) -> ExecOutput:
     if isinstance(outcome, str):
         raise ExecError(outcome, started=True)
     return outcome
+
+
+async def _until_output(ws: Any) -> bytes:
+    """The first message with data; the empty one the API server sends on each channel as it
+    opens is skipped. WebSocketDisconnect when the connection closes first."""
+    while True:
+        message = await ws.receive_bytes()
+        if len(message) > 1:
+            return message
 
 
 def _translate(

@@ -292,7 +292,7 @@ async def _until_output(ws: Any) -> bytes:
     """The first message with data; the empty one the API server sends on each channel as it
     opens is skipped. WebSocketDisconnect when the connection closes first."""
     while True:
-        message = await ws.receive_bytes()
+        message: bytes = await ws.receive_bytes()
         if len(message) > 1:
             return message
 

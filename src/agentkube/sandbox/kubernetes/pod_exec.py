@@ -33,6 +33,7 @@ STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 STDERR_KEPT = 64 * 1024  # of a command's stderr: enough to say what went wrong
 MESSAGE_BYTES = 1 << 20  # the API server sends output in frames of 32 KiB or less
 WITHHELD_WAIT_S = 2.0  # for a command given the withheld input to end
+CLOSE_WAIT_S = 5.0  # for a held attach closed unused to close its connection
 # Decides, once the connection is open, whether the command gets its stdin (True) or the other
 # input (False), which should make it end at once.
 Gate = tuple[Callable[[], Awaitable[bool]], bytes]
@@ -241,12 +242,19 @@ class HeldAttach:
         return await self._task
 
     async def aclose(self) -> None:
-        """Close the attach unused (nothing was sent: the runner keeps its other handovers)."""
+        """Close the attach unused (nothing was sent: the runner keeps its other handovers).
+
+        The held session ends by itself once it sees its turn withdrawn, so that its WebSocket
+        closes as it should (a cancelled one may leave its connection open); it is cancelled
+        only if it does not end within :data:`CLOSE_WAIT_S` (still connecting, say)."""
         if not self._turn.done():
             self._turn.cancel()
-        self._task.cancel()
         with contextlib.suppress(BaseException):
-            await self._task
+            await asyncio.wait_for(asyncio.shield(self._task), CLOSE_WAIT_S)
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
 
     async def _hold(self, pod_exec: PodExec, namespace: str, params: JSON) -> ExecOutput:
         turn: _Turn | None = None
@@ -272,6 +280,8 @@ class HeldAttach:
         try:
             await asyncio.wait((self._turn, closed), return_when=asyncio.FIRST_COMPLETED)
             if not closed.done():
+                if self._turn.cancelled():
+                    raise ExecError(f"the attach to {self.pod} was closed unused")
                 return self._turn.result()
         finally:
             if not closed.done():

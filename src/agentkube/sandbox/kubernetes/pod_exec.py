@@ -20,7 +20,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx2
 from httpx2.websockets import HTTPXWSException, WebSocketDisconnect, WebSocketUpgradeError
@@ -194,10 +194,7 @@ class PodExec:
                     started = True
                     outcome = await _exchange(ws, stdin, max_stdout, gate, one_line)
         except BaseException as e:
-            translated = _translate(_unwrap(e), pod, time_limit_s, started)
-            if translated is None:
-                raise
-            raise translated from _unwrap(e)
+            _raise_translated(e, pod, time_limit_s, started)
         return _output(outcome)
 
     async def aclose(self) -> None:
@@ -267,10 +264,7 @@ class HeldAttach:
                     )
         except BaseException as e:
             limit_s = turn.time_limit_s if turn is not None else 0.0
-            translated = _translate(_unwrap(e), self.pod, limit_s, turn is not None)
-            if translated is None:
-                raise
-            raise translated from _unwrap(e)
+            _raise_translated(e, self.pod, limit_s, turn is not None)
         return _output(outcome)
 
     async def _wait_turn(self, ws: Any) -> _Turn:
@@ -305,6 +299,16 @@ async def _until_output(ws: Any) -> bytes:
         message: bytes = await ws.receive_bytes()
         if len(message) > 1:
             return message
+
+
+def _raise_translated(
+    error: BaseException, pod: str, time_limit_s: float, started: bool
+) -> NoReturn:
+    """Raise a session's exception as its ExecError, or as it is (not ours)."""
+    translated = _translate(_unwrap(error), pod, time_limit_s, started)
+    if translated is None:
+        raise error
+    raise translated from _unwrap(error)
 
 
 def _translate(
